@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gitpubsub-broker: the single writer of the history ring.
+ *
+ * One thread, one epoll loop: the local socket where frontends hand over publishes
+ * (common/proto.h), a signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages
+ * once a second. Each publish is validated (broker/json.h), appended (shm/ring.h) and only then
+ * answered, so a 200 always means "in the ring".
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "broker/json.h"
+#include "common/config.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "shm/ring.h"
+#include "shm/topic.h"
+
+#define VERSION "1.0.0"
+#define MAX_EVENTS 64
+#define LISTEN_BACKLOG 512 /* a reconnect storm of frontends must not see ECONNREFUSED */
+#define EXPIRE_PERIOD_S 1  /* how often age retention runs */
+
+struct broker {
+	struct config cfg;
+	struct ring_writer w;
+	struct json_validator *json;
+	char *body;	    /* max_body bytes: the body as received */
+	char *msg;	    /* max_body bytes: the normalised message */
+	uint8_t *dgram;	    /* one request datagram */
+	size_t dgram_cap;
+	int epfd, lfd, sigfd, timerfd;
+	uint64_t published, refused;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gitpubsub-broker [OPTIONS]\n"
+		"\n"
+		"The single writer of GitPubSub's history ring: takes publishes from frontends on a\n"
+		"local socket, validates them, appends them to the shared-memory ring and wakes the\n"
+		"subscribers' frontends.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ";\n"
+		"                      a missing default file means built-in defaults)\n"
+		"  -r, --ring NAME     shared-memory ring name (default: [History] ring, " CONFIG_DEFAULT_RING ")\n"
+		"  -s, --socket PATH   local socket for frontends (default: [Broker] socket,\n"
+		"                      " CONFIG_DEFAULT_SOCKET ")\n"
+		"      --ready-fd N    write a newline to fd N once ready, then close it (s6 style)\n"
+		"      --recreate      replace an existing ring of another size or version\n"
+		"                      (its history is lost)\n"
+		"  -v, --verbose       log more (repeatable);  -q, --quiet  log less\n"
+		"  -h, --help          this text;  -V, --version  the version\n"
+		"\n"
+		"Environment: GITPUBSUB_LOG_LEVEL (error, warning, notice, info, debug).\n"
+		"Readiness is also signalled with sd_notify(READY=1) under systemd.\n"
+		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
+}
+
+static int reply(int fd, uint32_t status, uint64_t seq, uint64_t time_us, const char *reason)
+{
+	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status, .seq = seq,
+				.time_us = time_us };
+	ssize_t n;
+
+	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
+	n = send(fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(r))
+		return n < 0 ? -errno : -EIO;
+	return 0;
+}
+
+/* Read the request on fd, handle it, answer it. <0: drop the connection. */
+static int handle_request(struct broker *b, int fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = b->dgram, .iov_len = b->dgram_cap };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf) };
+	struct proto_req req;
+	struct cmsghdr *cm;
+	const uint8_t *topic;
+	uint64_t seq, t;
+	ssize_t n, mlen;
+	int body_fd = -1, err;
+
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		return -ECONNRESET; /* the frontend went away */
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&body_fd, CMSG_DATA(cm), sizeof(int));
+
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(req)) {
+		err = reply(fd, 400, 0, 0, "malformed request to the broker");
+		goto out;
+	}
+	memcpy(&req, b->dgram, sizeof(req));
+	topic = b->dgram + sizeof(req);
+	if (req.magic != PROTO_MAGIC || req.topic_len != (size_t)n - sizeof(req) || body_fd < 0) {
+		err = reply(fd, 400, 0, 0, "malformed request to the broker");
+		goto out;
+	}
+	if (!topic_stored_valid(topic, req.topic_len)) {
+		err = reply(fd, 400, 0, 0, "invalid topic");
+		goto out;
+	}
+	if (req.body_len > b->cfg.max_body) {
+		err = reply(fd, 413, 0, 0, "body larger than the limit");
+		goto out;
+	}
+	err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
+	if (err < 0) {
+		log_warning("unable to read a published body: %s", strerror(-err));
+		err = reply(fd, 400, 0, 0, "unable to read the body");
+		goto out;
+	}
+	mlen = json_normalize(b->json, b->body, (size_t)req.body_len, b->msg, b->cfg.max_body);
+	if (mlen == -E2BIG) {
+		b->refused++;
+		err = reply(fd, 400, 0, 0, "JSON has too many values");
+		goto out;
+	}
+	if (mlen < 0) {
+		b->refused++;
+		err = reply(fd, 400, 0, 0, "Invalid JSON data posted :(");
+		goto out;
+	}
+	err = ring_publish(&b->w, topic, req.topic_len, (const uint8_t *)b->msg, (uint32_t)mlen,
+			   io_now_real_us(), &seq, &t);
+	if (err == -EMSGSIZE) {
+		err = reply(fd, 413, 0, 0, "message larger than the history ring can hold");
+		goto out;
+	}
+	if (err < 0) {
+		log_error("unable to append to the ring: %s", strerror(-err));
+		err = reply(fd, 503, 0, 0, "unable to store the message");
+		goto out;
+	}
+	b->published++;
+	if (log_get_level() >= LOG_DEBUG) {
+		char path[256];
+		(void)topic_format(topic, req.topic_len, path, sizeof(path));
+		log_debug("published seq %llu to '%s', %zd bytes", (unsigned long long)seq, path,
+			  mlen);
+	}
+	err = reply(fd, 200, seq, t, "Message sent!");
+out:
+	if (body_fd >= 0)
+		(void)close(body_fd);
+	return err;
+}
+
+static int peer_allowed(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return 0;
+	return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static void accept_clients(struct broker *b)
+{
+	for (;;) {
+		struct epoll_event ev = { .events = EPOLLIN };
+		int fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warning("unable to accept a frontend: %s", strerror(errno));
+			return;
+		}
+		if (!peer_allowed(fd)) {
+			log_warning("refusing a local client of another user");
+			(void)close(fd);
+			continue;
+		}
+		ev.data.fd = fd;
+		if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			log_warning("unable to watch a frontend: %s", strerror(errno));
+			(void)close(fd);
+		}
+	}
+}
+
+static int open_listener(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)];
+	char *slash;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	memcpy(dir, path, strlen(path) + 1);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	(void)unlink(path); /* a stale socket from a broker that died */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, LISTEN_BACKLOG) < 0) {
+		int err = -errno;
+		(void)close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int setup_fds(struct broker *b)
+{
+	struct itimerspec its = { .it_interval = { EXPIRE_PERIOD_S, 0 },
+				  .it_value = { EXPIRE_PERIOD_S, 0 } };
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	b->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	b->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	b->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (b->sigfd < 0 || b->timerfd < 0 || b->epfd < 0)
+		return -errno;
+	if (timerfd_settime(b->timerfd, 0, &its, NULL) < 0)
+		return -errno;
+	ev.data.fd = b->lfd;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->lfd, &ev) < 0)
+		return -errno;
+	ev.data.fd = b->sigfd;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->sigfd, &ev) < 0)
+		return -errno;
+	ev.data.fd = b->timerfd;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->timerfd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The loop; returns at SIGTERM/SIGINT. */
+static int serve(struct broker *b)
+{
+	struct epoll_event evs[MAX_EVENTS];
+
+	for (;;) {
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == b->lfd) {
+				accept_clients(b);
+			} else if (fd == b->sigfd) {
+				struct signalfd_siginfo si;
+				if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+					continue;
+				if (si.ssi_signo == SIGHUP) {
+					log_notice("SIGHUP: nothing to reload; restart to apply a "
+						   "new configuration");
+					continue;
+				}
+				log_info("signal %u: shutting down after %llu publishes",
+					 si.ssi_signo, (unsigned long long)b->published);
+				return 0;
+			} else if (fd == b->timerfd) {
+				uint64_t ticks, gone;
+				if (read(fd, &ticks, sizeof(ticks)) < 0)
+					continue;
+				gone = ring_expire(&b->w, io_now_real_us());
+				if (gone)
+					log_debug("expired %llu messages older than the retention",
+						  (unsigned long long)gone);
+			} else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+				if (handle_request(b, fd) < 0) {
+					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+					(void)close(fd);
+				}
+			}
+		}
+	}
+}
+
+static void signal_ready(int ready_fd)
+{
+	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "\n", 1);
+		(void)close(ready_fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "ring", required_argument, NULL, 'r' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "ready-fd", required_argument, NULL, 'R' },
+		{ "recreate", no_argument, NULL, 'X' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	const char *config_path = NULL, *ring_name = NULL, *socket_path = NULL;
+	struct broker b = { .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
+	struct ring_params rp = { 0 };
+	int ready_fd = -1, verbosity = 0, c, err;
+	bool created;
+
+	log_open(argv[0]);
+	while ((c = getopt_long(argc, argv, "c:r:s:vqhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'r':
+			ring_name = optarg;
+			break;
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'R': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 1023) {
+				log_error("invalid --ready-fd '%s'", optarg);
+				return 2;
+			}
+			ready_fd = (int)v;
+			break;
+		}
+		case 'X':
+			rp.recreate = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'q':
+			verbosity--;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("gitpubsub-broker " VERSION "\n");
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s'", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (verbosity)
+		log_set_level(log_get_level() + verbosity);
+
+	config_defaults(&b.cfg);
+	err = config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, &b.cfg);
+	if (err == -ENOENT && !config_path) {
+		log_info("no %s, using built-in defaults", CONFIG_DEFAULT_PATH);
+	} else if (err < 0) {
+		if (err != -EINVAL)
+			log_error("unable to read configuration '%s': %s",
+				  config_path ? config_path : CONFIG_DEFAULT_PATH, strerror(-err));
+		else
+			log_error("invalid configuration '%s'",
+				  config_path ? config_path : CONFIG_DEFAULT_PATH);
+		return 1;
+	}
+	if (ring_name)
+		(void)snprintf(b.cfg.ring_name, sizeof(b.cfg.ring_name), "%s", ring_name);
+	if (socket_path)
+		(void)snprintf(b.cfg.socket_path, sizeof(b.cfg.socket_path), "%s", socket_path);
+
+	b.json = json_validator_new();
+	b.body = malloc(b.cfg.max_body + 1);
+	b.msg = malloc(b.cfg.max_body + 1);
+	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_TOPIC;
+	b.dgram = malloc(b.dgram_cap);
+	if (!b.json || !b.body || !b.msg || !b.dgram) {
+		log_error("unable to allocate buffers: out of memory");
+		return 1;
+	}
+
+	rp.data_size = b.cfg.ring_size;
+	rp.retention_us = b.cfg.retention_s * 1000000u;
+	err = ring_writer_open(b.cfg.ring_name, &rp, &b.w, &created);
+	if (err == -EEXIST || err == -EPROTO) {
+		log_error("ring '%s' exists with another size or version (%s); start once with "
+			  "--recreate to replace it (its history is lost)",
+			  b.cfg.ring_name, strerror(-err));
+		return 1;
+	}
+	if (err < 0) {
+		log_error("unable to open ring '%s': %s", b.cfg.ring_name, strerror(-err));
+		return 1;
+	}
+	log_info("%s ring '%s': %llu bytes of messages, %llu index entries, head %llu",
+		 created ? "created" : "attached to", b.cfg.ring_name,
+		 (unsigned long long)b.w.r.data_size, (unsigned long long)b.w.r.nidx,
+		 (unsigned long long)ring_head(&b.w.r));
+
+	b.lfd = open_listener(b.cfg.socket_path);
+	if (b.lfd < 0) {
+		log_error("unable to listen on '%s': %s", b.cfg.socket_path, strerror(-b.lfd));
+		ring_writer_close(&b.w);
+		return 1;
+	}
+	err = setup_fds(&b);
+	if (err < 0) {
+		log_error("unable to set up the event loop: %s", strerror(-err));
+		ring_writer_close(&b.w);
+		return 1;
+	}
+	(void)ring_expire(&b.w, io_now_real_us());
+	log_info("ready on '%s'", b.cfg.socket_path);
+	signal_ready(ready_fd);
+
+	err = serve(&b);
+	(void)sd_notify(0, "STOPPING=1");
+	(void)unlink(b.cfg.socket_path);
+	ring_writer_close(&b.w);
+	json_validator_free(b.json);
+	free(b.body);
+	free(b.msg);
+	free(b.dgram);
+	if (err < 0) {
+		log_error("event loop failed: %s", strerror(-err));
+		return 1;
+	}
+	return 0;
+}

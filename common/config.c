@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/trust.h"
+
+/*
+ * Longest line, newline excluded. The longest legitimate value is trustedPeers (4095 bytes in
+ * struct config), so twice that leaves room for the key and spacing while still catching a
+ * binary or runaway file early.
+ */
+#define CONFIG_LINE_MAX 8192
+
+/* Longest section name kept for messages; every known one is far shorter. */
+#define CONFIG_SECTION_MAX 64
+
+/* How much of a bad value a message quotes: enough to recognise it, short enough to read. */
+#define CONFIG_QUOTE_MAX 80
+
+/*
+ * Fractional digits a duration may have ("1.5s"). Nine keeps digits * 86400000 (a day in ms)
+ * far inside uint64_t, and nobody writes a finer fraction than a nanosecond.
+ */
+#define CONFIG_FRACTION_DIGITS_MAX 9
+
+#define KIB (UINT64_C(1) << 10)
+#define MIB (UINT64_C(1) << 20)
+#define GIB (UINT64_C(1) << 30)
+
+#define MS_PER_S UINT64_C(1000)
+#define MS_PER_M (60 * MS_PER_S)
+#define MS_PER_H (60 * MS_PER_M)
+#define MS_PER_D (24 * MS_PER_H)
+
+enum config_type {
+	CONFIG_STRING,	    /* free text, non-empty, fits the field */
+	CONFIG_PORT,	    /* uint32_t, 1-65535 */
+	CONFIG_PEERS,	    /* text checked with trust_parse() */
+	CONFIG_SIZE32,	    /* uint32_t size, > 0 */
+	CONFIG_SIZE64,	    /* uint64_t size, > 0 */
+	CONFIG_COUNT32,	    /* uint32_t plain decimal, > 0 */
+	CONFIG_DURATION_MS, /* uint32_t milliseconds, > 0 */
+	CONFIG_DURATION_S,  /* uint64_t seconds, >= 1 s */
+	CONFIG_RING,	    /* shm object name: "/name", no other '/' */
+	CONFIG_PATH,	    /* socket path: non-empty, fits sun_path */
+};
+
+struct config_key {
+	const char *section;
+	const char *key;
+	enum config_type type;
+	size_t offset;
+	size_t size;
+};
+
+#define CONFIG_KEY(sec, name, t, field)                         \
+	{                                                       \
+		.section = (sec), .key = (name), .type = (t),   \
+		.offset = offsetof(struct config, field),       \
+		.size = sizeof(((struct config *)NULL)->field), \
+	}
+
+/* Every key of PROTOCOL 9 and config.h; the canonical spelling is the one shown in messages. */
+static const struct config_key config_keys[] = {
+	CONFIG_KEY("Server", "port", CONFIG_PORT, port),
+	CONFIG_KEY("Server", "IP", CONFIG_STRING, listen_ip),
+	CONFIG_KEY("Clients", "trustedPeers", CONFIG_PEERS, trusted_peers),
+	CONFIG_KEY("Limits", "maxBodySize", CONFIG_SIZE64, max_body),
+	CONFIG_KEY("Limits", "maxTargetSize", CONFIG_SIZE32, max_target),
+	CONFIG_KEY("Limits", "maxHeaderSize", CONFIG_SIZE32, max_header),
+	CONFIG_KEY("Limits", "maxHeaderLines", CONFIG_COUNT32, max_header_lines),
+	CONFIG_KEY("Limits", "headerTimeout", CONFIG_DURATION_MS, header_timeout_ms),
+	CONFIG_KEY("Limits", "bodyTimeout", CONFIG_DURATION_MS, body_timeout_ms),
+	CONFIG_KEY("Stream", "keepalive", CONFIG_DURATION_MS, keepalive_ms),
+	CONFIG_KEY("Stream", "sendTimeout", CONFIG_DURATION_MS, send_timeout_ms),
+	CONFIG_KEY("History", "retention", CONFIG_DURATION_S, retention_s),
+	CONFIG_KEY("History", "ringSize", CONFIG_SIZE64, ring_size),
+	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
+	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
+};
+
+struct config_suffix {
+	const char *name;
+	uint64_t mult;
+};
+
+/* Size suffixes, matched case-insensitively: "64k" is as clear as "64K". */
+static const struct config_suffix size_suffixes[] = {
+	{ "", 1 },	{ "K", KIB }, { "KiB", KIB }, { "M", MIB },
+	{ "MiB", MIB }, { "G", GIB }, { "GiB", GIB },
+};
+
+/* Duration units, matched exactly: "m" is minutes, and "M" could be read as months. */
+static const struct config_suffix duration_units[] = {
+	{ "", MS_PER_S },  { "ms", 1 },	      { "s", MS_PER_S },
+	{ "m", MS_PER_M }, { "h", MS_PER_H }, { "d", MS_PER_D },
+};
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	(void)snprintf(c->listen_ip, sizeof(c->listen_ip), "%s", "127.0.0.1");
+	c->port = 2069;
+	(void)snprintf(c->trusted_peers, sizeof(c->trusted_peers), "%s", "127.0.0.1 ::1");
+	c->max_body = 2 * MIB;
+	c->max_target = 8 * 1024;
+	c->max_header = 16 * 1024;
+	c->max_header_lines = 100;
+	c->header_timeout_ms = 10 * 1000;
+	c->body_timeout_ms = 30 * 1000;
+	c->keepalive_ms = 5 * 1000;
+	c->send_timeout_ms = 60 * 1000;
+	c->retention_s = UINT64_C(48) * 3600;
+	c->ring_size = 64 * MIB;
+	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
+	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
+}
+
+/* Leading decimal digits of *ps into *ret, advancing *ps. At least one digit; no overflow. */
+_must_check_ static int config_parse_digits(const char **ps, uint64_t *ret)
+{
+	const char *p = *ps;
+	uint64_t v = 0;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (__builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
+			return -EINVAL;
+	}
+	*ps = p;
+	*ret = v;
+	return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *ret)
+{
+	const char *p = s;
+	uint64_t v, out;
+
+	/* own digit loop: strtoull would take leading spaces, a sign and "0x" */
+	if (!s || config_parse_digits(&p, &v) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(size_suffixes); i++) {
+		if (strcasecmp(p, size_suffixes[i].name) != 0)
+			continue;
+		if (__builtin_mul_overflow(v, size_suffixes[i].mult, &out))
+			return -EINVAL;
+		*ret = out;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int config_parse_duration_ms(const char *s, uint64_t *ret)
+{
+	const char *p = s;
+	uint64_t whole, frac = 0, scale = 1, out, frac_ms;
+
+	if (!s || config_parse_digits(&p, &whole) < 0)
+		return -EINVAL;
+	if (*p == '.') {
+		const char *f = ++p;
+
+		if (config_parse_digits(&p, &frac) < 0 || p - f > CONFIG_FRACTION_DIGITS_MAX)
+			return -EINVAL;
+		for (; f < p; f++)
+			scale *= 10;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(duration_units); i++) {
+		uint64_t unit = duration_units[i].mult;
+
+		if (strcmp(p, duration_units[i].name) != 0)
+			continue;
+		/* a fraction finer than a millisecond ("1.0005s", "0.5ms") cannot be held */
+		if (frac * unit % scale != 0)
+			return -EINVAL;
+		frac_ms = frac * unit / scale;
+		if (__builtin_mul_overflow(whole, unit, &out) ||
+		    __builtin_add_overflow(out, frac_ms, &out))
+			return -EINVAL;
+		*ret = out;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Strip leading and trailing whitespace (CR of a CRLF file included) in place. */
+static char *config_trim(char *s)
+{
+	size_t len;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	len = strlen(s);
+	while (len > 0 && isspace((unsigned char)s[len - 1]))
+		s[--len] = '\0';
+	return s;
+}
+
+static const struct config_key *config_find_key(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
+		if (strcasecmp(config_keys[i].section, section) == 0 &&
+		    strcasecmp(config_keys[i].key, key) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
+static void config_bad_value(const char *path, unsigned line, const struct config_key *k,
+			     const char *value, const char *why)
+{
+	log_error("%s:%u: invalid value '%.*s' for key '%s' in section '[%s]': %s", path, line,
+		  CONFIG_QUOTE_MAX, value, k->key, k->section, why);
+}
+
+static void config_set_u32(struct config *c, const struct config_key *k, uint64_t v)
+{
+	uint32_t v32 = (uint32_t)v;
+
+	memcpy((char *)c + k->offset, &v32, sizeof(v32));
+}
+
+static void config_set_u64(struct config *c, const struct config_key *k, uint64_t v)
+{
+	memcpy((char *)c + k->offset, &v, sizeof(v));
+}
+
+static void config_set_string(struct config *c, const struct config_key *k, const char *v)
+{
+	/* callers checked strlen(v) < k->size */
+	memcpy((char *)c + k->offset, v, strlen(v) + 1);
+}
+
+/*
+ * Check value against k's type and store it in c. A bad value is logged and leaves c alone:
+ * the field keeps its default or earlier value. 0 or -EINVAL.
+ */
+_must_check_ static int config_set(struct config *c, const char *path, unsigned line,
+				   const struct config_key *k, const char *value)
+{
+	struct trust peers;
+	char why[160];
+	size_t len = strlen(value);
+	uint64_t v;
+
+	switch (k->type) {
+	case CONFIG_STRING:
+	case CONFIG_PATH:
+		if (len == 0) {
+			config_bad_value(path, line, k, value, "empty");
+			return -EINVAL;
+		}
+		if (len >= k->size) {
+			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
+			config_bad_value(path, line, k, value, why);
+			return -EINVAL;
+		}
+		config_set_string(c, k, value);
+		return 0;
+
+	case CONFIG_RING:
+		if (len >= k->size) {
+			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
+			config_bad_value(path, line, k, value, why);
+			return -EINVAL;
+		}
+		/* shm_open(3): portable names are one '/' and then at least one other byte */
+		if (value[0] != '/' || len < 2 || strchr(value + 1, '/')) {
+			config_bad_value(
+				path, line, k, value,
+				"a ring name is '/' and a name without '/', like '/gitpubsub'");
+			return -EINVAL;
+		}
+		config_set_string(c, k, value);
+		return 0;
+
+	case CONFIG_PEERS:
+		if (len >= k->size) {
+			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
+			config_bad_value(path, line, k, value, why);
+			return -EINVAL;
+		}
+		/* refuse a bad list now, at start-up, rather than when a peer first publishes */
+		if (trust_parse(value, &peers, why, sizeof(why)) < 0) {
+			log_error("%s:%u: invalid value for key '%s' in section '[%s]': %s", path,
+				  line, k->key, k->section, why);
+			return -EINVAL;
+		}
+		config_set_string(c, k, value);
+		return 0;
+
+	case CONFIG_PORT: {
+		const char *p = value;
+
+		if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v == 0 || v > 65535) {
+			config_bad_value(path, line, k, value,
+					 "a port is a number from 1 to 65535");
+			return -EINVAL;
+		}
+		config_set_u32(c, k, v);
+		return 0;
+	}
+
+	case CONFIG_COUNT32: {
+		const char *p = value;
+
+		if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v == 0 || v > UINT32_MAX) {
+			config_bad_value(path, line, k, value,
+					 "expected a number from 1 to 4294967295");
+			return -EINVAL;
+		}
+		config_set_u32(c, k, v);
+		return 0;
+	}
+
+	case CONFIG_SIZE32:
+	case CONFIG_SIZE64:
+		if (config_parse_size(value, &v) < 0) {
+			config_bad_value(path, line, k, value,
+					 "expected a size like '65536', '64K', '2M' or '1GiB'");
+			return -EINVAL;
+		}
+		if (v == 0 || (k->type == CONFIG_SIZE32 && v > UINT32_MAX)) {
+			config_bad_value(path, line, k, value,
+					 k->type == CONFIG_SIZE32 ? "must be from 1 byte to 4G - 1"
+								  : "must be at least 1 byte");
+			return -EINVAL;
+		}
+		if (k->type == CONFIG_SIZE32)
+			config_set_u32(c, k, v);
+		else
+			config_set_u64(c, k, v);
+		return 0;
+
+	case CONFIG_DURATION_MS:
+	case CONFIG_DURATION_S:
+		if (config_parse_duration_ms(value, &v) < 0) {
+			config_bad_value(
+				path, line, k, value,
+				"expected a duration like '5', '250ms', '5s', '10m', '48h' or '2d'");
+			return -EINVAL;
+		}
+		if (k->type == CONFIG_DURATION_MS) {
+			if (v == 0 || v > UINT32_MAX) {
+				config_bad_value(path, line, k, value,
+						 "must be from 1ms to 49 days");
+				return -EINVAL;
+			}
+			config_set_u32(c, k, v);
+			return 0;
+		}
+		/* retention is kept in whole seconds; a fraction of one is dropped */
+		if (v < MS_PER_S) {
+			config_bad_value(path, line, k, value, "must be at least 1s");
+			return -EINVAL;
+		}
+		config_set_u64(c, k, v / MS_PER_S);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Where config_load is between lines. */
+struct config_state {
+	const char *path;
+	unsigned line;
+	enum {
+		CONFIG_NO_SECTION,  /* before the first header */
+		CONFIG_IN_SECTION,  /* after a good header */
+		CONFIG_BAD_SECTION, /* after a malformed header, already reported */
+	} where;
+	char section[CONFIG_SECTION_MAX];
+};
+
+/* A "[Section]" line (s trimmed, s[0] == '['). 0 or -EINVAL, logged. */
+_must_check_ static int config_section(struct config_state *st, char *s)
+{
+	size_t len = strlen(s);
+	char *name;
+
+	if (s[len - 1] != ']') {
+		log_error("%s:%u: malformed section header '%.*s': missing ']'", st->path, st->line,
+			  CONFIG_QUOTE_MAX, s);
+		st->where = CONFIG_BAD_SECTION;
+		return -EINVAL;
+	}
+	s[len - 1] = '\0';
+	name = config_trim(s + 1);
+	if (*name == '\0' || strpbrk(name, "[]")) {
+		log_error("%s:%u: malformed section header '[%.*s]'", st->path, st->line,
+			  CONFIG_QUOTE_MAX, name);
+		st->where = CONFIG_BAD_SECTION;
+		return -EINVAL;
+	}
+	if (strlen(name) >= sizeof(st->section)) {
+		log_error("%s:%u: section name '%.*s' too long", st->path, st->line,
+			  CONFIG_QUOTE_MAX, name);
+		st->where = CONFIG_BAD_SECTION;
+		return -EINVAL;
+	}
+	memcpy(st->section, name, strlen(name) + 1);
+	st->where = CONFIG_IN_SECTION;
+	return 0;
+}
+
+/* One "key: value" or "key = value" line (s trimmed, not empty). 0 or -EINVAL, logged. */
+_must_check_ static int config_assignment(struct config_state *st, char *s, struct config *c)
+{
+	const struct config_key *k;
+	char *sep = strpbrk(s, ":="), *key, *value;
+	char sepc;
+
+	if (!sep) {
+		log_error("%s:%u: malformed line '%.*s': expected 'key: value' or 'key = value'",
+			  st->path, st->line, CONFIG_QUOTE_MAX, s);
+		return -EINVAL;
+	}
+	sepc = *sep;
+	*sep = '\0';
+	key = config_trim(s);
+	value = config_trim(sep + 1);
+	if (*key == '\0') {
+		log_error("%s:%u: malformed line: no key before '%c'", st->path, st->line, sepc);
+		return -EINVAL;
+	}
+
+	switch (st->where) {
+	case CONFIG_NO_SECTION:
+		log_error("%s:%u: key '%.*s' outside any section", st->path, st->line,
+			  CONFIG_QUOTE_MAX, key);
+		return -EINVAL;
+	case CONFIG_BAD_SECTION:
+		return 0; /* the header was reported; its keys would only add noise */
+	case CONFIG_IN_SECTION:
+		break;
+	}
+
+	k = config_find_key(st->section, key);
+	if (!k) {
+		log_warning("%s:%u: unknown key '%.*s' in section '[%s]', ignoring", st->path,
+			    st->line, CONFIG_QUOTE_MAX, key, st->section);
+		return 0;
+	}
+	return config_set(c, st->path, st->line, k, value);
+}
+
+int config_load(const char *path, struct config *c)
+{
+	struct config_state st = { .path = path, .where = CONFIG_NO_SECTION };
+	char *buf = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int ret = 0;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -errno; /* the caller decides whether a missing file is worth a word */
+
+	for (;;) {
+		ssize_t n;
+		size_t len;
+		char *s;
+
+		errno = 0;
+		n = getline(&buf, &cap, f);
+		if (n < 0) {
+			if (!feof(f))
+				ret = errno ? -errno : -EIO;
+			break;
+		}
+		st.line++;
+		len = (size_t)n;
+		if (memchr(buf, '\0', len)) {
+			log_error("%s:%u: NUL byte in line", path, st.line);
+			ret = -EINVAL;
+			continue;
+		}
+		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+			buf[--len] = '\0';
+		if (len > CONFIG_LINE_MAX) {
+			log_error("%s:%u: line longer than %d bytes", path, st.line,
+				  CONFIG_LINE_MAX);
+			ret = -EINVAL;
+			continue;
+		}
+
+		s = buf;
+		/* a UTF-8 byte order mark, as some editors write, is not part of the first line */
+		if (st.line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3;
+		s = config_trim(s);
+		if (*s == '\0' || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			if (config_section(&st, s) < 0)
+				ret = -EINVAL;
+			continue;
+		}
+		if (config_assignment(&st, s, c) < 0)
+			ret = -EINVAL;
+	}
+
+	free(buf);
+	(void)fclose(f);
+	return ret;
+}

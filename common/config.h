@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GPS_COMMON_CONFIG_H
+#define GPS_COMMON_CONFIG_H
+
+#include <stdint.h>
+
+#include "common/macro.h"
+
+/*
+ * The configuration file (PROTOCOL 9): INI-style, "[Section]" headers, "key: value" or
+ * "key = value", '#' and ';' comment lines. Section and key names are case-insensitive.
+ * Every program reads the same file; the README documents every key.
+ *
+ *   [Server]   port (1-65535), IP (listen address)                          compat
+ *   [Clients]  trustedPeers (whitespace-separated list, see common/trust.h)  compat
+ *   [Limits]   maxBodySize, maxTargetSize, maxHeaderSize (sizes),
+ *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
+ *   [Stream]   keepalive, sendTimeout (durations)
+ *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name")
+ *   [Broker]   socket (path of the broker's local socket)
+ *
+ * Sizes take an optional suffix K, M, G (powers of 1024; "KiB", "MiB", "GiB" also accepted).
+ * Durations take ms, s, m, h, d; a bare number is seconds.
+ */
+
+#define CONFIG_DEFAULT_PATH "/etc/gitpubsub/gitpubsub.cfg"
+#define CONFIG_DEFAULT_RING "/gitpubsub"
+#define CONFIG_DEFAULT_SOCKET "/run/gitpubsub/broker.sock"
+
+struct config {
+	char listen_ip[64];	   /* [Server] IP; default "127.0.0.1" */
+	uint32_t port;		   /* [Server] port; default 2069 */
+	char trusted_peers[4096];  /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
+	uint64_t max_body;	   /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
+	uint32_t max_target;	   /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
+	uint32_t max_header;	   /* [Limits] maxHeaderSize; default 16 KiB */
+	uint32_t max_header_lines; /* [Limits] maxHeaderLines; default 100 */
+	uint32_t header_timeout_ms; /* [Limits] headerTimeout; default 10 s */
+	uint32_t body_timeout_ms;   /* [Limits] bodyTimeout; default 30 s */
+	uint32_t keepalive_ms;	    /* [Stream] keepalive; default 5 s (PROTOCOL 3.3) */
+	uint32_t send_timeout_ms;   /* [Stream] sendTimeout; default 60 s (PROTOCOL 3.7) */
+	uint64_t retention_s;	    /* [History] retention; default 48 h (PROTOCOL 8.1) */
+	uint64_t ring_size;	    /* [History] ringSize; default 64 MiB of message data */
+	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
+	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
+};
+
+/* Fill c with the defaults above. */
+void config_defaults(struct config *c);
+
+/*
+ * Read the file at path into c (which holds defaults or earlier values). Each problem is logged
+ * with file and line: unknown sections and keys as warnings (the value is ignored), malformed
+ * lines and values as errors. Returns 0, -EINVAL if any error was logged (c may be partly
+ * updated), or -errno if the file cannot be read (-ENOENT when missing).
+ */
+_must_check_ int config_load(const char *path, struct config *c);
+
+/* Parsers shared with the command lines. 0 or -EINVAL; *ret untouched on failure. */
+_must_check_ int config_parse_size(const char *s, uint64_t *ret);
+_must_check_ int config_parse_duration_ms(const char *s, uint64_t *ret);
+
+#endif

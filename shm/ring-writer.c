@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: MIT */
+/* The writer side of the history ring: create, publish, expire. Linked only into the broker
+ * and the ring tests. Protocol: shm/ring.h, section 5. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "shm/ring.h"
+
+#define RING_MODE 0644 /* frontends and gpsctl of any user may read history; one user writes */
+#define STATS_MODE 0666 /* every frontend adds to the counters; they hold nothing of value */
+
+static uint64_t round_pow2(uint64_t x)
+{
+	uint64_t p = 1;
+
+	while (p < x)
+		p <<= 1;
+	return p;
+}
+
+static void ring_geometry(const struct ring_params *p, uint64_t *ret_data, uint64_t *ret_nidx)
+{
+	uint64_t data = round_pow2(MAX(p->data_size, (uint64_t)RING_MIN_DATA));
+	uint64_t nidx = round_pow2(MAX(data / RING_IDX_DIVISOR, (uint64_t)RING_MIN_IDX));
+
+	*ret_data = MIN(data, RING_MAX_DATA);
+	*ret_nidx = nidx;
+}
+
+static int create_stats(const char *ring_name)
+{
+	char name[NAME_MAX + 1];
+	struct ring_stats *s;
+	int fd, err;
+
+	err = ring_stats_name(ring_name, name, sizeof(name));
+	if (err < 0)
+		return err;
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, STATS_MODE);
+	if (fd < 0)
+		return errno == EEXIST ? 0 : -errno; /* kept across restarts, like the ring */
+	(void)fchmod(fd, STATS_MODE); /* not narrowed by the umask */
+	err = posix_fallocate(fd, 0, sizeof(*s));
+	if (err) {
+		err = -err;
+		goto out_unlink;
+	}
+	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (s == MAP_FAILED) {
+		err = -errno;
+		goto out_unlink;
+	}
+	s->version = RING_VERSION;
+	atomic_store_explicit(&s->magic, RING_STATS_MAGIC, memory_order_release);
+	(void)munmap(s, sizeof(*s));
+	(void)close(fd);
+	return 0;
+
+out_unlink:
+	(void)shm_unlink(name);
+	(void)close(fd);
+	return err;
+}
+
+static int create_ring(const char *name, const struct ring_params *p, struct ring *ret)
+{
+	uint64_t data_size, nidx;
+	struct ring_hdr *h;
+	size_t size;
+	void *base;
+	int fd, err;
+
+	ring_geometry(p, &data_size, &nidx);
+	size = (size_t)(RING_HDR_SIZE + nidx * sizeof(struct ring_idx) + data_size);
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, RING_MODE);
+	if (fd < 0)
+		return -errno;
+	(void)fchmod(fd, RING_MODE);
+	/* Reserve every page now: on a full tmpfs ftruncate succeeds and the first store to a
+	 * missing page is a SIGBUS; posix_fallocate fails here instead (and returns the error). */
+	err = posix_fallocate(fd, 0, (off_t)size);
+	if (err) {
+		err = -err;
+		goto out_unlink;
+	}
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		err = -errno;
+		goto out_unlink;
+	}
+	h = base; /* the object is zero-filled: only non-zero fields are set */
+	h->version = RING_VERSION;
+	h->layout = RING_LAYOUT;
+	h->hdr_size = RING_HDR_SIZE;
+	h->nidx = nidx;
+	h->data_size = data_size;
+	h->created_us = io_now_real_us();
+	h->generation = h->created_us;
+	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
+	(void)close(fd);
+	ring_init_handle(ret, base, size);
+	return 0;
+
+out_unlink:
+	(void)shm_unlink(name);
+	(void)close(fd);
+	return err;
+}
+
+static int open_existing(const char *name, struct ring *ret)
+{
+	struct stat st;
+	void *base;
+	int fd, err;
+
+	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	if (st.st_size < (off_t)RING_HDR_SIZE) {
+		err = -EPROTO;
+		goto out_close_fd;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	err = ring_validate(base, (size_t)st.st_size);
+	if (err < 0) {
+		(void)munmap(base, (size_t)st.st_size);
+		goto out_close_fd;
+	}
+	(void)close(fd);
+	ring_init_handle(ret, base, (size_t)st.st_size);
+	return 0;
+
+out_close_fd:
+	(void)close(fd);
+	return err;
+}
+
+static void wake_all(struct ring_hdr *h)
+{
+	atomic_fetch_add_explicit(&h->wake, 1, memory_order_release);
+	(void)syscall(SYS_futex, &h->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Section 6: readers of the old object see closed, re-attach by name, find the new one. */
+static int replace_ring(const char *name)
+{
+	struct ring old;
+	int err;
+
+	if (open_existing(name, &old) == 0) {
+		atomic_store_explicit(&old.hdr->closed, 1, memory_order_release);
+		wake_all(old.hdr);
+		ring_detach(&old);
+	}
+	err = ring_unlink(name);
+	return err == -ENOENT ? 0 : err;
+}
+
+/* A crash in the middle of a publish (section 6): nothing past head counts; even the stamp. */
+static void recover(struct ring *r)
+{
+	uint32_t stamp = atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
+	uint64_t last = 0;
+
+	if (stamp & 1u)
+		atomic_store_explicit(&r->hdr->stamp, stamp + 1, memory_order_release);
+	if (head > atomic_load_explicit(&r->hdr->tail, memory_order_relaxed)) {
+		const struct ring_idx *e = &r->idx[(head - 1) & r->idx_mask];
+		const uint64_t end_pos = atomic_load_explicit(&e->pos, memory_order_relaxed) +
+				   ALIGN_UP((uint64_t)atomic_load_explicit(&e->topic_len,
+									  memory_order_relaxed) +
+							    atomic_load_explicit(&e->payload_len,
+										 memory_order_relaxed),
+						    8);
+
+		last = atomic_load_explicit(&e->time_us, memory_order_relaxed);
+		/* data_head is stored after the bytes; a crash may have left it behind them */
+		if (atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed) != end_pos)
+			atomic_store_explicit(&r->hdr->data_head, end_pos, memory_order_relaxed);
+	}
+	if (last > atomic_load_explicit(&r->hdr->last_time_us, memory_order_relaxed))
+		atomic_store_explicit(&r->hdr->last_time_us, last, memory_order_relaxed);
+}
+
+int ring_writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
+		     bool *ret_created)
+{
+	uint64_t data_size, nidx;
+	struct ring r;
+	bool created = false;
+	int err;
+
+	ring_geometry(p, &data_size, &nidx);
+	err = open_existing(name, &r);
+	if (err == 0 && (r.data_size != data_size || r.nidx != nidx)) {
+		ring_detach(&r);
+		err = -EEXIST;
+	}
+	if (err < 0 && err != -ENOENT) {
+		if (!p->recreate)
+			return err;
+		err = replace_ring(name);
+		if (err < 0)
+			return err;
+		err = -ENOENT;
+	}
+	if (err == -ENOENT) {
+		err = create_ring(name, p, &r);
+		if (err < 0)
+			return err;
+		created = true;
+	}
+	err = create_stats(name);
+	if (err < 0) {
+		ring_detach(&r);
+		return err;
+	}
+	if (!created)
+		recover(&r);
+	atomic_store_explicit(&r.hdr->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&r.hdr->broker_start_us, io_now_real_us(), memory_order_relaxed);
+	atomic_store_explicit(&r.hdr->retention_us, p->retention_us, memory_order_relaxed);
+	w->r = r;
+	w->retention_us = p->retention_us;
+	w->stats = NULL;
+	*ret_created = created;
+	return 0;
+}
+
+void ring_writer_close(struct ring_writer *w)
+{
+	if (!w->r.hdr)
+		return;
+	atomic_store_explicit(&w->r.hdr->broker_pid, 0, memory_order_relaxed);
+	ring_detach(&w->r);
+}
+
+int ring_unlink(const char *name)
+{
+	char stats[NAME_MAX + 1];
+	int err = 0;
+
+	if (shm_unlink(name) < 0)
+		err = -errno;
+	if (ring_stats_name(name, stats, sizeof(stats)) == 0)
+		(void)shm_unlink(stats);
+	return err;
+}
+
+/* Drop the oldest message (section 5, writer c); the caller publishes tail and data_tail. */
+static void evict_one(struct ring *r, uint64_t *tail)
+{
+	const struct ring_idx *e = &r->idx[*tail & r->idx_mask];
+
+	atomic_store_explicit(&r->hdr->evicted_time_us,
+			      atomic_load_explicit(&e->time_us, memory_order_relaxed),
+			      memory_order_relaxed);
+	(*tail)++;
+}
+
+static void publish_tail(struct ring *r, uint64_t tail, uint64_t head, uint64_t empty_pos)
+{
+	uint64_t dtail = tail < head ? atomic_load_explicit(&r->idx[tail & r->idx_mask].pos,
+							    memory_order_relaxed)
+				     : empty_pos;
+
+	atomic_store_explicit(&r->hdr->tail, tail, memory_order_release);
+	atomic_store_explicit(&r->hdr->data_tail, dtail, memory_order_release);
+	/* Store-store: readers that see a byte written after this fence see the new data_tail. */
+	atomic_thread_fence(memory_order_release);
+}
+
+/* The writer's half of the deliberate race of ring_copy_from (tests/tsan.supp). */
+__attribute__((noinline)) static void ring_copy_to(uint8_t *dst, const void *src, size_t len)
+{
+	memcpy(dst, src, len);
+}
+
+int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len,
+		 const uint8_t *payload, uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
+		 uint64_t *ret_time_us)
+{
+	struct ring *r = &w->r;
+	struct ring_hdr *h = r->hdr;
+	const uint64_t len = (uint64_t)topic_len + payload_len;
+	uint64_t head, tail, pos, end, t, last, off;
+	struct ring_idx *e;
+	uint32_t stamp;
+	bool evicted = false;
+
+	if (len > RING_MAX_RECORD(r->data_size))
+		return -EMSGSIZE;
+
+	/* a: open the stamp window, then time the message: strictly after the previous one */
+	stamp = atomic_load_explicit(&h->stamp, memory_order_relaxed);
+	atomic_store_explicit(&h->stamp, stamp + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (now_us == 0)
+		now_us = io_now_real_us();
+	last = atomic_load_explicit(&h->last_time_us, memory_order_relaxed);
+	t = MAX(now_us, last + 1);
+
+	/* b: place the record; it never wraps */
+	head = atomic_load_explicit(&h->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	pos = atomic_load_explicit(&h->data_head, memory_order_relaxed);
+	off = pos & r->data_mask;
+	if (off + len > r->data_size)
+		pos += r->data_size - off;
+	end = pos + ALIGN_UP(len, 8);
+
+	/* c: make room */
+	while (tail < head &&
+	       (head - tail >= r->nidx ||
+		atomic_load_explicit(&r->idx[tail & r->idx_mask].pos, memory_order_relaxed) +
+				r->data_size <
+			end)) {
+		evict_one(r, &tail);
+		evicted = true;
+	}
+	if (evicted)
+		publish_tail(r, tail, head, pos);
+
+	/* d: the bytes */
+	ring_copy_to(r->data + (pos & r->data_mask), topic, topic_len);
+	ring_copy_to(r->data + (pos & r->data_mask) + topic_len, payload, payload_len);
+
+	/* e: the index entry, seqlocked */
+	e = &r->idx[head & r->idx_mask];
+	atomic_store_explicit(&e->seq, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&e->time_us, t, memory_order_relaxed);
+	atomic_store_explicit(&e->pos, pos, memory_order_relaxed);
+	atomic_store_explicit(&e->topic_len, topic_len, memory_order_relaxed);
+	atomic_store_explicit(&e->payload_len, payload_len, memory_order_relaxed);
+	atomic_store_explicit(&e->seq, head, memory_order_release);
+
+	/* f: publish */
+	atomic_store_explicit(&h->data_head, end, memory_order_relaxed);
+	atomic_store_explicit(&h->last_time_us, t, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->head, head + 1, memory_order_release);
+	atomic_store_explicit(&h->stamp, stamp + 2, memory_order_release);
+
+	/* g: wake the readers */
+	wake_all(h);
+
+	*ret_seq = head;
+	*ret_time_us = t;
+	return 0;
+}
+
+uint64_t ring_expire(struct ring_writer *w, uint64_t now_us)
+{
+	struct ring *r = &w->r;
+	uint64_t head, tail, n = 0;
+
+	if (!w->retention_us || now_us < w->retention_us)
+		return 0;
+	head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+	while (tail < head &&
+	       atomic_load_explicit(&r->idx[tail & r->idx_mask].time_us, memory_order_relaxed) <
+		       now_us - w->retention_us) {
+		evict_one(r, &tail);
+		n++;
+	}
+	if (n) {
+		publish_tail(r, tail, head,
+			     atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed));
+		wake_all(r->hdr); /* lapped readers learn of their gap without waiting */
+	}
+	return n;
+}

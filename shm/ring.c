@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* The reader side of the history ring: attach, validate, read, wait. Protocol: shm/ring.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/ring.h"
+
+static bool is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+int ring_validate(const struct ring_hdr *h, size_t map_size)
+{
+	if (map_size < RING_HDR_SIZE)
+		return -EPROTO;
+	if (atomic_load_explicit(&h->magic, memory_order_acquire) != RING_MAGIC)
+		return -EPROTO;
+	if (h->version != RING_VERSION || h->layout != RING_LAYOUT || h->hdr_size != RING_HDR_SIZE)
+		return -EPROTO;
+	if (!is_pow2(h->nidx) || !is_pow2(h->data_size) || h->data_size < RING_MIN_DATA ||
+	    h->data_size > RING_MAX_DATA || h->nidx > RING_MAX_DATA / sizeof(struct ring_idx))
+		return -EPROTO;
+	if ((uint64_t)map_size != RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx) + h->data_size)
+		return -EPROTO;
+	return 0;
+}
+
+void ring_init_handle(struct ring *r, void *base, size_t map_size)
+{
+	struct ring_hdr *h = base;
+
+	r->hdr = h;
+	r->idx = (struct ring_idx *)((uint8_t *)base + RING_HDR_SIZE);
+	r->data = (uint8_t *)base + RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx);
+	r->map_size = map_size;
+	r->nidx = h->nidx;
+	r->idx_mask = h->nidx - 1;
+	r->data_size = h->data_size;
+	r->data_mask = h->data_size - 1;
+	r->generation = h->generation;
+}
+
+int ring_attach(const char *name, struct ring *ret_ring)
+{
+	struct ring r;
+	struct stat st;
+	void *base;
+	int fd, err;
+
+	fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	if (st.st_size < (off_t)RING_HDR_SIZE) {
+		err = -EPROTO; /* being created, or not ours */
+		goto out_close_fd;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	err = ring_validate(base, (size_t)st.st_size);
+	if (err < 0)
+		goto out_unmap;
+	(void)close(fd); /* the mapping keeps the object alive */
+	ring_init_handle(&r, base, (size_t)st.st_size);
+	*ret_ring = r;
+	return 0;
+
+out_unmap:
+	(void)munmap(base, (size_t)st.st_size);
+out_close_fd:
+	(void)close(fd);
+	return err;
+}
+
+void ring_detach(struct ring *r)
+{
+	if (r->hdr)
+		(void)munmap(r->hdr, r->map_size);
+	r->hdr = NULL;
+}
+
+int ring_rec_get(const struct ring *r, uint64_t seq, struct ring_rec *ret)
+{
+	const struct ring_idx *e = &r->idx[seq & r->idx_mask];
+	struct ring_rec rec;
+	uint64_t off;
+
+	if (seq >= ring_head(r))
+		return -EAGAIN;
+	if (seq < ring_tail(r))
+		return -ESTALE;
+	if (atomic_load_explicit(&e->seq, memory_order_acquire) != seq)
+		return -ESTALE;
+	rec.seq = seq;
+	rec.time_us = atomic_load_explicit(&e->time_us, memory_order_relaxed);
+	rec.pos = atomic_load_explicit(&e->pos, memory_order_relaxed);
+	rec.topic_len = atomic_load_explicit(&e->topic_len, memory_order_relaxed);
+	rec.payload_len = atomic_load_explicit(&e->payload_len, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq)
+		return -ESTALE;
+	/* A validated entry cannot describe a wrapping or oversized record; check anyway, since
+	 * a bug here would read outside the mapping. */
+	off = rec.pos & r->data_mask;
+	if ((uint64_t)rec.topic_len + rec.payload_len > r->data_size - off)
+		return -ESTALE;
+	rec.topic = r->data + off;
+	rec.payload = rec.topic + rec.topic_len;
+	*ret = rec;
+	return 0;
+}
+
+bool ring_rec_valid(const struct ring *r, const struct ring_rec *rec)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&r->hdr->data_tail, memory_order_acquire) <= rec->pos;
+}
+
+/* The seqlock's deliberate race lives here alone (tests/tsan.supp names this function). */
+__attribute__((noinline)) void ring_copy_from(void *dst, const uint8_t *src, size_t len)
+{
+	memcpy(dst, src, len);
+}
+
+/* Time of entry seq, or -ESTALE if the entry is being rewritten. */
+static int entry_time(const struct ring *r, uint64_t seq, uint64_t *ret_time)
+{
+	const struct ring_idx *e = &r->idx[seq & r->idx_mask];
+	uint64_t t;
+
+	if (atomic_load_explicit(&e->seq, memory_order_acquire) != seq)
+		return -ESTALE;
+	t = atomic_load_explicit(&e->time_us, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq)
+		return -ESTALE;
+	*ret_time = t;
+	return 0;
+}
+
+#define FIND_TIME_TRIES 16 /* restarts of the search before giving up to the caller */
+
+int ring_find_time(const struct ring *r, uint64_t time_us, uint64_t *ret_seq, uint64_t *ret_lo)
+{
+	for (int tries = 0; tries < FIND_TIME_TRIES; tries++) {
+		uint64_t head = ring_head(r);
+		/* entries below head - nidx + 1 have had their slots reused (or never existed) */
+		uint64_t lo = head > r->nidx ? head - r->nidx + 1 : 1;
+		uint64_t a = lo, b = head, t;
+		bool torn = false;
+
+		/* invariant: every seq < a has time < time_us, every seq >= b has time >= time_us */
+		while (a < b) {
+			uint64_t mid = a + (b - a) / 2;
+			if (entry_time(r, mid, &t) < 0) {
+				torn = true;
+				break;
+			}
+			if (t < time_us)
+				a = mid + 1;
+			else
+				b = mid;
+		}
+		if (torn)
+			continue;
+		/* the lowest entry may have been reused during the search: check it still holds */
+		if (lo > 1 && entry_time(r, lo, &t) < 0)
+			continue;
+		*ret_seq = a;
+		*ret_lo = lo;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+int ring_wait(const struct ring *r, uint32_t seen, uint32_t timeout_ms)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(timeout_ms / 1000u),
+		.tv_nsec = (long)(timeout_ms % 1000u) * 1000000L,
+	};
+	long rc;
+
+	/* Shared futex (no FUTEX_PRIVATE_FLAG): the waker is another process. */
+	rc = syscall(SYS_futex, &r->hdr->wake, FUTEX_WAIT, seen, &ts, NULL, 0);
+	if (rc == 0 || errno == EAGAIN || errno == EINTR || errno == ETIMEDOUT)
+		return 0;
+	return -errno;
+}
+
+#define KEEPALIVE_STAMP_TRIES 64 /* a stamp window is a few microseconds of the broker's time */
+
+int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us, uint64_t *ret_head)
+{
+	for (int i = 0; i < KEEPALIVE_STAMP_TRIES; i++) {
+		uint32_t s1 = atomic_load_explicit(&r->hdr->stamp, memory_order_acquire);
+		uint64_t head, now, last;
+		struct timespec ts;
+
+		if (s1 & 1u) {
+			(void)sched_yield();
+			continue;
+		}
+		head = ring_head(r);
+		last = atomic_load_explicit(&r->hdr->last_time_us, memory_order_relaxed);
+		(void)clock_gettime(CLOCK_REALTIME, &ts);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed) != s1)
+			continue;
+		now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+		*ret_time_us = MAX(now, last + 1);
+		*ret_head = head;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+int ring_stats_name(const char *ring_name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s%s", ring_name, RING_STATS_SUFFIX);
+
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int ring_stats_attach(const char *ring_name, bool writable, struct ring_stats **ret_stats)
+{
+	char name[NAME_MAX + 1];
+	struct ring_stats *s;
+	struct stat st;
+	int fd, err;
+
+	err = ring_stats_name(ring_name, name, sizeof(name));
+	if (err < 0)
+		return err;
+	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	if (st.st_size != (off_t)sizeof(struct ring_stats)) {
+		err = -EPROTO;
+		goto out_close_fd;
+	}
+	s = mmap(NULL, sizeof(*s), writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd,
+		 0);
+	if (s == MAP_FAILED) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	if (atomic_load_explicit(&s->magic, memory_order_acquire) != RING_STATS_MAGIC ||
+	    s->version != RING_VERSION) {
+		(void)munmap(s, sizeof(*s));
+		err = -EPROTO;
+		goto out_close_fd;
+	}
+	(void)close(fd);
+	*ret_stats = s;
+	return 0;
+
+out_close_fd:
+	(void)close(fd);
+	return err;
+}
+
+void ring_stats_detach(struct ring_stats *s)
+{
+	if (s)
+		(void)munmap(s, sizeof(*s));
+}

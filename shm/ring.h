@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GPS_SHM_RING_H
+#define GPS_SHM_RING_H
+
+/*
+ * THE CONTRACT FOR EVERY SHARED BYTE.
+ *
+ * The history ring is a POSIX shared-memory object holding every accepted message with its
+ * topic and publish time (PROTOCOL 8). This header describes all of it; no other file does.
+ *
+ * 1. Roles and lifetime
+ *
+ *   gitpubsub-broker is the single writer. It creates the object when absent
+ *   (O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC, mode 0644, fchmod, posix_fallocate so a full /dev/shm
+ *   fails at start-up with -ENOSPC instead of SIGBUS later) and maps it PROT_READ|PROT_WRITE.
+ *   gitpubsub-frontend and gpsctl open it O_RDONLY and map it PROT_READ: the kernel enforces that
+ *   they cannot corrupt history. gitpubsub-hook never maps it. The default name is "/gitpubsub"
+ *   ([History] ring); the owner is the broker's user.
+ *
+ *   A second object, "<name>.stats" (struct ring_stats, at the end of this file), holds the
+ *   connection and byte counters of PROTOCOL 6. Frontends map it read-write and add to it with
+ *   relaxed atomics, so counting needs no broker round trip. It holds no history: a frontend
+ *   that scribbles on it can spoil statistics, never messages.
+ *
+ * 2. Layout (offsets in bytes from the start of the mapping)
+ *
+ *   0       +------------------------------------------+
+ *           | struct ring_hdr: creation constants      |  line 0, read-mostly
+ *   64      | head tail data_head data_tail ...        |  line 1, writer-hot
+ *   128     | broker pid, start time                   |  line 2
+ *           | (zero up to RING_HDR_SIZE)               |
+ *   4096    +------------------------------------------+
+ *           | struct ring_idx idx[nidx]                |  32 bytes each, nidx a power of two
+ *   4096 +  +------------------------------------------+
+ *   32*nidx | uint8_t data[data_size]                  |  data_size a power of two
+ *           +------------------------------------------+
+ *
+ *   Message seq lives in idx[seq & (nidx - 1)]. Its bytes, the topic then the payload, live in
+ *   data at logical byte position pos (a 64-bit offset that only grows; the byte is
+ *   data[pos & (data_size - 1)]). A record never wraps around the end of data: when it does not
+ *   fit before the end, the writer skips to the start (pos moves to the next multiple of
+ *   data_size). Records start on 8-byte boundaries.
+ *
+ *   The stored topic is the list of decoded segments of PROTOCOL 2.1 joined by a single NUL byte
+ *   (published topics cannot contain NUL, PROTOCOL 2.5); the root topic "/" is the empty string.
+ *   See shm/topic.h. The payload is the normalised JSON text (PROTOCOL 4.3), one line, no CRLF.
+ *
+ * 3. Magic, version, layout
+ *
+ *   magic is stored last, with release, at creation: a reader that sees RING_MAGIC (acquire)
+ *   sees every other creation constant. version is bumped on ANY change to this file's structs
+ *   or protocol; layout is a digest of sizes and offsets, so a process built from other sources
+ *   refuses the ring with -EPROTO instead of misreading it.
+ *
+ * 4. Fields: see the comment of each. All are fixed-width; no pointers (positions and indices),
+ *   padding is explicit, 32- and 64-bit atomics are asserted lock-free below. Memory ordering is
+ *   written in C11 <stdatomic.h> terms (one vocabulary for the whole ring).
+ *
+ * 5. The protocol
+ *
+ *   Writer (append message seq = head, topic+payload of len bytes, time t):
+ *     a. stamp += 1 (relaxed, now odd) then a seq_cst fence; read the clock; t = max(now,
+ *        last_time + 1): times strictly increase, even when the wall clock steps back.
+ *     b. pos = data_head, moved to the next multiple of data_size if the record would wrap;
+ *        end = pos + ALIGN_UP(len, 8).
+ *     c. Evict from the tail while the oldest message overlaps the bytes about to be written
+ *        (idx[tail].pos < end - data_size), or the index is full (head - tail == nidx):
+ *        evicted_time = its time, tail += 1. Then data_tail = idx[tail].pos (or pos if nothing
+ *        is left). Store evicted_time, tail and data_tail (release), then a release fence, so
+ *        that these stores are visible before any byte of the new record.
+ *     d. Copy the bytes into data (ring_copy_to).
+ *     e. Seqlock the index entry: entry.seq = 0 (relaxed), release fence, store time, pos,
+ *        topic_len, payload_len (relaxed), entry.seq = seq (release).
+ *     f. data_head = end (relaxed), last_time = t (relaxed), head = seq + 1 (release);
+ *        stamp += 1 (release, even again).
+ *     g. wake += 1 (release), then FUTEX_WAKE(INT_MAX) on wake *without* FUTEX_PRIVATE_FLAG: the
+ *        waiters are other processes.
+ *   Expiry by age (PROTOCOL 8.1) is step c with the condition idx[tail].time < now - retention.
+ *
+ *   Reader (message seq):
+ *     a. head (acquire): seq >= head means not yet published (-EAGAIN).
+ *     b. tail (acquire): seq < tail means evicted (-ESTALE): the reader was lapped.
+ *     c. entry.seq (acquire) must equal seq; load the fields (relaxed); acquire fence; entry.seq
+ *        (relaxed) must still equal seq. Otherwise the entry was reused: -ESTALE.
+ *     d. Copy out what it needs of the record (ring_copy_from), then ring_rec_valid(): acquire
+ *        fence, data_tail (relaxed) <= pos. The fence pairs with the writer's release fence in
+ *        step c: a copy that saw any byte of a newer record also sees the data_tail that
+ *        condemned this one. A failed check means the copy may be torn: drop it, treat as lapped.
+ *   Gaps (PROTOCOL 3.4): a lapped reader resumes at tail; it missed tail - seq messages, whatever
+ *   their topics (the ring does not keep the topics of overwritten messages).
+ *
+ *   Waiting: w = wake (acquire); check head; if nothing new, FUTEX_WAIT(wake, w, timeout). A
+ *   publish between the load and the wait changes wake, so the kernel returns EAGAIN at once: no
+ *   lost wake-up. The timeout is the keepalive tick, so a frontend on a quiet ring still sends
+ *   keepalives and notices a departed client. Spurious wake-ups, EAGAIN and EINTR all just mean
+ *   "look again".
+ *
+ *   Time index: times strictly increase with seq, so the first message at or after a time is
+ *   found by binary search over idx for seq in [max(1, head - nidx + 1), head), in O(log n):
+ *   each probe is a seqlocked entry read (step c); a probe that fails restarts the search.
+ *   Entries of evicted messages stay readable until their slot is reused, which is how a replay
+ *   learns how many messages it asked for that are gone (PROTOCOL 3.4, 3.5).
+ *
+ *   Keepalive times (PROTOCOL 3.3): a reader that sends {"stillalive": T} must make T a valid
+ *   resume point: every message before it in the stream has a time < T and every later one a
+ *   time >= T. It loads stamp (acquire; odd: retry), head (acquire), reads the clock, acquire
+ *   fence, loads stamp again (equal: no message was being stamped meanwhile), sends what is
+ *   below head and then T = max(now, last_time + 1).
+ *
+ * 6. Restart and generation
+ *
+ *   The ring outlives the broker: a new broker opens the existing object, validates it as a
+ *   reader would, checks it was made with the configured size, and resumes at head. A publish
+ *   cut short by a crash never moved head, so its entry and bytes are simply rewritten (a reader
+ *   never looks past head). A crash between steps a and f leaves stamp odd: the new broker makes
+ *   it even. Only an explicit `gitpubsub-broker --recreate` replaces a ring: it sets closed = 1
+ *   and wakes everyone before unlinking, and the new object has a new generation; readers check
+ *   closed after each wake-up and timeout, then re-attach by name (or exit).
+ *
+ * 7. Errors returned by ring_*()
+ *
+ *   -ENOENT  no ring by that name: the broker never ran (frontend: 503 to publishers and
+ *            subscribers; gpsctl: says so).
+ *   -EPROTO  magic, version, layout or sizes do not match this build: refuse, never guess.
+ *   -ESTALE  the message is gone (lapped) or the ring was replaced (closed).
+ *   -EAGAIN  the message is not published yet.
+ *   -ENOSPC  /dev/shm cannot hold the ring (posix_fallocate at creation).
+ *   -EMSGSIZE a record larger than RING_MAX_RECORD(data_size).
+ *   -EEXIST  a ring exists with another size (the broker refuses unless --recreate).
+ *   other    -errno from shm_open, fstat, mmap.
+ */
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/macro.h"
+
+#define RING_MAGIC   UINT32_C(0x52535047) /* "GPSR" in memory order */
+#define RING_VERSION UINT32_C(1)	  /* bump on ANY change to this file */
+
+#define RING_HDR_SIZE	  4096u		  /* the header owns a page */
+#define RING_MIN_DATA	  (64u * 1024u)	  /* smallest data area */
+#define RING_MAX_DATA	  (UINT64_C(1) << 40) /* 1 TiB: far beyond any /dev/shm */
+#define RING_IDX_DIVISOR  256u /* one index entry per 256 data bytes: the mean record we plan for */
+#define RING_MIN_IDX	  1024u
+/* A record may use at most half the data area, so one message never evicts everything. */
+#define RING_MAX_RECORD(data_size) ((data_size) / 2)
+
+struct ring_hdr {
+	/* Line 0: set once at creation, magic last (release). */
+	_Atomic uint32_t magic; /* RING_MAGIC */
+	uint32_t version;	/* RING_VERSION */
+	uint32_t layout;	/* RING_LAYOUT */
+	uint32_t hdr_size;	/* RING_HDR_SIZE: offset of idx[] */
+	uint64_t nidx;		/* index entries, a power of two */
+	uint64_t data_size;	/* data bytes, a power of two, >= RING_MIN_DATA */
+	uint64_t generation;	/* creation time in us: differs for every ring made */
+	uint64_t created_us;	/* CLOCK_REALTIME at creation */
+	uint64_t _pad0[2];	/* zero */
+
+	/* Line 1, writer-hot: the broker stores, readers load, with the orders of section 5. */
+	alignas(64) _Atomic uint64_t head;  /* seq of the next message; starts at 1 (release) */
+	_Atomic uint64_t tail;		     /* seq of the oldest held message; == head if none */
+	_Atomic uint64_t data_head;	     /* position after the newest record (relaxed) */
+	_Atomic uint64_t data_tail;	     /* position of the oldest held byte (release) */
+	_Atomic uint64_t last_time_us;	     /* time of message head - 1; 0 if none (relaxed) */
+	_Atomic uint64_t evicted_time_us;    /* time of the newest evicted message; 0 if none */
+	_Atomic uint32_t wake;		     /* futex word: += 1 after head moves (release) */
+	_Atomic uint32_t closed;	     /* 1: ring replaced; re-attach by name (release) */
+	_Atomic uint32_t stamp;		     /* odd while a message is being timed (section 5) */
+	uint32_t _pad1;			     /* zero */
+
+	/* Line 2: the broker that writes now, for gpsctl and PROTOCOL 6 (relaxed). */
+	alignas(64) _Atomic uint64_t broker_pid; /* 0 after a clean shutdown */
+	_Atomic uint64_t broker_start_us;	  /* CLOCK_REALTIME when it attached */
+	_Atomic uint64_t published;		  /* messages appended since creation */
+	_Atomic uint64_t retention_us;		  /* the age limit the broker applies */
+};
+
+/* One index entry: a seqlock around a message's metadata (section 5, writer e / reader c). */
+struct ring_idx {
+	_Atomic uint64_t seq;	      /* the message's seq; 0 while being written (release) */
+	_Atomic uint64_t time_us;     /* publish time, CLOCK_REALTIME in us, strictly increasing */
+	_Atomic uint64_t pos;	      /* logical position of its bytes in data */
+	_Atomic uint32_t topic_len;   /* bytes of stored topic */
+	_Atomic uint32_t payload_len; /* bytes of payload, right after the topic */
+};
+
+_Static_assert(offsetof(struct ring_hdr, head) == 64, "head owns a cache line");
+_Static_assert(offsetof(struct ring_hdr, broker_pid) == 128, "broker info on its own line");
+_Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page");
+_Static_assert(sizeof(struct ring_idx) == 32, "index entries are 32 bytes");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free across processes");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free across processes");
+
+/* The layout digest: changes whenever a size or a field offset does. */
+#define RING_LAYOUT                                                                             \
+	((uint32_t)(sizeof(struct ring_hdr) * 1u + offsetof(struct ring_hdr, head) * 3u +         \
+		    offsetof(struct ring_hdr, stamp) * 5u + offsetof(struct ring_hdr, broker_pid) * 7u + \
+		    offsetof(struct ring_hdr, retention_us) * 11u + sizeof(struct ring_idx) * 13u + \
+		    offsetof(struct ring_idx, payload_len) * 17u + RING_HDR_SIZE * 19u))
+
+/* The statistics object "<ring name>.stats" (PROTOCOL 6). Every counter is added to with
+ * relaxed atomic adds by frontends (each on its own line: no false sharing between them) and
+ * read with relaxed loads. subscribers goes up when a stream starts and down when it ends. */
+#define RING_STATS_MAGIC UINT32_C(0x53535047) /* "GPSS" */
+struct ring_stats {
+	_Atomic uint32_t magic; /* RING_STATS_MAGIC, stored last at creation (release) */
+	uint32_t version;	/* RING_VERSION */
+	uint64_t _pad0[7];
+	alignas(64) _Atomic uint64_t connections; /* connections accepted since creation */
+	alignas(64) _Atomic uint64_t subscribers; /* open subscription streams */
+	alignas(64) _Atomic uint64_t received;	  /* bytes read from clients */
+	alignas(64) _Atomic uint64_t sent;	  /* bytes written to clients */
+};
+_Static_assert(sizeof(struct ring_stats) == 320, "stats layout");
+#define RING_STATS_SUFFIX ".stats"
+
+/* ---- process-local handles and the reader API (shm/ring.c) ------------------------------ */
+
+struct ring {
+	struct ring_hdr *hdr; /* PROT_READ for readers: never store through it outside the writer */
+	struct ring_idx *idx;
+	uint8_t *data;
+	size_t map_size;
+	uint64_t nidx, idx_mask;
+	uint64_t data_size, data_mask;
+	uint64_t generation;
+};
+
+/* A message located in the ring; topic and payload point into the shared mapping and may be
+ * overwritten at any moment: copy what you need with ring_copy_from(), then ring_rec_valid(). */
+struct ring_rec {
+	uint64_t seq;
+	uint64_t time_us;
+	uint64_t pos;
+	uint32_t topic_len;
+	uint32_t payload_len;
+	const uint8_t *topic;
+	const uint8_t *payload;
+};
+
+/* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
+ * failure. */
+_must_check_ int ring_attach(const char *name, struct ring *ret_ring);
+/* Unmap; accepts a ring that was never attached (hdr NULL). */
+void ring_detach(struct ring *r);
+/* Check a mapping of map_size bytes: 0 or -EPROTO. Used by attach and by the writer. */
+_must_check_ int ring_validate(const struct ring_hdr *h, size_t map_size);
+/* Fill the process-local fields of r from a validated header at base. */
+void ring_init_handle(struct ring *r, void *base, size_t map_size);
+
+static inline uint64_t ring_head(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+}
+
+static inline uint64_t ring_tail(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+}
+
+static inline uint32_t ring_wake_word(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->wake, memory_order_acquire);
+}
+
+/* Whether the ring was replaced (section 6): re-attach. */
+static inline bool ring_closed(const struct ring *r)
+{
+	return atomic_load_explicit(&r->hdr->closed, memory_order_acquire) != 0;
+}
+
+/* Locate message seq: 0 and *ret filled; -EAGAIN not published yet; -ESTALE gone. */
+_must_check_ int ring_rec_get(const struct ring *r, uint64_t seq, struct ring_rec *ret);
+/* After copying from rec: whether the copy is whole (section 5, reader d). */
+bool ring_rec_valid(const struct ring *r, const struct ring_rec *rec);
+/* The one place that reads record bytes from the mapping (a deliberate, validated race). */
+void ring_copy_from(void *dst, const uint8_t *src, size_t len);
+
+/*
+ * The first seq whose time is >= time_us among the entries still readable, in O(log n):
+ * *ret_seq is in [lo, head] (head: every held message is older). *ret_lo is the lowest seq whose
+ * entry could be read: messages in [*ret_lo, tail) were evicted but their times are known.
+ * 0, or -EAGAIN after too many restarts under a fast writer (try again).
+ */
+_must_check_ int ring_find_time(const struct ring *r, uint64_t time_us, uint64_t *ret_seq,
+				uint64_t *ret_lo);
+
+/* Sleep until wake differs from seen or timeout_ms passes; 0 (look again) or -errno other than
+ * EAGAIN/EINTR/ETIMEDOUT. */
+_must_check_ int ring_wait(const struct ring *r, uint32_t seen, uint32_t timeout_ms);
+
+/* A resume time for a keepalive (section 5): *ret_head is what must be sent before it. 0, or
+ * -EAGAIN if the writer kept stamping (try later). */
+_must_check_ int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us,
+				     uint64_t *ret_head);
+
+/* Statistics object: map "<ring name>.stats" read-write (frontends) or read-only; 0 or -errno. */
+_must_check_ int ring_stats_attach(const char *ring_name, bool writable,
+				   struct ring_stats **ret_stats);
+void ring_stats_detach(struct ring_stats *s);
+static inline void ring_stats_add(struct ring_stats *s, _Atomic uint64_t *counter, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+/* Build "<ring name>.stats" into buf; 0 or -ENAMETOOLONG. */
+_must_check_ int ring_stats_name(const char *ring_name, char *buf, size_t len);
+
+/* ---- the writer API (shm/ring-writer.c, linked only into the broker and the ring tests) ---- */
+
+struct ring_writer {
+	struct ring r;
+	uint64_t retention_us; /* 0: no age limit */
+	struct ring_stats *stats;
+};
+
+struct ring_params {
+	uint64_t data_size;    /* rounded up to a power of two, at least RING_MIN_DATA */
+	uint64_t retention_us; /* 0: keep until space runs out */
+	bool recreate;	       /* replace an existing ring of another size or version */
+};
+
+/*
+ * Open ring 'name' for writing, creating it (and its stats object) when absent. An existing ring
+ * is validated like a reader would and must have the requested size (-EEXIST otherwise) and this
+ * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6).
+ * *ret_created tells whether a new ring was made. 0 or -errno; *w untouched on failure.
+ */
+_must_check_ int ring_writer_open(const char *name, const struct ring_params *p,
+				  struct ring_writer *w, bool *ret_created);
+/* Mark a clean shutdown (broker_pid = 0) and unmap. The ring stays. */
+void ring_writer_close(struct ring_writer *w);
+/* Remove ring 'name' and its stats object (tests, --recreate). 0 or -errno. */
+_must_check_ int ring_unlink(const char *name);
+
+/*
+ * Append one message (section 5, writer). topic is the stored form (shm/topic.h). now_us is the
+ * current CLOCK_REALTIME (a parameter so tests can step the clock); the message time is
+ * max(now_us, previous + 1). On success *ret_seq and *ret_time_us are the message's.
+ * 0, or -EMSGSIZE if topic_len + payload_len > RING_MAX_RECORD(data_size).
+ */
+_must_check_ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len,
+			      const uint8_t *payload, uint32_t payload_len, uint64_t now_us,
+			      uint64_t *ret_seq, uint64_t *ret_time_us);
+
+/* Evict messages older than now_us - retention_us; the number evicted. */
+uint64_t ring_expire(struct ring_writer *w, uint64_t now_us);
+
+#endif
