@@ -433,6 +433,10 @@ int main(int argc, char **argv)
 			  b.cfg.ring_name, strerror(-err));
 		return 1;
 	}
+	if (err == -EBUSY) {
+		log_error("ring '%s' is in use by another broker", b.cfg.ring_name);
+		return 1;
+	}
 	if (err < 0) {
 		log_error("unable to open ring '%s': %s", b.cfg.ring_name, strerror(-err));
 		return 1;

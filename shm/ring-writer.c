@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -208,7 +209,7 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	uint64_t data_size, nidx;
 	struct ring r;
 	bool created = false;
-	int err;
+	int err, lock_fd;
 
 	ring_geometry(p, &data_size, &nidx);
 	err = open_existing(name, &r);
@@ -235,12 +236,22 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 		ring_detach(&r);
 		return err;
 	}
+	/* One writer at a time: an exclusive lock on the object, held until we exit. */
+	lock_fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (lock_fd >= 0)
+			(void)close(lock_fd);
+		ring_detach(&r);
+		return err;
+	}
 	if (!created)
 		recover(&r);
 	atomic_store_explicit(&r.hdr->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&r.hdr->broker_start_us, io_now_real_us(), memory_order_relaxed);
 	atomic_store_explicit(&r.hdr->retention_us, p->retention_us, memory_order_relaxed);
 	w->r = r;
+	w->lock_fd = lock_fd;
 	w->retention_us = p->retention_us;
 	w->stats = NULL;
 	*ret_created = created;
@@ -253,6 +264,8 @@ void ring_writer_close(struct ring_writer *w)
 		return;
 	atomic_store_explicit(&w->r.hdr->broker_pid, 0, memory_order_relaxed);
 	ring_detach(&w->r);
+	(void)close(w->lock_fd); /* releases the writer lock */
+	w->lock_fd = -1;
 }
 
 int ring_unlink(const char *name)

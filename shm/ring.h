@@ -14,8 +14,10 @@
  *   (O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC, mode 0644, fchmod, posix_fallocate so a full /dev/shm
  *   fails at start-up with -ENOSPC instead of SIGBUS later) and maps it PROT_READ|PROT_WRITE.
  *   gitpubsub-frontend and gpsctl open it O_RDONLY and map it PROT_READ: the kernel enforces that
- *   they cannot corrupt history. gitpubsub-hook never maps it. The default name is "/gitpubsub"
- *   ([History] ring); the owner is the broker's user.
+ *   they cannot corrupt history. gitpubsub-hook never maps it. The writer holds flock(LOCK_EX)
+ *   on the object while it runs, so a second broker on the same ring refuses to start
+ *   (-EBUSY). The default name is "/gitpubsub" ([History] ring); the owner is the broker's
+ *   user.
  *
  *   A second object, "<name>.stats" (struct ring_stats, at the end of this file), holds the
  *   connection and byte counters of PROTOCOL 6. Frontends map it read-write and add to it with
@@ -127,6 +129,8 @@
  *   -ENOSPC  /dev/shm cannot hold the ring (posix_fallocate at creation).
  *   -EMSGSIZE a record larger than RING_MAX_RECORD(data_size).
  *   -EEXIST  a ring exists with another size (the broker refuses unless --recreate).
+ *   -EBUSY   another writer holds the ring (flock(LOCK_EX) on the object): a second broker
+ *            on the same ring refuses to start.
  *   other    -errno from shm_open, fstat, mmap.
  */
 
@@ -317,6 +321,7 @@ _must_check_ int ring_stats_name(const char *ring_name, char *buf, size_t len);
 
 struct ring_writer {
 	struct ring r;
+	int lock_fd; /* holds flock(LOCK_EX) on the object: one writer at a time */
 	uint64_t retention_us; /* 0: no age limit */
 	struct ring_stats *stats;
 };
