@@ -24,8 +24,8 @@
 
 /* Deepest nesting of arrays and objects one body may have: deeper is refused (-E2BIG) before
  * jsmn runs. jsmn closes a bracket by walking up from its newest token, so its time grows with
- * tokens times depth: 100,000 nested '[' take it 18 s, while at 64 a worst-case body stays near
- * 40 ms. A hook message nests 3 deep. */
+ * tokens times depth: 100,000 nested '[' take it 18 s, while at 64 a worst-case body takes
+ * about 30 ms. A hook message nests 3 deep. */
 #define JSON_MAX_DEPTH 64u
 
 struct json_validator; /* owns the token array; one per broker */
