@@ -24,6 +24,15 @@ LIBS_hook     = $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null)
 LIBS_gpsctl   =
 LIBS_tests    = -lpthread
 
+# Quiet by default, like the kernel: `make V=1` shows the commands.
+ifeq ($(V),1)
+Q =
+msg = @true
+else
+Q = @
+msg = @printf '  %-6s %s\n'
+endif
+
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 
@@ -64,12 +73,14 @@ all: $(PROGS) $(SCRIPTS) $(UNIT_TESTS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	$(msg) CC $@
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 define archive
 	@mkdir -p $(@D)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(msg) AR $@
+	$(Q)$(AR) rcs $@ $^
 endef
 
 $(LIB_COMMON): $(call obj,$(COMMON_SRC)) ; $(archive)
@@ -81,24 +92,29 @@ $(LIB_HOOK): $(call obj,$(HOOK_SRC)) ; $(archive)
 
 # Only the broker (and the ring tests) link the ring writer: the Makefile says who writes.
 $(BUILD)/gitpubsub-broker: $(call obj,broker/main.c) $(LIB_BROKER) $(LIB_WRITER) $(LIB_SHM) $(LIB_COMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_broker)
+	$(msg) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_broker)
 
 $(BUILD)/gitpubsub-frontend: $(call obj,frontend/main.c) $(LIB_FRONTEND) $(LIB_SHM) $(LIB_COMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_frontend)
+	$(msg) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_frontend)
 
 $(BUILD)/gpsctl: $(call obj,gpsctl/main.c) $(LIB_SHM) $(LIB_COMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_gpsctl)
+	$(msg) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_gpsctl)
 
 $(BUILD)/gitpubsub-hook: $(call obj,hook/main.c) $(LIB_HOOK) $(LIB_COMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_hook)
+	$(msg) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_hook)
 
 $(BUILD)/gitpubsub-run: scripts/gitpubsub-run
 	@mkdir -p $(@D)
-	install -m 0755 $< $@
+	$(Q)install -m 0755 $< $@
 
 $(BUILD)/tests/%.t: $(call obj,tests/unit/%.c) $(LIB_BROKER) $(LIB_FRONTEND) $(LIB_WRITER) $(LIB_SHM) $(LIB_COMMON)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_tests) $(LIBS_broker)
+	$(msg) LD $@
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_tests) $(LIBS_broker)
 
 -include $(ALL_OBJ:.o=.d)
 
