@@ -65,6 +65,7 @@ static void usage(FILE *f)
 		"      --ready-fd N    write a newline to fd N once ready, then close it (s6 style)\n"
 		"      --recreate      replace an existing ring of another size or version\n"
 		"                      (its history is lost)\n"
+		"      --check-config  validate the configuration, print the effective one, exit\n"
 		"  -v, --verbose       log more (repeatable);  -q, --quiet  log less\n"
 		"  -h, --help          this text;  -V, --version  the version\n"
 		"\n"
@@ -334,6 +335,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "ready-fd", required_argument, NULL, 'R' },
 		{ "recreate", no_argument, NULL, 'X' },
+		{ "check-config", no_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -344,7 +346,7 @@ int main(int argc, char **argv)
 	struct broker b = { .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
 	struct ring_params rp = { 0 };
 	int ready_fd = -1, verbosity = 0, c, err;
-	bool created;
+	bool created, check_only = false;
 
 	log_open(argv[0]);
 	while ((c = getopt_long(argc, argv, "c:r:s:vqhV", opts, NULL)) != -1) {
@@ -370,6 +372,9 @@ int main(int argc, char **argv)
 		}
 		case 'X':
 			rp.recreate = true;
+			break;
+		case 'C':
+			check_only = true;
 			break;
 		case 'v':
 			verbosity++;
@@ -413,6 +418,10 @@ int main(int argc, char **argv)
 		(void)snprintf(b.cfg.ring_name, sizeof(b.cfg.ring_name), "%s", ring_name);
 	if (socket_path)
 		(void)snprintf(b.cfg.socket_path, sizeof(b.cfg.socket_path), "%s", socket_path);
+	if (check_only) {
+		config_write(&b.cfg, stdout);
+		return 0;
+	}
 
 	b.json = json_validator_new();
 	b.body = malloc(b.cfg.max_body + 1);

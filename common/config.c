@@ -515,3 +515,20 @@ int config_load(const char *path, struct config *c)
 	(void)fclose(f);
 	return ret;
 }
+
+void config_write(const struct config *c, FILE *f)
+{
+	fprintf(f,
+		"[Server]\nport: %u\nIP: %s\n\n"
+		"[Clients]\ntrustedPeers: %s\n\n"
+		"[Limits]\nmaxBodySize: %llu\nmaxTargetSize: %u\nmaxHeaderSize: %u\n"
+		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
+		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\n\n"
+		"[History]\nretention: %llus\nringSize: %llu\nring: %s\n\n"
+		"[Broker]\nsocket: %s\n",
+		c->port, c->listen_ip, c->trusted_peers, (unsigned long long)c->max_body,
+		c->max_target, c->max_header, c->max_header_lines, c->header_timeout_ms,
+		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms,
+		(unsigned long long)c->retention_s, (unsigned long long)c->ring_size, c->ring_name,
+		c->socket_path);
+}

@@ -3,6 +3,7 @@
 #define GPS_COMMON_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/macro.h"
 
@@ -55,6 +56,10 @@ void config_defaults(struct config *c);
  * updated), or -errno if the file cannot be read (-ENOENT when missing).
  */
 _must_check_ int config_load(const char *path, struct config *c);
+
+/* Write the effective configuration c to f in the file's own syntax (every key, sizes in
+ * bytes, durations in ms), so it can be read back. */
+void config_write(const struct config *c, FILE *f);
 
 /* Parsers shared with the command lines. 0 or -EINVAL; *ret untouched on failure. */
 _must_check_ int config_parse_size(const char *s, uint64_t *ret);
