@@ -30,10 +30,11 @@ static uint64_t round_pow2(uint64_t x)
 
 static void ring_geometry(const struct ring_params *p, uint64_t *ret_data, uint64_t *ret_nidx)
 {
-	uint64_t data = round_pow2(MAX(p->data_size, (uint64_t)RING_MIN_DATA));
+	/* clamp before rounding: above 2^63 the next power of two overflows and round_pow2 loops */
+	uint64_t data = round_pow2(MIN(MAX(p->data_size, (uint64_t)RING_MIN_DATA), RING_MAX_DATA));
 	uint64_t nidx = round_pow2(MAX(data / RING_IDX_DIVISOR, (uint64_t)RING_MIN_IDX));
 
-	*ret_data = MIN(data, RING_MAX_DATA);
+	*ret_data = data;
 	*ret_nidx = nidx;
 }
 
@@ -155,6 +156,19 @@ out_close_fd:
 	return err;
 }
 
+/* Whether another process holds the writer lock on ring 'name'. */
+static bool writer_running(const char *name)
+{
+	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	bool busy;
+
+	if (fd < 0)
+		return false;
+	busy = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	(void)close(fd); /* drops the lock if we got it */
+	return busy;
+}
+
 static void wake_all(struct ring_hdr *h)
 {
 	atomic_fetch_add_explicit(&h->wake, 1, memory_order_release);
@@ -181,7 +195,7 @@ static void recover(struct ring *r)
 {
 	uint32_t stamp = atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
-	uint64_t last = 0;
+	uint64_t last = 0, tail, dhead, dtail, want;
 
 	if (stamp & 1u)
 		atomic_store_explicit(&r->hdr->stamp, stamp + 1, memory_order_release);
@@ -199,6 +213,25 @@ static void recover(struct ring *r)
 		if (atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed) != end_pos)
 			atomic_store_explicit(&r->hdr->data_head, end_pos, memory_order_relaxed);
 	}
+	/*
+	 * Step c stores tail, then data_tail, then the bytes go in: a crash in between leaves
+	 * data_tail behind the oldest held record (a torn copy could pass ring_rec_valid), or, when
+	 * a record skipped to the start of data and evicted everything, past data_head, so every
+	 * record written from data_head on fails ring_rec_valid until the next eviction. Redo step
+	 * c's result; both positions only move forward.
+	 */
+	tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+	dhead = atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed);
+	dtail = atomic_load_explicit(&r->hdr->data_tail, memory_order_relaxed);
+	if (tail < head) {
+		want = atomic_load_explicit(&r->idx[tail & r->idx_mask].pos, memory_order_relaxed);
+	} else {
+		want = MAX(dhead, dtail);
+		if (dhead < want)
+			atomic_store_explicit(&r->hdr->data_head, want, memory_order_relaxed);
+	}
+	if (dtail < want)
+		atomic_store_explicit(&r->hdr->data_tail, want, memory_order_release);
 	if (last > atomic_load_explicit(&r->hdr->last_time_us, memory_order_relaxed))
 		atomic_store_explicit(&r->hdr->last_time_us, last, memory_order_relaxed);
 }
@@ -220,6 +253,8 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	if (err < 0 && err != -ENOENT) {
 		if (!p->recreate)
 			return err;
+		if (writer_running(name))
+			return -EBUSY; /* never pull a ring from under a live broker */
 		err = replace_ring(name);
 		if (err < 0)
 			return err;

@@ -161,8 +161,12 @@ int ring_find_time(const struct ring *r, uint64_t time_us, uint64_t *ret_seq, ui
 {
 	for (int tries = 0; tries < FIND_TIME_TRIES; tries++) {
 		uint64_t head = ring_head(r);
-		/* entries below head - nidx + 1 have had their slots reused (or never existed) */
-		uint64_t lo = head > r->nidx ? head - r->nidx + 1 : 1;
+		/*
+		 * Entries below head - nidx have had their slots reused (or never existed). Entry
+		 * head - nidx is the oldest held message of a full index until the next publish
+		 * reuses it, which the check of lo after the search catches.
+		 */
+		uint64_t lo = head > r->nidx ? head - r->nidx : 1;
 		uint64_t a = lo, b = head, t;
 		bool torn = false;
 

@@ -98,7 +98,7 @@
  *   "look again".
  *
  *   Time index: times strictly increase with seq, so the first message at or after a time is
- *   found by binary search over idx for seq in [max(1, head - nidx + 1), head), in O(log n):
+ *   found by binary search over idx for seq in [max(1, head - nidx), head), in O(log n):
  *   each probe is a seqlocked entry read (step c); a probe that fails restarts the search.
  *   Entries of evicted messages stay readable until their slot is reused, which is how a replay
  *   learns how many messages it asked for that are gone (PROTOCOL 3.4, 3.5).
@@ -346,9 +346,10 @@ void ring_writer_close(struct ring_writer *w);
 _must_check_ int ring_unlink(const char *name);
 
 /*
- * Append one message (section 5, writer). topic is the stored form (shm/topic.h). now_us is the
- * current CLOCK_REALTIME (a parameter so tests can step the clock); the message time is
- * max(now_us, previous + 1). On success *ret_seq and *ret_time_us are the message's.
+ * Append one message (section 5, writer). topic is the stored form (shm/topic.h). now_us is 0
+ * in production: the clock is then read inside the stamp window (writer step a), which the
+ * keepalive guarantee needs; tests pass a time to step the clock. The message time is
+ * max(now, previous + 1). On success *ret_seq and *ret_time_us are the message's.
  * 0, or -EMSGSIZE if topic_len + payload_len > RING_MAX_RECORD(data_size).
  */
 _must_check_ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len,
