@@ -33,8 +33,24 @@ Q = @
 msg = @printf '  %-6s %s\n'
 endif
 
-PREFIX  ?= /usr/local
-BINDIR  ?= $(PREFIX)/bin
+# Installation (STYLE 9): `make install` honours DESTDIR and the directories below, and
+# `make uninstall` removes exactly what install put there. gitpubsub-broker and
+# gitpubsub-frontend are not commands a person types: they live in LIBEXECDIR/gitpubsub,
+# where the installed units (generated from systemd/*.in) find them.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+LIBEXECDIR  ?= $(PREFIX)/libexec
+MANDIR      ?= $(PREFIX)/share/man
+# systemd's directories come from pkg-config with its prefix moved to PREFIX: /usr/local gives
+# /usr/local/lib/systemd/system and /usr/local/lib/sysusers.d (both on systemd's search
+# paths), /usr the distribution's own.
+SYSTEMD_PC   = $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) \
+	       --define-variable=root_prefix=$(PREFIX) systemd
+UNITDIR     ?= $(or $(shell $(SYSTEMD_PC) --variable=systemdsystemunitdir 2>/dev/null),$(PREFIX)/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(shell $(SYSTEMD_PC) --variable=sysusersdir 2>/dev/null),$(PREFIX)/lib/sysusers.d)
+# Where every program looks for gitpubsub.cfg (CONFIG_DEFAULT_PATH in common/config.h): not
+# a place to choose; tests that install into a scratch PREFIX point it elsewhere.
+CONFDIR     ?= /etc/gitpubsub
 
 # --- sources -------------------------------------------------------------------------------
 COMMON_SRC   = $(wildcard common/*.c)
@@ -111,10 +127,13 @@ $(BUILD)/gitpubsub-run: scripts/gitpubsub-run
 	@mkdir -p $(@D)
 	$(Q)install -m 0755 $< $@
 
-$(BUILD)/tests/%.t: $(call obj,tests/unit/%.c) $(LIB_BROKER) $(LIB_FRONTEND) $(LIB_WRITER) $(LIB_SHM) $(LIB_COMMON)
+# Unit tests link every library; each pulls in only the objects it uses.
+TEST_LIBS = $(LIB_BROKER) $(LIB_FRONTEND) $(if $(HOOK_SRC),$(LIB_HOOK)) $(LIB_WRITER) $(LIB_SHM) \
+	    $(LIB_COMMON)
+$(BUILD)/tests/%.t: $(call obj,tests/unit/%.c) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(msg) LD $@
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_tests) $(LIBS_broker)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_tests) $(LIBS_broker) $(LIBS_hook)
 
 -include $(ALL_OBJ:.o=.d)
 
@@ -138,16 +157,17 @@ check: deps
 	@scripts/run-tests $(BUILD) plain
 	@$(MAKE) --no-print-directory asan
 
-ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+# Sanitizer flags go in SANFLAGS, which both compiling and linking use.
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" HARDEN= all
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SANFLAGS="$(ASAN_FLAGS)" HARDEN= all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-tests build/asan asan
 
-TSAN_FLAGS = -O1 -g -fsanitize=thread
 tsan check-tsan:
-	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" HARDEN= \
-		build/tsan/tests/t-ring.t
+	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="-O1 -g" SANFLAGS=-fsanitize=thread \
+		HARDEN= build/tsan/tests/t-ring.t
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(abspath tests/tsan.supp)" prove -f build/tsan/tests/t-ring.t
 
 # --- static analysis -------------------------------------------------------------------------
@@ -167,6 +187,61 @@ lint: format-check
 analyze:
 	scan-build --status-bugs $(MAKE) BUILD=build/scan all
 	$(MAKE) BUILD=build/fanalyzer CFLAGS="-O1 -g -fanalyzer" all
+
+# --- installing ------------------------------------------------------------------------------
+INSTALL        ?= install
+INSTALL_BIN     = $(BUILD)/gpsctl $(filter $(BUILD)/gitpubsub-hook,$(PROGS))
+INSTALL_LIBEXEC = $(BUILD)/gitpubsub-broker $(BUILD)/gitpubsub-frontend
+UNIT_TEMPLATES  = gitpubsub-broker.service gitpubsub@.service
+UNITS           = gitpubsub.socket $(UNIT_TEMPLATES)
+# gitpubsub.8 documents the service, its configuration and its units; the other section-8
+# and section-5 names are .so links to it.
+MAN_PAGES       = man/gpsctl.1 man/gitpubsub-hook.1 man/gitpubsub.cfg.5 man/gitpubsub.8 \
+		  man/gitpubsub-broker.8 man/gitpubsub-frontend.8
+INSTALL_DIRS    = $(BINDIR) $(LIBEXECDIR)/gitpubsub $(UNITDIR) $(SYSUSERSDIR) $(CONFDIR) \
+		  $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8
+
+# Directories are made with mkdir -p, never `install -d`, which would reset the mode of one
+# that exists (/usr/local/bin is 2775 on some systems). The configuration file is installed
+# only when absent: an administrator's edits are never overwritten.
+install: $(PROGS)
+	$(Q)umask 022 && for d in $(INSTALL_DIRS); do mkdir -p "$(DESTDIR)$$d" || exit 1; done
+	$(Q)$(INSTALL) -m 0755 $(INSTALL_BIN) "$(DESTDIR)$(BINDIR)"
+	$(Q)$(INSTALL) -m 0755 $(INSTALL_LIBEXEC) "$(DESTDIR)$(LIBEXECDIR)/gitpubsub"
+	@mkdir -p $(BUILD)/systemd
+	$(Q)for u in $(UNIT_TEMPLATES); do \
+		sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' "systemd/$$u.in" >"$(BUILD)/systemd/$$u" && \
+		$(INSTALL) -m 0644 "$(BUILD)/systemd/$$u" "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; \
+	done
+	$(Q)$(INSTALL) -m 0644 systemd/gitpubsub.socket "$(DESTDIR)$(UNITDIR)/gitpubsub.socket"
+	$(Q)$(INSTALL) -m 0644 systemd/gitpubsub.sysusers "$(DESTDIR)$(SYSUSERSDIR)/gitpubsub.conf"
+	$(Q)for m in $(MAN_PAGES); do \
+		$(INSTALL) -m 0644 "$$m" "$(DESTDIR)$(MANDIR)/man$${m##*.}/" || exit 1; \
+	done
+	$(Q)if [ -e "$(DESTDIR)$(CONFDIR)/gitpubsub.cfg" ]; then \
+		echo "  KEEP   $(DESTDIR)$(CONFDIR)/gitpubsub.cfg (exists; etc/gitpubsub.cfg has the defaults)"; \
+	else \
+		$(INSTALL) -m 0644 etc/gitpubsub.cfg "$(DESTDIR)$(CONFDIR)/gitpubsub.cfg"; \
+	fi
+	$(msg) INSTALL "$(DESTDIR)$(PREFIX) (units in $(DESTDIR)$(UNITDIR))"
+
+# The configuration file goes only if it is still the one install put there; its folder and
+# LIBEXECDIR/gitpubsub go only once empty. Shared folders (bin, man1, ...) stay.
+uninstall:
+	$(Q)rm -f "$(DESTDIR)$(BINDIR)/gpsctl" "$(DESTDIR)$(BINDIR)/gitpubsub-hook"
+	$(Q)rm -f $(foreach p,$(notdir $(INSTALL_LIBEXEC)),"$(DESTDIR)$(LIBEXECDIR)/gitpubsub/$(p)")
+	$(Q)rm -f $(foreach u,$(UNITS),"$(DESTDIR)$(UNITDIR)/$(u)")
+	$(Q)rm -f "$(DESTDIR)$(SYSUSERSDIR)/gitpubsub.conf"
+	$(Q)for m in $(MAN_PAGES); do \
+		f=$${m##*/}; rm -f "$(DESTDIR)$(MANDIR)/man$${f##*.}/$$f" || exit 1; \
+	done
+	$(Q)if cmp -s etc/gitpubsub.cfg "$(DESTDIR)$(CONFDIR)/gitpubsub.cfg"; then \
+		rm -f "$(DESTDIR)$(CONFDIR)/gitpubsub.cfg"; \
+	elif [ -e "$(DESTDIR)$(CONFDIR)/gitpubsub.cfg" ]; then \
+		echo "  KEEP   $(DESTDIR)$(CONFDIR)/gitpubsub.cfg (changed since it was installed)"; \
+	fi
+	$(Q)rmdir "$(DESTDIR)$(LIBEXECDIR)/gitpubsub" "$(DESTDIR)$(CONFDIR)" 2>/dev/null || true
+	$(msg) UNINSTALL "$(DESTDIR)$(PREFIX)"
 
 clean:
 	rm -rf build

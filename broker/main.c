@@ -149,8 +149,9 @@ static int handle_request(struct broker *b, int fd)
 		err = reply(fd, 400, 0, 0, "Invalid JSON data posted :(");
 		goto out;
 	}
-	err = ring_publish(&b->w, topic, req.topic_len, (const uint8_t *)b->msg, (uint32_t)mlen,
-			   io_now_real_us(), &seq, &t);
+	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
+	err = ring_publish(&b->w, topic, req.topic_len, (const uint8_t *)b->msg, (uint32_t)mlen, 0,
+			   &seq, &t);
 	if (err == -EMSGSIZE) {
 		err = reply(fd, 413, 0, 0, "message larger than the history ring can hold");
 		goto out;
@@ -450,6 +451,12 @@ int main(int argc, char **argv)
 		log_error("unable to open ring '%s': %s", b.cfg.ring_name, strerror(-err));
 		return 1;
 	}
+	if (RING_MAX_RECORD(b.w.r.data_size) < b.cfg.max_body + PROTO_MAX_TOPIC)
+		log_warning("ringSize %llu holds messages of at most %llu bytes, less than "
+			    "maxBodySize %llu: larger bodies will get 413",
+			    (unsigned long long)b.w.r.data_size,
+			    (unsigned long long)RING_MAX_RECORD(b.w.r.data_size),
+			    (unsigned long long)b.cfg.max_body);
 	log_info("%s ring '%s': %llu bytes of messages, %llu index entries, head %llu",
 		 created ? "created" : "attached to", b.cfg.ring_name,
 		 (unsigned long long)b.w.r.data_size, (unsigned long long)b.w.r.nidx,

@@ -372,8 +372,14 @@ void stream_handle(struct conn *c, const struct http_request *req)
 		if (ring_closed(&s.r)) {
 			/* section 6 of shm/ring.h: the ring was replaced; follow it from its start */
 			ring_detach(&s.r);
-			while (attach_ring(c, &s.r) < 0)
+			/* the old object may still be there (a recreate cut short): wait for a
+			 * live one rather than spin on it */
+			while (attach_ring(c, &s.r) < 0 || ring_closed(&s.r)) {
+				if (s.r.hdr)
+					ring_detach(&s.r);
+				check_client(&s);
 				(void)usleep(ATTACH_RETRY_MS * 1000u);
+			}
 			s.next = ring_tail(&s.r);
 			continue;
 		}
