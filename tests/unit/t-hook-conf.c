@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* hook/conf.c: the hook's settings (gitpubsub.url, gitpubsub.timeout, gitpubsub.maxCommits). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "hook/conf.h"
+#include "tests/tap.h"
+
+static void test_duration(void)
+{
+	static const struct {
+		const char *s;
+		uint64_t ms;
+	} good[] = {
+		{ "5", 5000 },	   { "5s", 5000 },   { "1500ms", 1500 }, { "0.5", 500 },
+		{ "1.25s", 1250 }, { "2m", 120000 }, { "1.5m", 90000 },	 { "0", 0 },
+		{ "0.001", 1 },	   { "10ms", 10 },
+	};
+	static const char *const bad[] = { "",
+					   "s",
+					   "5x",
+					   "1.",
+					   ".5",
+					   "1.2345",
+					   "-1",
+					   "+1",
+					   "5 s",
+					   "1e3",
+					   "5sec",
+					   "0x10",
+					   "99999999999999999999" };
+	uint64_t ms;
+
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		ms = 777;
+		is(conf_parse_duration_ms(good[i].s, &ms), 0, "duration '%s' parses", good[i].s);
+		is(ms, good[i].ms, "duration '%s' is %llu ms", good[i].s,
+		   (unsigned long long)good[i].ms);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		ms = 777;
+		is(conf_parse_duration_ms(bad[i], &ms), -EINVAL, "duration '%s' refused", bad[i]);
+		is(ms, 777, "refused duration '%s' leaves the result alone", bad[i]);
+	}
+}
+
+static void test_set(void)
+{
+	struct conf c;
+	uint32_t n = 9;
+
+	if (!ok(conf_init(&c) == 0, "init"))
+		return;
+	is_str(c.url, CONF_DEFAULT_URL, "default url");
+	is(c.timeout_ms, 5000, "default timeout 5 s");
+	is(c.max_commits, 100, "default maxCommits 100");
+
+	is(conf_set(&c, "timeout", "2s"), 0, "timeout set");
+	is(c.timeout_ms, 2000, "timeout is 2000 ms");
+	is(conf_set(&c, "timeout", "0"), -EINVAL, "timeout 0 refused");
+	is(conf_set(&c, "timeout", "11m"), -EINVAL, "timeout past 10 minutes refused");
+	is(conf_set(&c, "timeout", "soon"), -EINVAL, "timeout 'soon' refused");
+	is(c.timeout_ms, 2000, "refused timeouts leave the value");
+
+	is(conf_set(&c, "maxcommits", "3"), 0, "maxCommits set (key case-insensitive)");
+	is(c.max_commits, 3, "maxCommits is 3");
+	is(conf_set(&c, "maxCommits", "0"), -EINVAL, "maxCommits 0 refused");
+	is(conf_set(&c, "maxCommits", "-5"), -EINVAL, "negative maxCommits refused");
+	is(conf_set(&c, "maxCommits", "100001"), -EINVAL, "maxCommits past the cap refused");
+	is(c.max_commits, 3, "refused values leave maxCommits");
+
+	is(conf_set(&c, "URL", "http://h:1/x/{project}"), 0, "url set");
+	is_str(c.url, "http://h:1/x/{project}", "url kept as a template");
+	is(conf_set(&c, "url", ""), -EINVAL, "empty url refused");
+	is(conf_set(&c, "colour", "blue"), -ENOENT, "unknown key reported");
+
+	is(conf_parse_u32("4294967295", &n), 0, "u32 max parses");
+	is(n, 4294967295U, "u32 max value");
+	is(conf_parse_u32("4294967296", &n), -EINVAL, "u32 overflow refused");
+	conf_free(&c);
+}
+
+static void test_url(void)
+{
+	static const struct {
+		const char *tmpl, *project, *want;
+	} cases[] = {
+		{ "http://localhost:2069/json/git/{project}", "foo.git",
+		  "http://localhost:2069/json/git/foo.git" },
+		{ "http://h/{project}/x/{project}", "a", "http://h/a/x/a" },
+		{ "http://h/fixed", "a", "http://h/fixed" },
+		{ "http://h/{project}", "a b/c?d#e%f", "http://h/a%20b%2Fc%3Fd%23e%25f" },
+		{ "http://h/{project}", "caf\xC3\xA9~_-.", "http://h/caf%C3%A9~_-." },
+		{ "http://h/{proj}", "a", "http://h/{proj}" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char *u = conf_expand_url(cases[i].tmpl, cases[i].project);
+
+		is_str(u, cases[i].want, "expand '%s' with '%s'", cases[i].tmpl, cases[i].project);
+		free(u);
+	}
+}
+
+int main(void)
+{
+	test_duration();
+	test_set();
+	test_url();
+	return done_testing();
+}
