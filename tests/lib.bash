@@ -236,8 +236,12 @@ gps_stop()
 	if [[ -f $BATS_FILE_TMPDIR/runner.pid ]]; then
 		pid=$(<"$BATS_FILE_TMPDIR/runner.pid")
 		kill -TERM "$pid" 2>/dev/null || true
-		_gps_sleep_until "$GPS_STOP_TIMEOUT" _gps_pid_dead "$pid" ||
+		if _gps_sleep_until "$GPS_STOP_TIMEOUT" _gps_pid_dead "$pid"; then
+			# Reap it if it is our child: a zombie leader would keep its group "alive".
+			wait "$pid" 2>/dev/null || true
+		else
 			echo "gps_stop: runner $pid ignored SIGTERM for ${GPS_STOP_TIMEOUT}s" >&2
+		fi
 		# Frontends still serving a connection are the runner's descendants, in its group.
 		if _gps_group_alive "$pid"; then
 			kill -KILL -- "-$pid" 2>/dev/null || true
@@ -428,7 +432,7 @@ gps_stat()
 
 # gps_subscribe NAME TOPIC [CURL_ARGS...] - start a subscriber: `curl -sN --raw -i` on TOPIC in
 # the background, its head and raw (still chunked) body streamed to $BATS_FILE_TMPDIR/sub-NAME.raw
-# and its pid kept in sub-NAME.pid. Returns once the whole response head has arrived (bounded by
+# (the head also to sub-NAME.raw.head) and its pid kept in sub-NAME.pid. Returns once the whole response head has arrived (bounded by
 # GPS_SUBSCRIBE_TIMEOUT), so the subscription is live; returns 1 (showing what arrived) if not.
 # CURL_ARGS are added, e.g. -H 'X-Fetch-Since: 0' or --http1.0. Safe inside `run`.
 gps_subscribe()
@@ -439,17 +443,21 @@ gps_subscribe()
 	raw=$BATS_FILE_TMPDIR/sub-$name.raw
 	gps_unsubscribe "$name"
 	: >"$raw"
-	curl -sN --raw -i -o "$raw" "$@" "$url" </dev/null >/dev/null 2>"$raw.err" 3>&- &
+	: >"$raw.head"
+	# -i puts the head into the raw file too, but curl writes it there only along with the
+	# first body bytes; the -D copy is written at once, so it tells when the head has come.
+	curl -sN --raw -i -D "$raw.head" -o "$raw" "$@" "$url" </dev/null >/dev/null \
+		2>"$raw.err" 3>&- &
 	pid=$!
 	echo "$pid" >"$BATS_FILE_TMPDIR/sub-$name.pid"
-	if ! _gps_sleep_until "$GPS_SUBSCRIBE_TIMEOUT" _gps_head_done "$raw" "$pid"; then
+	if ! _gps_sleep_until "$GPS_SUBSCRIBE_TIMEOUT" _gps_head_done "$raw.head" "$pid"; then
 		:
 	fi
-	if ! _gps_head_complete "$raw"; then
+	if ! _gps_head_complete "$raw.head"; then
 		{
 			echo "gps_subscribe $name: no complete response head from $url"
 			echo "--- received:"
-			cat -v "$raw"
+			cat -v "$raw.head" "$raw"
 			echo "--- curl stderr:"
 			cat "$raw.err"
 		} >&2
@@ -486,6 +494,7 @@ gps_subscribe_raw()
 	req=$BATS_FILE_TMPDIR/sub-$name.req
 	gps_unsubscribe "$name"
 	: >"$raw"
+	rm -f "$raw.head"
 	{
 		printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n' "$topic" "$GPS_PORT"
 		for line in "$@"; do
@@ -547,7 +556,9 @@ gps_sub_raw()
 # kept, without the blank line).
 gps_sub_head()
 {
-	awk '$0 == "\r" || $0 == "" { exit } { print }' "$BATS_FILE_TMPDIR/sub-$1.raw"
+	local raw=$BATS_FILE_TMPDIR/sub-$1.raw
+	[[ -s $raw.head ]] && raw=$raw.head
+	awk '$0 == "\r" || $0 == "" { exit } { print }' "$raw"
 }
 
 # gps_sub_body NAME - print the raw body bytes (chunk framing kept) received so far.
@@ -795,7 +806,9 @@ _gps_broker_back()
 	[[ $pid != "$1" ]] || return 1
 	kill -0 "$pid" 2>/dev/null || return 1
 	[[ -e $GPS_RUN_DIR/ready ]] || return 1
-	socat -u /dev/null "UNIX-CONNECT:$GPS_RUN_DIR/broker.sock" 2>/dev/null
+	# The socket's type is the broker's business: try SOCK_SEQPACKET (5), then SOCK_STREAM.
+	socat -u /dev/null "UNIX-CONNECT:$GPS_RUN_DIR/broker.sock,type=5" 2>/dev/null ||
+		socat -u /dev/null "UNIX-CONNECT:$GPS_RUN_DIR/broker.sock" 2>/dev/null
 }
 
 # gps_kill_broker [SIGNAL] - send SIGNAL (default KILL) to the current broker, then wait (bounded,
