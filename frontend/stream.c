@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +39,9 @@ struct stream {
 	size_t out_len, out_cap;
 	uint8_t *topic; /* a message's topic, copied out of the ring */
 	uint64_t next_keepalive_us; /* monotonic */
+	uint64_t sent;		    /* bytes handed to the kernel */
+	uint64_t acked;		    /* bytes the client has taken: sent - unsent queue */
+	uint64_t acked_at_us;	    /* when acked last moved (monotonic) */
 };
 
 static struct ring_stats *volatile counted_stats; /* for the SIGTERM handler */
@@ -67,6 +72,8 @@ static void flush(struct stream *s)
 	if (!s->out_len)
 		return;
 	err = conn_send(s->c, s->out, s->out_len);
+	if (err == 0)
+		s->sent += s->out_len;
 	if (err == -EAGAIN)
 		stream_end(s, "send timeout: the client reads nothing");
 	if (err < 0)
@@ -203,6 +210,28 @@ static void keepalive(struct stream *s)
 	fmt_time(ts, sizeof(ts), t);
 	n = snprintf(text, sizeof(text), "{\"stillalive\": %s}", ts);
 	emit(s, text, (size_t)n);
+}
+
+/*
+ * PROTOCOL 3.7: a client that takes no bytes for the send timeout is dropped. SO_SNDTIMEO alone
+ * does not see it: small keepalive writes still fit in the send buffer. So watch what the
+ * client actually took: sent minus the kernel's unsent queue (SIOCOUTQ).
+ */
+static void check_progress(struct stream *s, uint64_t now)
+{
+	int outq = 0;
+	uint64_t acked;
+
+	if (ioctl(s->c->fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+		return;
+	acked = s->sent - MIN((uint64_t)outq, s->sent);
+	if (outq == 0 || acked != s->acked) {
+		s->acked = acked;
+		s->acked_at_us = now;
+		return;
+	}
+	if (now - s->acked_at_us >= (uint64_t)s->c->cfg.send_timeout_ms * 1000u)
+		stream_end(s, "send timeout: the client takes no bytes");
 }
 
 /* PROTOCOL 3.7: a departed client shows up as end of input; what it sends is dropped. */
@@ -353,6 +382,7 @@ void stream_handle(struct conn *c, const struct http_request *req)
 		stream_end(&s, "the client left before the head");
 	start_position(&s, has_since, since);
 	s.next_keepalive_us = io_now_mono_us() + (uint64_t)ka_ms * 1000u;
+	s.acked_at_us = io_now_mono_us();
 
 	for (;;) {
 		uint32_t w = ring_wake_word(&s.r);
@@ -364,6 +394,7 @@ void stream_handle(struct conn *c, const struct http_request *req)
 		if (now >= s.next_keepalive_us) {
 			keepalive(&s);
 			check_client(&s);
+			check_progress(&s, now);
 			s.next_keepalive_us = now + (uint64_t)ka_ms * 1000u;
 		}
 		flush(&s);
