@@ -214,8 +214,13 @@ copy_ring()
 @test "stats gives PROTOCOL 6's counters, as a HEAD does, in text, JSON and Prometheus form" {
 	local js total prom name
 	gps_subscribe s2 /stats
-	run -0 gpsctl stats --json
-	js=$output
+	# earlier tests' subscribers are released within a keepalive period (3.7): wait for that
+	for _ in $(seq 50); do
+		run -0 gpsctl stats --json
+		js=$output
+		jq -e '.subscribers == 1 and .connections == 1' <<<"$js" >/dev/null && break
+		sleep 0.1
+	done
 	jq -e '.subscribers == 1 and .connections == 1 and .received > 0 and .sent > 0' <<<"$js"
 	total=$(jq -r .total_connections <<<"$js")
 	# the HEAD's own connection is counted before it answers: exactly one more
