@@ -458,9 +458,13 @@ EOF
 	run -0 env -C "$BARE" GITPUBSUB_URL=http://127.0.0.1:1/json/git/proj.git \
 		"$HOOK" "$(git -C "$BARE" rev-parse main)" "$tip" refs/heads/main
 	[[ $(spool_files | wc -l) -eq 20 ]]
+	local -a pids=()
 	(cd "$BARE" && "$HOOK" --flush) 3>&- &
+	pids+=($!)
 	(cd "$BARE" && "$HOOK" --flush) 3>&- &
-	wait
+	pids+=($!)
+	# not a bare wait: that would also wait for the subscriber, which never ends
+	gps_wait_pids 30 "${pids[@]}"
 	expect_messages 20
 	[[ $(jq -r .commit.hash "$W/new") == "$(printf '%s\n' "${hashes[@]}")" ]]
 	[[ -z $(spool_files) ]]
