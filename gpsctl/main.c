@@ -1259,39 +1259,6 @@ static void print_check_result(const struct problems *p, const char *name, uint6
 		printf("ok: ring '%s': %" PRIu64 " messages checked\n", name, checked);
 }
 
-/* Map ring 'name' read-only without validating it, so that check can say what is wrong.
- * 0 with *ret_base and *ret_size set, -errno otherwise. */
-_must_check_ static int map_raw(const char *name, void **ret_base, size_t *ret_size)
-{
-	struct stat st;
-	void *base;
-	int fd, err = 0;
-
-	fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	if (st.st_size < (off_t)RING_HDR_SIZE) {
-		err = -EBADMSG;
-		*ret_size = (size_t)st.st_size;
-		goto out_close_fd;
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	*ret_base = base;
-	*ret_size = (size_t)st.st_size;
-
-out_close_fd:
-	(void)close(fd);
-	return err;
-}
-
 static int cmd_check(struct reader *rd, const struct options *o)
 {
 	struct problems p = { .n = 0 };
@@ -1301,8 +1268,8 @@ static int cmd_check(struct reader *rd, const struct options *o)
 	void *base = NULL;
 	int err, rc;
 
-	err = map_raw(rd->name, &base, &size);
-	if (err == -EBADMSG) {
+	err = ring_map(rd->name, false, &base, &size);
+	if (err == -EPROTO) {
 		problem(&p, "header: the object is %zu bytes, smaller than the %u-byte header",
 			size, RING_HDR_SIZE);
 		goto out_report;

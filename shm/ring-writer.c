@@ -122,38 +122,20 @@ out_unlink:
 
 static int open_existing(const char *name, struct ring *ret)
 {
-	struct stat st;
+	size_t size;
 	void *base;
-	int fd, err;
+	int err;
 
-	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	if (st.st_size < (off_t)RING_HDR_SIZE) {
-		err = -EPROTO;
-		goto out_close_fd;
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	err = ring_validate(base, (size_t)st.st_size);
+	err = ring_map(name, true, &base, &size);
+	if (err < 0)
+		return err;
+	err = ring_validate(base, size);
 	if (err < 0) {
-		(void)munmap(base, (size_t)st.st_size);
-		goto out_close_fd;
+		(void)munmap(base, size);
+		return err;
 	}
-	(void)close(fd);
-	ring_init_handle(ret, base, (size_t)st.st_size);
+	ring_init_handle(ret, base, size);
 	return 0;
-
-out_close_fd:
-	(void)close(fd);
-	return err;
 }
 
 /* Whether another process holds the writer lock on ring 'name'. */

@@ -51,42 +51,55 @@ void ring_init_handle(struct ring *r, void *base, size_t map_size)
 	r->generation = h->generation;
 }
 
-int ring_attach(const char *name, struct ring *ret_ring)
+int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 {
-	struct ring r;
 	struct stat st;
 	void *base;
-	int fd, err;
+	int fd, err = 0;
 
-	fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		err = -errno;
 		goto out_close_fd;
 	}
+	*ret_size = (size_t)st.st_size;
 	if (st.st_size < (off_t)RING_HDR_SIZE) {
 		err = -EPROTO; /* being created, or not ours */
 		goto out_close_fd;
 	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	base = mmap(NULL, (size_t)st.st_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+		    MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
 		goto out_close_fd;
 	}
-	err = ring_validate(base, (size_t)st.st_size);
-	if (err < 0)
-		goto out_unmap;
+	*ret_base = base;
+
+out_close_fd:
 	(void)close(fd); /* the mapping keeps the object alive */
-	ring_init_handle(&r, base, (size_t)st.st_size);
+	return err;
+}
+
+int ring_attach(const char *name, struct ring *ret_ring)
+{
+	struct ring r;
+	size_t size;
+	void *base;
+	int err;
+
+	err = ring_map(name, false, &base, &size);
+	if (err < 0)
+		return err;
+	err = ring_validate(base, size);
+	if (err < 0) {
+		(void)munmap(base, size);
+		return err;
+	}
+	ring_init_handle(&r, base, size);
 	*ret_ring = r;
 	return 0;
-
-out_unmap:
-	(void)munmap(base, (size_t)st.st_size);
-out_close_fd:
-	(void)close(fd);
-	return err;
 }
 
 void ring_detach(struct ring *r)

@@ -251,6 +251,10 @@ struct ring_rec {
 /* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
  * failure. */
 _must_check_ int ring_attach(const char *name, struct ring *ret_ring);
+/* Open and map shm object 'name' (read-only, or read-write for the writer) without validating
+ * it: 0 with *ret_base and *ret_size set; -EPROTO (with *ret_size set) if it is smaller than a
+ * header; -errno otherwise. ring_attach() and gpsctl's check build on it. */
+_must_check_ int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size);
 /* Unmap; accepts a ring that was never attached (hdr NULL). */
 void ring_detach(struct ring *r);
 /* Check a mapping of map_size bytes: 0 or -EPROTO. Used by attach and by the writer. */
