@@ -137,11 +137,15 @@ $(BUILD)/tests/%.t: $(call obj,tests/unit/%.c) $(TEST_LIBS)
 
 -include $(ALL_OBJ:.o=.d)
 
+# The benchmark suite and the fuzzers keep their rules beside their sources.
+-include bench/bench.mk fuzz/fuzz.mk
+
 # --- running and testing ---------------------------------------------------------------------
 deps:
-	@scripts/install-deps
+	@scripts/install-deps check
 
-run: deps
+run:
+	@scripts/install-deps run
 	@$(MAKE) --no-print-directory all
 	exec $(BUILD)/gitpubsub-run --listen 127.0.0.1:2069
 
