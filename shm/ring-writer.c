@@ -107,6 +107,8 @@ static int create_ring(const char *name, const struct ring_params *p, struct rin
 	h->data_size = data_size;
 	h->created_us = io_now_real_us();
 	h->generation = h->created_us;
+	atomic_store_explicit(&h->clock_offset_us, h->created_us - io_now_mono_us(),
+			      memory_order_relaxed);
 	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
@@ -183,12 +185,12 @@ static void recover(struct ring *r)
 		atomic_store_explicit(&r->hdr->stamp, stamp + 1, memory_order_release);
 	if (head > atomic_load_explicit(&r->hdr->tail, memory_order_relaxed)) {
 		const struct ring_idx *e = &r->idx[(head - 1) & r->idx_mask];
-		const uint64_t end_pos = atomic_load_explicit(&e->pos, memory_order_relaxed) +
-				   ALIGN_UP((uint64_t)atomic_load_explicit(&e->topic_len,
-									  memory_order_relaxed) +
-							    atomic_load_explicit(&e->payload_len,
-										 memory_order_relaxed),
-						    8);
+		const uint64_t rec_len =
+			(uint64_t)atomic_load_explicit(&e->id_len, memory_order_relaxed) +
+			atomic_load_explicit(&e->topic_len, memory_order_relaxed) +
+			atomic_load_explicit(&e->payload_len, memory_order_relaxed);
+		const uint64_t end_pos =
+			atomic_load_explicit(&e->pos, memory_order_relaxed) + ALIGN_UP(rec_len, 8);
 
 		last = atomic_load_explicit(&e->time_us, memory_order_relaxed);
 		/* data_head is stored after the bytes; a crash may have left it behind them */
@@ -308,6 +310,23 @@ static void evict_one(struct ring *r, uint64_t *tail)
 	(*tail)++;
 }
 
+/*
+ * Crash points (shm/ring.h, ring_crash_hook): tests/unit/t-ring-crash.c kills the writer between
+ * the steps of section 5 and checks that no reader delivers a partial record and that the next
+ * ring_writer_open() recovers. A hook set at run time rather than a -DRING_CRASH_POINTS build
+ * of this file: the test then crashes the very object the broker links, compiled with the same
+ * flags (a second build could order the stores otherwise, and it would need a variant rule in
+ * the Makefile). The cost in production, where the hook is NULL: ring_publish loads it once and
+ * each point is a branch that is never taken, next to the futex syscall of step g.
+ */
+void (*ring_crash_hook)(enum ring_crash_point point);
+
+#define CRASH_POINT(hook, point)              \
+	do {                                  \
+		if (unlikely((hook) != NULL)) \
+			(hook)(point);        \
+	} while (0)
+
 static void publish_tail(struct ring *r, uint64_t tail, uint64_t head, uint64_t empty_pos)
 {
 	uint64_t dtail = tail < head ? atomic_load_explicit(&r->idx[tail & r->idx_mask].pos,
@@ -315,6 +334,7 @@ static void publish_tail(struct ring *r, uint64_t tail, uint64_t head, uint64_t 
 				     : empty_pos;
 
 	atomic_store_explicit(&r->hdr->tail, tail, memory_order_release);
+	CRASH_POINT(ring_crash_hook, RING_CRASH_TAIL);
 	atomic_store_explicit(&r->hdr->data_tail, dtail, memory_order_release);
 	/* Store-store: readers that see a byte written after this fence see the new data_tail. */
 	atomic_thread_fence(memory_order_release);
@@ -330,15 +350,39 @@ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len
 		 const uint8_t *payload, uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
 		 uint64_t *ret_time_us)
 {
+	return ring_publish_id(w, NULL, 0, topic, topic_len, payload, payload_len, now_us, ret_seq,
+			       ret_time_us);
+}
+
+/* The ring clock (shm/ring.h, section 5): raised to the wall clock when that is ahead, never
+ * lowered, so ring time only moves forward for readers and the writer alike. */
+static uint64_t ring_clock(struct ring_hdr *h)
+{
+	uint64_t mono = io_now_mono_us(), real = io_now_real_us();
+	uint64_t off = atomic_load_explicit(&h->clock_offset_us, memory_order_relaxed);
+
+	if (real > mono + off) {
+		off = real - mono;
+		atomic_store_explicit(&h->clock_offset_us, off, memory_order_release);
+	}
+	return mono + off;
+}
+
+int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
+		    uint32_t topic_len, const uint8_t *payload, uint32_t payload_len,
+		    uint64_t now_us, uint64_t *ret_seq, uint64_t *ret_time_us)
+{
 	struct ring *r = &w->r;
 	struct ring_hdr *h = r->hdr;
-	const uint64_t len = (uint64_t)topic_len + payload_len;
+	const uint64_t len = (uint64_t)id_len + topic_len + payload_len;
 	uint64_t head, tail, pos, end, t, last, off;
 	struct ring_idx *e;
 	uint32_t stamp;
 	bool evicted = false;
+	void (*const crash)(enum ring_crash_point) = ring_crash_hook; /* one load per publish */
 
-	if (len > RING_MAX_RECORD(r->data_size))
+	if (len > RING_MAX_RECORD(r->data_size) || topic_len > RING_MAX_TOPIC ||
+	    id_len > RING_MAX_ID)
 		return -EMSGSIZE;
 
 	/* a: open the stamp window, then time the message: strictly after the previous one */
@@ -346,9 +390,10 @@ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len
 	atomic_store_explicit(&h->stamp, stamp + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (now_us == 0)
-		now_us = io_now_real_us();
+		now_us = ring_clock(h);
 	last = atomic_load_explicit(&h->last_time_us, memory_order_relaxed);
 	t = MAX(now_us, last + 1);
+	CRASH_POINT(crash, RING_CRASH_STAMPED);
 
 	/* b: place the record; it never wraps */
 	head = atomic_load_explicit(&h->head, memory_order_relaxed);
@@ -368,32 +413,47 @@ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len
 		evict_one(r, &tail);
 		evicted = true;
 	}
-	if (evicted)
+	if (evicted) {
 		publish_tail(r, tail, head, pos);
+		CRASH_POINT(crash, RING_CRASH_EVICTED);
+	}
 
 	/* d: the bytes */
-	ring_copy_to(r->data + (pos & r->data_mask), topic, topic_len);
-	ring_copy_to(r->data + (pos & r->data_mask) + topic_len, payload, payload_len);
+	if (id_len) /* id may be NULL then, and memcpy's arguments must not be */
+		ring_copy_to(r->data + (pos & r->data_mask), id, id_len);
+	ring_copy_to(r->data + (pos & r->data_mask) + id_len, topic, topic_len);
+	CRASH_POINT(crash, RING_CRASH_BYTES_HALF);
+	ring_copy_to(r->data + (pos & r->data_mask) + id_len + topic_len, payload, payload_len);
+	CRASH_POINT(crash, RING_CRASH_BYTES);
 
 	/* e: the index entry, seqlocked */
 	e = &r->idx[head & r->idx_mask];
 	atomic_store_explicit(&e->seq, 0, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
+	CRASH_POINT(crash, RING_CRASH_ENTRY_CLEARED);
 	atomic_store_explicit(&e->time_us, t, memory_order_relaxed);
 	atomic_store_explicit(&e->pos, pos, memory_order_relaxed);
-	atomic_store_explicit(&e->topic_len, topic_len, memory_order_relaxed);
+	CRASH_POINT(crash, RING_CRASH_ENTRY_HALF);
+	atomic_store_explicit(&e->topic_len, (uint16_t)topic_len, memory_order_relaxed);
+	atomic_store_explicit(&e->id_len, (uint16_t)id_len, memory_order_relaxed);
 	atomic_store_explicit(&e->payload_len, payload_len, memory_order_relaxed);
 	atomic_store_explicit(&e->seq, head, memory_order_release);
+	CRASH_POINT(crash, RING_CRASH_ENTRY);
 
 	/* f: publish */
 	atomic_store_explicit(&h->data_head, end, memory_order_relaxed);
+	CRASH_POINT(crash, RING_CRASH_DATA_HEAD);
 	atomic_store_explicit(&h->last_time_us, t, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->published, 1, memory_order_relaxed);
+	CRASH_POINT(crash, RING_CRASH_LAST_TIME);
 	atomic_store_explicit(&h->head, head + 1, memory_order_release);
+	CRASH_POINT(crash, RING_CRASH_HEAD);
 	atomic_store_explicit(&h->stamp, stamp + 2, memory_order_release);
+	CRASH_POINT(crash, RING_CRASH_STAMP_EVEN);
 
 	/* g: wake the readers */
 	wake_all(h);
+	CRASH_POINT(crash, RING_CRASH_WOKEN);
 
 	*ret_seq = head;
 	*ret_time_us = t;
@@ -405,6 +465,7 @@ uint64_t ring_expire(struct ring_writer *w, uint64_t now_us)
 	struct ring *r = &w->r;
 	uint64_t head, tail, n = 0;
 
+	(void)ring_clock(r->hdr); /* called every second: ring time follows the wall clock forward */
 	if (!w->retention_us || now_us < w->retention_us)
 		return 0;
 	head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);

@@ -37,11 +37,16 @@
  *   32*nidx | uint8_t data[data_size]                  |  data_size a power of two
  *           +------------------------------------------+
  *
- *   Message seq lives in idx[seq & (nidx - 1)]. Its bytes, the topic then the payload, live in
- *   data at logical byte position pos (a 64-bit offset that only grows; the byte is
+ *   Message seq lives in idx[seq & (nidx - 1)]. Its bytes, [id][topic][payload], live in data
+ *   at logical byte position pos (a 64-bit offset that only grows; the byte is
  *   data[pos & (data_size - 1)]). A record never wraps around the end of data: when it does not
  *   fit before the end, the writer skips to the start (pos moves to the next multiple of
  *   data_size). Records start on 8-byte boundaries.
+ *
+ *   The id is the publisher's X-Message-Id (README, "Additions to the protocol", 4.7): id_len
+ *   bytes, 0 when the message has none. It lives in the record, not in broker memory, so a
+ *   broker that restarts rebuilds its duplicate table from the ring (broker/msgid.h). Readers
+ *   that only deliver messages skip it: ring_rec_get() points topic past it.
  *
  *   The stored topic is the list of decoded segments of PROTOCOL 2.1 joined by a single NUL byte
  *   (published topics cannot contain NUL, PROTOCOL 2.5); the root topic "/" is the empty string.
@@ -61,8 +66,8 @@
  * 5. The protocol
  *
  *   Writer (append message seq = head, topic+payload of len bytes, time t):
- *     a. stamp += 1 (relaxed, now odd) then a seq_cst fence; read the clock; t = max(now,
- *        last_time + 1): times strictly increase, even when the wall clock steps back.
+ *     a. stamp += 1 (relaxed, now odd) then a seq_cst fence; read the ring clock (below);
+ *        t = max(now, last_time + 1): times strictly increase.
  *     b. pos = data_head, moved to the next multiple of data_size if the record would wrap;
  *        end = pos + ALIGN_UP(len, 8).
  *     c. Evict from the tail while the oldest message overlaps the bytes about to be written
@@ -72,7 +77,7 @@
  *        that these stores are visible before any byte of the new record.
  *     d. Copy the bytes into data (ring_copy_to).
  *     e. Seqlock the index entry: entry.seq = 0 (relaxed), release fence, store time, pos,
- *        topic_len, payload_len (relaxed), entry.seq = seq (release).
+ *        topic_len, id_len, payload_len (relaxed), entry.seq = seq (release).
  *     f. data_head = end (relaxed), last_time = t (relaxed), head = seq + 1 (release);
  *        stamp += 1 (release, even again).
  *     g. wake += 1 (release), then FUTEX_WAKE(INT_MAX) on wake *without* FUTEX_PRIVATE_FLAG: the
@@ -107,7 +112,16 @@
  *   resume point: every message before it in the stream has a time < T and every later one a
  *   time >= T. It loads stamp (acquire; odd: retry), head (acquire), reads the clock, acquire
  *   fence, loads stamp again (equal: no message was being stamped meanwhile), sends what is
- *   below head and then T = max(now, last_time + 1).
+ *   below head and then T = max(now, last_time + 1), now read from the ring clock.
+ *
+ *   The ring clock: ring time = CLOCK_MONOTONIC + clock_offset, in us. The writer reads
+ *   CLOCK_REALTIME too and raises clock_offset (release) whenever the wall clock is ahead of ring
+ *   time; it never lowers it. So ring time follows the wall clock forward (steps and NTP alike)
+ *   but never goes back, for every process at once: a keepalive T handed out by a frontend is
+ *   never later than a message stamped after it, even when the wall clock steps back between
+ *   the two. After a backward step, ring time runs ahead of the wall clock by the step, for the
+ *   life of the ring (gpsctl status shows both). CLOCK_MONOTONIC is one clock for the whole
+ *   machine, and /dev/shm does not outlive a boot, so the offset stays meaningful.
  *
  * 6. Restart and generation
  *
@@ -127,7 +141,8 @@
  *   -ESTALE  the message is gone (lapped) or the ring was replaced (closed).
  *   -EAGAIN  the message is not published yet.
  *   -ENOSPC  /dev/shm cannot hold the ring (posix_fallocate at creation).
- *   -EMSGSIZE a record larger than RING_MAX_RECORD(data_size).
+ *   -EMSGSIZE a record larger than RING_MAX_RECORD(data_size), or a topic or id longer than
+ *            its index field holds (RING_MAX_TOPIC, RING_MAX_ID).
  *   -EEXIST  a ring exists with another size (the broker refuses unless --recreate).
  *   -EBUSY   another writer holds the ring (flock(LOCK_EX) on the object): a second broker
  *            on the same ring refuses to start.
@@ -144,7 +159,16 @@
 #include "common/macro.h"
 
 #define RING_MAGIC   UINT32_C(0x52535047) /* "GPSR" in memory order */
-#define RING_VERSION UINT32_C(1)	  /* bump on ANY change to this file */
+/*
+ * Bump on ANY change to this file. History:
+ *   1  first shape.
+ *   2  records carry the publisher's message id first ([id][topic][payload]); the index entry's
+ *      topic_len shrank to 16 bits to make room for id_len, so entries stay 32 bytes. A version 1
+ *      ring is refused (-EPROTO): its entries would be misread.
+ *   3  clock_offset_us: message and keepalive times come from the ring clock (section 5), so a
+ *      backward step of the wall clock cannot make a keepalive later than the next message.
+ */
+#define RING_VERSION UINT32_C(3)
 
 #define RING_HDR_SIZE	  4096u		  /* the header owns a page */
 #define RING_MIN_DATA	  (64u * 1024u)	  /* smallest data area */
@@ -153,6 +177,10 @@
 #define RING_MIN_IDX	  1024u
 /* A record may use at most half the data area, so one message never evicts everything. */
 #define RING_MAX_RECORD(data_size) ((data_size) / 2)
+
+/* Field widths of struct ring_idx: the broker's limits (common/proto.h) are checked against them. */
+#define RING_MAX_TOPIC UINT16_MAX /* bytes of stored topic */
+#define RING_MAX_ID    UINT16_MAX /* bytes of message id */
 
 struct ring_hdr {
 	/* Line 0: set once at creation, magic last (release). */
@@ -183,6 +211,7 @@ struct ring_hdr {
 	_Atomic uint64_t broker_start_us;	  /* CLOCK_REALTIME when it attached */
 	_Atomic uint64_t published;		  /* messages appended since creation */
 	_Atomic uint64_t retention_us;		  /* the age limit the broker applies */
+	_Atomic uint64_t clock_offset_us; /* ring time - CLOCK_MONOTONIC; only grows (section 5) */
 };
 
 /* One index entry: a seqlock around a message's metadata (section 5, writer e / reader c). */
@@ -190,7 +219,8 @@ struct ring_idx {
 	_Atomic uint64_t seq;	      /* the message's seq; 0 while being written (release) */
 	_Atomic uint64_t time_us;     /* publish time, CLOCK_REALTIME in us, strictly increasing */
 	_Atomic uint64_t pos;	      /* logical position of its bytes in data */
-	_Atomic uint32_t topic_len;   /* bytes of stored topic */
+	_Atomic uint16_t topic_len;   /* bytes of stored topic, right after the id */
+	_Atomic uint16_t id_len;      /* bytes of message id at pos; 0: none (version 2) */
 	_Atomic uint32_t payload_len; /* bytes of payload, right after the topic */
 };
 
@@ -200,13 +230,16 @@ _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page")
 _Static_assert(sizeof(struct ring_idx) == 32, "index entries are 32 bytes");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free across processes");
+_Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free across processes");
 
 /* The layout digest: changes whenever a size or a field offset does. */
-#define RING_LAYOUT                                                                             \
-	((uint32_t)(sizeof(struct ring_hdr) * 1u + offsetof(struct ring_hdr, head) * 3u +         \
-		    offsetof(struct ring_hdr, stamp) * 5u + offsetof(struct ring_hdr, broker_pid) * 7u + \
-		    offsetof(struct ring_hdr, retention_us) * 11u + sizeof(struct ring_idx) * 13u + \
-		    offsetof(struct ring_idx, payload_len) * 17u + RING_HDR_SIZE * 19u))
+#define RING_LAYOUT                                                                                \
+	((uint32_t)(sizeof(struct ring_hdr) * 1u + offsetof(struct ring_hdr, head) * 3u +          \
+		    offsetof(struct ring_hdr, stamp) * 5u +                                        \
+		    offsetof(struct ring_hdr, broker_pid) * 7u +                                   \
+		    offsetof(struct ring_hdr, retention_us) * 11u +                                \
+		    sizeof(struct ring_idx) * 13u + offsetof(struct ring_idx, payload_len) * 17u + \
+		    RING_HDR_SIZE * 19u + offsetof(struct ring_idx, id_len) * 23u))
 
 /* The statistics object "<ring name>.stats" (PROTOCOL 6). Every counter is added to with
  * relaxed atomic adds by frontends (each on its own line: no false sharing between them) and
@@ -236,17 +269,26 @@ struct ring {
 	uint64_t generation;
 };
 
-/* A message located in the ring; topic and payload point into the shared mapping and may be
- * overwritten at any moment: copy what you need with ring_copy_from(), then ring_rec_valid(). */
+/* A message located in the ring; id, topic and payload point into the shared mapping and may be
+ * overwritten at any moment: copy what you need with ring_copy_from(), then ring_rec_valid().
+ * The three are adjacent, in that order: one copy from id (or from topic) takes them together. */
 struct ring_rec {
 	uint64_t seq;
 	uint64_t time_us;
 	uint64_t pos;
 	uint32_t topic_len;
 	uint32_t payload_len;
+	uint32_t id_len;
+	const uint8_t *id;
 	const uint8_t *topic;
 	const uint8_t *payload;
 };
+
+/* Bytes of the record at rec->pos, before alignment: id, topic and payload. */
+static inline uint64_t ring_rec_len(const struct ring_rec *rec)
+{
+	return (uint64_t)rec->id_len + rec->topic_len + rec->payload_len;
+}
 
 /* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
  * failure. */
@@ -282,6 +324,9 @@ static inline bool ring_closed(const struct ring *r)
 {
 	return atomic_load_explicit(&r->hdr->closed, memory_order_acquire) != 0;
 }
+
+/* Ring time (section 5): what readers compare with message times. */
+uint64_t ring_now_us(const struct ring *r);
 
 /* Locate message seq: 0 and *ret filled; -EAGAIN not published yet; -ESTALE gone. */
 _must_check_ int ring_rec_get(const struct ring *r, uint64_t seq, struct ring_rec *ret);
@@ -354,13 +399,44 @@ _must_check_ int ring_unlink(const char *name);
  * in production: the clock is then read inside the stamp window (writer step a), which the
  * keepalive guarantee needs; tests pass a time to step the clock. The message time is
  * max(now, previous + 1). On success *ret_seq and *ret_time_us are the message's.
- * 0, or -EMSGSIZE if topic_len + payload_len > RING_MAX_RECORD(data_size).
+ * 0, or -EMSGSIZE if topic_len + payload_len > RING_MAX_RECORD(data_size) or topic_len >
+ * RING_MAX_TOPIC. A message without an id: ring_publish_id() with id_len 0.
  */
 _must_check_ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len,
 			      const uint8_t *payload, uint32_t payload_len, uint64_t now_us,
 			      uint64_t *ret_seq, uint64_t *ret_time_us);
+/* The same with the publisher's message id (id_len bytes at id, stored first in the record;
+ * -EMSGSIZE beyond RING_MAX_ID, or if the three together exceed RING_MAX_RECORD). */
+_must_check_ int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint32_t id_len,
+				 const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
+				 uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
+				 uint64_t *ret_time_us);
 
-/* Evict messages older than now_us - retention_us; the number evicted. */
+/* Evict messages older than now_us - retention_us; the number evicted. Also moves the ring
+ * clock up to the wall clock (section 5): the broker calls it every second. */
 uint64_t ring_expire(struct ring_writer *w, uint64_t now_us);
+
+/*
+ * Test only: the writer calls ring_crash_hook (when set) at these points between the steps of
+ * section 5, and tests/unit/t-ring-crash.c kills the writer there. NULL in production. Process
+ * local: nothing shared changes, so RING_VERSION does not move for these.
+ */
+enum ring_crash_point {
+	RING_CRASH_STAMPED,	  /* a: stamp odd, time taken, nothing else stored */
+	RING_CRASH_TAIL,	  /* c: tail stored, data_tail not yet (also in ring_expire) */
+	RING_CRASH_EVICTED,	  /* c: tail and data_tail stored, no byte of the record written */
+	RING_CRASH_BYTES_HALF,	  /* d: id and topic copied, payload not */
+	RING_CRASH_BYTES,	  /* d: the record copied, its entry untouched */
+	RING_CRASH_ENTRY_CLEARED, /* e: entry.seq 0 */
+	RING_CRASH_ENTRY_HALF,	  /* e: time and pos stored, the lengths not */
+	RING_CRASH_ENTRY,	  /* e: entry complete, data_head not moved */
+	RING_CRASH_DATA_HEAD,	  /* f: data_head moved */
+	RING_CRASH_LAST_TIME,	  /* f: last_time_us and published moved, head not */
+	RING_CRASH_HEAD,	  /* f: head moved, stamp still odd */
+	RING_CRASH_STAMP_EVEN,	  /* f: done, readers not woken */
+	RING_CRASH_WOKEN,	  /* g: done */
+	RING_CRASH_POINTS
+};
+extern void (*ring_crash_hook)(enum ring_crash_point point);
 
 #endif

@@ -61,8 +61,8 @@ _must_check_ int topic_pattern_parse(const char *target, size_t len, struct topi
 /* Whether the stored topic[0..len) is covered by the pattern (PROTOCOL 2.2-2.4). */
 bool topic_match(const struct topic_pattern *p, const uint8_t *topic, size_t len);
 
-/* Write the stored topic as a path ("/a/b", with '%', '/' and control bytes inside a segment
- * escaped) into buf; returns the length it needs (like snprintf). */
+/* Write the stored topic as a path ("/a/b", with '%', '/', '?', '#', space and control bytes
+ * inside a segment escaped) into buf; returns the length it needs (like snprintf). */
 size_t topic_format(const uint8_t *stored, size_t len, char *buf, size_t cap);
 
 #endif

@@ -1044,6 +1044,98 @@ out:
 	drop_ring(name);
 }
 
+/* Version 2 records: [id][topic][payload], id_len in the index entry (shm/ring.h section 2). */
+static void test_ids(void)
+{
+	static const uint8_t id[] = "gph1-00000000000000000001-0123456789abcdef";
+	const uint32_t id_len = (uint32_t)sizeof(id) - 1;
+	uint8_t topic[T_TOPIC_LEN], copy[256];
+	struct ring_writer w;
+	struct ring_rec rec;
+	uint64_t seq, t, pos, end;
+	char name[64];
+	struct ring r;
+	bool created;
+	int err;
+
+	diag("message ids in records");
+	ring_name(name, sizeof(name));
+	if (open_ring(name, SMALL_DATA, 0, false, &w, &created) < 0 || ring_attach(name, &r) < 0) {
+		ok(0, "ids: set up");
+		drop_ring(name);
+		return;
+	}
+	is(r.hdr->version, 3, "the ring is version 3 (ids in records, the ring clock)");
+	msg_topic(1, topic);
+	msg_fill(scratch, 100, 1);
+	err = ring_publish_id(&w, id, id_len, topic, T_TOPIC_LEN, scratch, 100, MS, &seq, &t);
+	is(err, 0, "ids: publish with an id");
+	is(ring_rec_get(&r, 1, &rec), 0, "ids: read it");
+	is(rec.id_len, id_len, "ids: id_len");
+	is(rec.topic_len, T_TOPIC_LEN, "ids: topic_len");
+	is(rec.payload_len, 100, "ids: payload_len");
+	ok(rec.id == r.data + (rec.pos & r.data_mask), "ids: the id comes first");
+	ok(rec.topic == rec.id + id_len && rec.payload == rec.topic + T_TOPIC_LEN,
+	   "ids: then the topic, then the payload");
+	ring_copy_from(copy, rec.id, (size_t)ring_rec_len(&rec));
+	ok(ring_rec_valid(&r, &rec) && memcmp(copy, id, id_len) == 0 &&
+		   memcmp(copy + id_len, topic, T_TOPIC_LEN) == 0 &&
+		   msg_check(copy + id_len + T_TOPIC_LEN, 100, 1),
+	   "ids: one copy from id holds id, topic and payload");
+	is(check_msg(&r, 1, 100), 0,
+	   "ids: a reader that ignores ids reads topic and payload intact");
+	is(ld(&r.hdr->data_head), ALIGN_UP((uint64_t)id_len + T_TOPIC_LEN + 100, 8),
+	   "ids: data_head counts the id");
+
+	is(pub_msg(&w, 2, 100, 2 * MS, scratch, NULL), 0, "ids: publish without an id");
+	is(ring_rec_get(&r, 2, &rec), 0, "ids: read it");
+	ok(rec.id_len == 0 && rec.topic == rec.id, "ids: no id, the topic is at pos");
+
+	/* limits */
+	is(ring_publish_id(&w, scratch, RING_MAX_ID + 1, topic, T_TOPIC_LEN, scratch, 100, 3 * MS,
+			   &seq, &t),
+	   -EMSGSIZE, "ids: an id over RING_MAX_ID is refused");
+	is(ring_publish(&w, scratch, RING_MAX_TOPIC + 1, scratch, 100, 3 * MS, &seq, &t), -EMSGSIZE,
+	   "ids: a topic over RING_MAX_TOPIC is refused");
+	is(ring_publish_id(&w, id, id_len, topic, T_TOPIC_LEN, scratch,
+			   (uint32_t)(RING_MAX_RECORD(SMALL_DATA) - T_TOPIC_LEN), 3 * MS, &seq, &t),
+	   -EMSGSIZE, "ids: the id counts against RING_MAX_RECORD");
+	is(ring_head(&r), 3, "ids: nothing refused was stored");
+
+	/* a record whose topic and payload would fit before the end of data, but not with its id,
+	 * starts over at the beginning: fill up to 24 bytes before the end (two records, as one
+	 * may not take half the ring), then 8 bytes of topic, 8 of payload and the id */
+	pos = ld(&r.hdr->data_head);
+	end = (SMALL_DATA - pos - 24) / 2 & ~UINT64_C(7);
+	ok(pub_msg(&w, 3, (uint32_t)(end - T_TOPIC_LEN), 3 * MS, scratch, NULL) == 0 &&
+		   pub_msg(&w, 4, (uint32_t)(SMALL_DATA - pos - 24 - end - T_TOPIC_LEN), 3 * MS,
+			   scratch, NULL) == 0,
+	   "ids: fill up to 24 bytes before the end");
+	is(ld(&r.hdr->data_head), SMALL_DATA - 24, "ids: 24 bytes left");
+	msg_topic(5, topic);
+	msg_fill(scratch, 8, 5);
+	is(ring_publish_id(&w, id, id_len, topic, T_TOPIC_LEN, scratch, 8, 4 * MS, &seq, &t), 0,
+	   "ids: a record that fits only without its id");
+	is(ring_rec_get(&r, 5, &rec), 0, "ids: read it");
+	is(rec.pos, SMALL_DATA, "ids: it starts over at the beginning of data");
+	is(check_msg(&r, 4, 0), 0, "ids: the record before it is intact");
+
+	/* recovery computes the end of the newest record with its id */
+	end = rec.pos + ALIGN_UP(ring_rec_len(&rec), 8);
+	atomic_store(&w.r.hdr->data_head, rec.pos);
+	atomic_fetch_add(&w.r.hdr->stamp, 1);
+	ring_writer_close(&w);
+	err = open_ring(name, SMALL_DATA, 0, false, &w, &created);
+	is(err, 0, "ids: reopen after a crash");
+	if (err == 0) {
+		is(ld(&r.hdr->data_head), end,
+		   "ids: recovery puts data_head after the id'd record");
+		ring_writer_close(&w);
+	}
+	ring_detach(&r);
+	drop_ring(name);
+}
+
 static void test_validation(void)
 {
 	static _Alignas(64) uint8_t copy[RING_HDR_SIZE];
@@ -1450,6 +1542,7 @@ int main(void)
 	test_retention();
 	test_restart();
 	test_crash_recovery();
+	test_ids();
 	test_validation();
 	test_futex();
 	test_keepalive();
