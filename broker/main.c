@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "broker/json.h"
+#include "broker/msgid.h"
 #include "common/config.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -35,6 +36,10 @@
 #define LISTEN_BACKLOG 512 /* a reconnect storm of frontends must not see ECONNREFUSED */
 #define EXPIRE_PERIOD_S 1  /* how often age retention runs */
 
+/* what the wire may carry must fit the ring's index fields */
+_Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
+_Static_assert(PROTO_MAX_ID <= RING_MAX_ID, "a message id fits ring_idx.id_len");
+
 struct broker {
 	struct config cfg;
 	struct ring_writer w;
@@ -45,6 +50,9 @@ struct broker {
 	size_t dgram_cap;
 	int epfd, lfd, sigfd, timerfd;
 	uint64_t published, refused;
+	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
+	uint64_t msgid_window_us;
+	uint64_t duplicates; /* publishes answered from the id table */
 };
 
 static void usage(FILE *f)
@@ -74,10 +82,11 @@ static void usage(FILE *f)
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
 }
 
-static int reply(int fd, uint32_t status, uint64_t seq, uint64_t time_us, const char *reason)
+static int reply_flags(int fd, uint32_t status, uint64_t seq, uint64_t time_us, uint32_t flags,
+		       const char *reason)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status, .seq = seq,
-				.time_us = time_us };
+				.time_us = time_us, .flags = flags };
 	ssize_t n;
 
 	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
@@ -85,6 +94,34 @@ static int reply(int fd, uint32_t status, uint64_t seq, uint64_t time_us, const 
 	if (n != (ssize_t)sizeof(r))
 		return n < 0 ? -errno : -EIO;
 	return 0;
+}
+
+static int reply(int fd, uint32_t status, uint64_t seq, uint64_t time_us, const char *reason)
+{
+	return reply_flags(fd, status, seq, time_us, 0, reason);
+}
+
+/*
+ * README 4.7: whether the message id[0..len) (hash h) is held within the window; if so, answer
+ * with the original message and return 1 (or <0 if the reply failed). The body of a repeat is
+ * not even read: the id names the message.
+ */
+static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_t len, uint64_t h)
+{
+	const struct ring *r = &b->w.r;
+	uint64_t seq, t;
+	int err;
+
+	msgid_expire_ring(&b->ids, r, io_now_real_us(), b->msgid_window_us);
+	seq = msgid_lookup(&b->ids, r, id, len, h);
+	if (seq == 0)
+		return 0;
+	t = atomic_load_explicit(&r->idx[seq & r->idx_mask].time_us, memory_order_relaxed);
+	b->duplicates++;
+	log_debug("message id '%.*s' repeats seq %llu: not stored again", (int)len,
+		  (const char *)id, (unsigned long long)seq);
+	err = reply_flags(fd, 200, seq, t, PROTO_RESP_DUPLICATE, "Message sent!");
+	return err < 0 ? err : 1;
 }
 
 /* Read the request on fd, handle it, answer it. <0: drop the connection. */
@@ -99,8 +136,8 @@ static int handle_request(struct broker *b, int fd)
 			     .msg_controllen = sizeof(ctl.buf) };
 	struct proto_req req;
 	struct cmsghdr *cm;
-	const uint8_t *topic;
-	uint64_t seq, t;
+	const uint8_t *topic, *id;
+	uint64_t seq, t, id_hash = 0;
 	ssize_t n, mlen;
 	int body_fd = -1, err;
 
@@ -119,14 +156,26 @@ static int handle_request(struct broker *b, int fd)
 		goto out;
 	}
 	memcpy(&req, b->dgram, sizeof(req));
-	topic = b->dgram + sizeof(req);
-	if (req.magic != PROTO_MAGIC || req.topic_len != (size_t)n - sizeof(req) || body_fd < 0) {
+	id = b->dgram + sizeof(req);
+	topic = id + req.id_len;
+	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
+	    (size_t)req.id_len + req.topic_len != (size_t)n - sizeof(req) || body_fd < 0) {
 		err = reply(fd, 400, 0, 0, "malformed request to the broker");
 		goto out;
 	}
 	if (!topic_stored_valid(topic, req.topic_len)) {
 		err = reply(fd, 400, 0, 0, "invalid topic");
 		goto out;
+	}
+	if (req.id_len && !proto_id_valid(id, req.id_len)) {
+		err = reply(fd, 400, 0, 0, "invalid X-Message-Id");
+		goto out;
+	}
+	if (req.id_len && b->msgid_window_us) {
+		id_hash = msgid_hash(&b->ids, id, req.id_len);
+		err = reply_if_duplicate(b, fd, id, req.id_len, id_hash);
+		if (err != 0)
+			goto out;
 	}
 	if (req.body_len > b->cfg.max_body) {
 		err = reply(fd, 413, 0, 0, "body larger than the limit");
@@ -150,8 +199,8 @@ static int handle_request(struct broker *b, int fd)
 		goto out;
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
-	err = ring_publish(&b->w, topic, req.topic_len, (const uint8_t *)b->msg, (uint32_t)mlen, 0,
-			   &seq, &t);
+	err = ring_publish_id(&b->w, id, req.id_len, topic, req.topic_len, (const uint8_t *)b->msg,
+			      (uint32_t)mlen, 0, &seq, &t);
 	if (err == -EMSGSIZE) {
 		err = reply(fd, 413, 0, 0, "message larger than the history ring can hold");
 		goto out;
@@ -162,6 +211,11 @@ static int handle_request(struct broker *b, int fd)
 		goto out;
 	}
 	b->published++;
+	if (id_hash) {
+		/* first forget what the append evicted: it frees the hash slot seq reuses */
+		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
+		msgid_insert(&b->ids, id_hash, seq);
+	}
 	if (log_get_level() >= LOG_DEBUG) {
 		char path[256];
 		(void)topic_format(topic, req.topic_len, path, sizeof(path));
@@ -298,14 +352,19 @@ static int serve(struct broker *b)
 						   "new configuration");
 					continue;
 				}
-				log_info("signal %u: shutting down after %llu publishes",
-					 si.ssi_signo, (unsigned long long)b->published);
+				log_info("signal %u: shutting down after %llu publishes and %llu "
+					 "repeated message ids",
+					 si.ssi_signo, (unsigned long long)b->published,
+					 (unsigned long long)b->duplicates);
 				return 0;
 			} else if (fd == b->timerfd) {
 				uint64_t ticks, gone;
 				if (read(fd, &ticks, sizeof(ticks)) < 0)
 					continue;
 				gone = ring_expire(&b->w, io_now_real_us());
+				if (b->msgid_window_us)
+					msgid_expire_ring(&b->ids, &b->w.r, io_now_real_us(),
+							  b->msgid_window_us);
 				if (gone)
 					log_debug("expired %llu messages older than the retention",
 						  (unsigned long long)gone);
@@ -326,6 +385,17 @@ static void signal_ready(int ready_fd)
 		(void)!write(ready_fd, "\n", 1);
 		(void)close(ready_fd);
 	}
+}
+
+/* What main allocates before it opens the ring; freed on the early exits too (LeakSanitizer
+ * makes a leak at exit a failure, and a start-up refusal must exit 1, not abort). */
+static void free_buffers(struct broker *b)
+{
+	json_validator_free(b->json);
+	free(b->body);
+	free(b->msg);
+	free(b->dgram);
+	msgid_free(&b->ids); /* allocated after the ring opens; harmless before */
 }
 
 int main(int argc, char **argv)
@@ -427,10 +497,11 @@ int main(int argc, char **argv)
 	b.json = json_validator_new();
 	b.body = malloc(b.cfg.max_body + 1);
 	b.msg = malloc(b.cfg.max_body + 1);
-	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_TOPIC;
+	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_ID + PROTO_MAX_TOPIC;
 	b.dgram = malloc(b.dgram_cap);
 	if (!b.json || !b.body || !b.msg || !b.dgram) {
 		log_error("unable to allocate buffers: out of memory");
+		free_buffers(&b);
 		return 1;
 	}
 
@@ -441,14 +512,25 @@ int main(int argc, char **argv)
 		log_error("ring '%s' exists with another size or version (%s); start once with "
 			  "--recreate to replace it (its history is lost)",
 			  b.cfg.ring_name, strerror(-err));
+		free_buffers(&b);
 		return 1;
 	}
 	if (err == -EBUSY) {
 		log_error("ring '%s' is in use by another broker", b.cfg.ring_name);
+		free_buffers(&b);
+		return 1;
+	}
+	if (err == -ENOSPC) {
+		/* posix_fallocate at creation (shm/ring.h section 1): refused now, not SIGBUS later */
+		log_error("unable to create ring '%s': no space left in /dev/shm for %llu KiB of "
+			  "history; free some there or lower [History] ringSize",
+			  b.cfg.ring_name, (unsigned long long)(rp.data_size >> 10));
+		free_buffers(&b);
 		return 1;
 	}
 	if (err < 0) {
 		log_error("unable to open ring '%s': %s", b.cfg.ring_name, strerror(-err));
+		free_buffers(&b);
 		return 1;
 	}
 	if (RING_MAX_RECORD(b.w.r.data_size) < b.cfg.max_body + PROTO_MAX_TOPIC)
@@ -462,16 +544,36 @@ int main(int argc, char **argv)
 		 (unsigned long long)b.w.r.data_size, (unsigned long long)b.w.r.nidx,
 		 (unsigned long long)ring_head(&b.w.r));
 
+	b.msgid_window_us = b.cfg.msgid_window_s * 1000000U;
+	if (b.msgid_window_us) {
+		uint64_t t0 = io_now_mono_us(), n;
+
+		err = msgid_init(&b.ids, b.w.r.nidx);
+		if (err < 0) {
+			log_error("unable to allocate the message id table: %s", strerror(-err));
+			ring_writer_close(&b.w);
+			free_buffers(&b);
+			return 1;
+		}
+		/* README 4.7: a repeat must be caught even if the original came before a restart */
+		n = msgid_rebuild(&b.ids, &b.w.r, io_now_real_us(), b.msgid_window_us);
+		log_info("message ids: %llu held from the last %llu s, found in %llu us",
+			 (unsigned long long)n, (unsigned long long)b.cfg.msgid_window_s,
+			 (unsigned long long)(io_now_mono_us() - t0));
+	}
+
 	b.lfd = open_listener(b.cfg.socket_path);
 	if (b.lfd < 0) {
 		log_error("unable to listen on '%s': %s", b.cfg.socket_path, strerror(-b.lfd));
 		ring_writer_close(&b.w);
+		free_buffers(&b);
 		return 1;
 	}
 	err = setup_fds(&b);
 	if (err < 0) {
 		log_error("unable to set up the event loop: %s", strerror(-err));
 		ring_writer_close(&b.w);
+		free_buffers(&b);
 		return 1;
 	}
 	(void)ring_expire(&b.w, io_now_real_us());
@@ -483,6 +585,7 @@ int main(int argc, char **argv)
 	(void)unlink(b.cfg.socket_path);
 	ring_writer_close(&b.w);
 	json_validator_free(b.json);
+	msgid_free(&b.ids);
 	free(b.body);
 	free(b.msg);
 	free(b.dgram);

@@ -50,8 +50,10 @@ enum config_type {
 	CONFIG_COUNT32,	    /* uint32_t plain decimal, > 0 */
 	CONFIG_DURATION_MS, /* uint32_t milliseconds, > 0 */
 	CONFIG_DURATION_S,  /* uint64_t seconds, >= 1 s */
+	CONFIG_DURATION_S0, /* uint64_t seconds, 0 allowed (a feature turned off) */
 	CONFIG_RING,	    /* shm object name: "/name", no other '/' */
 	CONFIG_PATH,	    /* socket path: non-empty, fits sun_path */
+	CONFIG_HEADER,	    /* a response header's value: printable ASCII, may be empty */
 };
 
 struct config_key {
@@ -82,9 +84,11 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Limits", "bodyTimeout", CONFIG_DURATION_MS, body_timeout_ms),
 	CONFIG_KEY("Stream", "keepalive", CONFIG_DURATION_MS, keepalive_ms),
 	CONFIG_KEY("Stream", "sendTimeout", CONFIG_DURATION_MS, send_timeout_ms),
+	CONFIG_KEY("Stream", "allowOrigin", CONFIG_HEADER, allow_origin),
 	CONFIG_KEY("History", "retention", CONFIG_DURATION_S, retention_s),
 	CONFIG_KEY("History", "ringSize", CONFIG_SIZE64, ring_size),
 	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
+	CONFIG_KEY("History", "messageIdWindow", CONFIG_DURATION_S0, msgid_window_s),
 	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
 };
 
@@ -119,8 +123,11 @@ void config_defaults(struct config *c)
 	c->body_timeout_ms = 30 * 1000;
 	c->keepalive_ms = 5 * 1000;
 	c->send_timeout_ms = 60 * 1000;
+	/* subscriptions are public (anyone may GET), so any page may read them by default */
+	(void)snprintf(c->allow_origin, sizeof(c->allow_origin), "%s", "*");
 	c->retention_s = UINT64_C(48) * 3600;
 	c->ring_size = 64 * MIB;
+	c->msgid_window_s = 10 * 60;
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
 }
@@ -285,6 +292,23 @@ _must_check_ static int config_set(struct config *c, const char *path, unsigned 
 		config_set_string(c, k, value);
 		return 0;
 
+	case CONFIG_HEADER:
+		if (len >= k->size) {
+			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
+			config_bad_value(path, line, k, value, why);
+			return -EINVAL;
+		}
+		/* it is sent as it is in a response head: nothing that could end or split a line */
+		for (size_t i = 0; i < len; i++) {
+			if (value[i] < 0x20 || value[i] > 0x7e) {
+				config_bad_value(path, line, k, value,
+						 "only printable ASCII may be sent in a header");
+				return -EINVAL;
+			}
+		}
+		config_set_string(c, k, value);
+		return 0;
+
 	case CONFIG_PEERS:
 		if (len >= k->size) {
 			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
@@ -345,6 +369,7 @@ _must_check_ static int config_set(struct config *c, const char *path, unsigned 
 
 	case CONFIG_DURATION_MS:
 	case CONFIG_DURATION_S:
+	case CONFIG_DURATION_S0:
 		if (config_parse_duration_ms(value, &v) < 0) {
 			config_bad_value(
 				path, line, k, value,
@@ -361,7 +386,11 @@ _must_check_ static int config_set(struct config *c, const char *path, unsigned 
 			return 0;
 		}
 		/* retention is kept in whole seconds; a fraction of one is dropped */
-		if (v < MS_PER_S) {
+		if (k->type == CONFIG_DURATION_S0 && v != 0 && v < MS_PER_S) {
+			config_bad_value(path, line, k, value, "must be 0 (off) or at least 1s");
+			return -EINVAL;
+		}
+		if (k->type == CONFIG_DURATION_S && v < MS_PER_S) {
 			config_bad_value(path, line, k, value, "must be at least 1s");
 			return -EINVAL;
 		}
@@ -523,12 +552,12 @@ void config_write(const struct config *c, FILE *f)
 		"[Clients]\ntrustedPeers: %s\n\n"
 		"[Limits]\nmaxBodySize: %llu\nmaxTargetSize: %u\nmaxHeaderSize: %u\n"
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
-		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\n\n"
-		"[History]\nretention: %llus\nringSize: %llu\nring: %s\n\n"
+		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
+		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nmessageIdWindow: %llus\n\n"
 		"[Broker]\nsocket: %s\n",
 		c->port, c->listen_ip, c->trusted_peers, (unsigned long long)c->max_body,
 		c->max_target, c->max_header, c->max_header_lines, c->header_timeout_ms,
-		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms,
+		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms, c->allow_origin,
 		(unsigned long long)c->retention_s, (unsigned long long)c->ring_size, c->ring_name,
-		c->socket_path);
+		(unsigned long long)c->msgid_window_s, c->socket_path);
 }

@@ -16,8 +16,9 @@
  *   [Clients]  trustedPeers (whitespace-separated list, see common/trust.h)  compat
  *   [Limits]   maxBodySize, maxTargetSize, maxHeaderSize (sizes),
  *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
- *   [Stream]   keepalive, sendTimeout (durations)
- *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name")
+ *   [Stream]   keepalive, sendTimeout (durations), allowOrigin (header value, may be empty)
+ *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name"),
+ *              messageIdWindow (duration, 0 turns it off)
  *   [Broker]   socket (path of the broker's local socket)
  *
  * Sizes take an optional suffix K, M, G (powers of 1024; "KiB", "MiB", "GiB" also accepted).
@@ -40,9 +41,11 @@ struct config {
 	uint32_t body_timeout_ms;   /* [Limits] bodyTimeout; default 30 s */
 	uint32_t keepalive_ms;	    /* [Stream] keepalive; default 5 s (PROTOCOL 3.3) */
 	uint32_t send_timeout_ms;   /* [Stream] sendTimeout; default 60 s (PROTOCOL 3.7) */
+	char allow_origin[256];	    /* [Stream] allowOrigin; default "*"; "" sends no header */
 	uint64_t retention_s;	    /* [History] retention; default 48 h (PROTOCOL 8.1) */
 	uint64_t ring_size;	    /* [History] ringSize; default 64 MiB of message data */
 	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
+	uint64_t msgid_window_s;    /* [History] messageIdWindow; default 10 min; 0: off */
 	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
 };
 

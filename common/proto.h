@@ -10,32 +10,68 @@
  * The broker accepts a connection only from its own uid or root (SO_PEERCRED); any other peer is
  * closed at once.
  *
- * Request: one datagram, struct proto_req then the stored topic (shm/topic.h), with one file
- * descriptor in SCM_RIGHTS: a memfd holding the body at offset 0. Passing the body as a memfd
- * keeps a 2 MiB body out of the socket buffers (one write into the memfd, one pread in the
- * broker) and the datagram small whatever the body size.
+ * Request: one datagram, struct proto_req, then the publisher's message id (id_len bytes, none
+ * when id_len is 0), then the stored topic (shm/topic.h), with one file descriptor in
+ * SCM_RIGHTS: a memfd holding the body at offset 0. Passing the body as a memfd keeps a 2 MiB
+ * body out of the socket buffers (one write into the memfd, one pread in the broker) and the
+ * datagram small whatever the body size.
  * Reply: one datagram, struct proto_resp, sent only after the message is in the ring (status
  * 200) or was refused. One connection carries any number of request/reply pairs, in order.
+ *
+ * Message ids (README, "Additions to the protocol", 4.7): a request whose id the broker has
+ * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
+ * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
+ *
+ * "GPS2" added the id and flags. A frontend and a broker of different versions refuse each
+ * other's datagrams by magic, which a publisher sees as a 503 (try again), never a wrong 200.
  */
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC	 UINT32_C(0x31535047) /* "GPS1" */
-#define PROTO_MAX_TOPIC	 (64u * 1024u)	      /* bytes of stored topic in a request */
+#define PROTO_MAGIC	 UINT32_C(0x32535047) /* "GPS2" */
+/* Bytes of stored topic in a request: what the ring's 16-bit topic_len holds (shm/ring.h). */
+#define PROTO_MAX_TOPIC	 (64u * 1024u - 1u)
 #define PROTO_MAX_REASON 120u
+/* Bytes of an X-Message-Id: room for a UUID, a 64-hex digest with a prefix, or the hook's id;
+ * small enough that the ids of a full ring cost little (shm/ring.h stores one per message). */
+#define PROTO_MAX_ID	 128u
+
+/* flags of struct proto_resp */
+#define PROTO_RESP_DUPLICATE UINT32_C(1) /* the id was seen: nothing stored, the original told */
 
 struct proto_req {
 	uint32_t magic;	    /* PROTO_MAGIC */
-	uint32_t topic_len; /* bytes of stored topic following this struct */
+	uint32_t topic_len; /* bytes of stored topic, after the id */
 	uint64_t body_len;  /* bytes of body in the memfd */
+	uint32_t id_len;    /* bytes of message id right after this struct; 0: none */
+	uint32_t _pad;	    /* zero */
 };
 
 struct proto_resp {
-	uint32_t magic;	 /* PROTO_MAGIC */
-	uint32_t status; /* an HTTP status: 200, 400 (JSON or topic), 413, 500, 503 */
-	uint64_t seq;	 /* 200: the message's sequence number */
+	uint32_t magic;	  /* PROTO_MAGIC */
+	uint32_t status;  /* an HTTP status: 200, 400 (JSON or topic), 413, 500, 503 */
+	uint64_t seq;	  /* 200: the message's sequence number (the original's for a duplicate) */
 	uint64_t time_us; /* 200: its publish time, CLOCK_REALTIME microseconds */
+	uint32_t flags;	  /* PROTO_RESP_* */
+	uint32_t _pad;	  /* zero */
 	char reason[PROTO_MAX_REASON]; /* NUL-terminated one line for the response body */
 };
+
+/*
+ * Whether id[0..len) is a message id: 1 to PROTO_MAX_ID bytes, each visible ASCII (0x21-0x7E).
+ * Nothing else is asked of it (commas and quotes are ordinary bytes): the id is opaque, compared
+ * byte for byte. Checked by the frontend (400) and again by the broker.
+ */
+static inline bool proto_id_valid(const uint8_t *id, size_t len)
+{
+	if (len == 0 || len > PROTO_MAX_ID)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (id[i] < 0x21 || id[i] > 0x7e)
+			return false;
+	return true;
+}
 
 #endif

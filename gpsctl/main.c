@@ -1171,7 +1171,7 @@ static void check_pass(struct reader *rd, struct problems *p, uint64_t *ret_chec
 		}
 		checked++;
 		off = rec.pos & r->data_mask;
-		end = rec.pos + ALIGN_UP((uint64_t)rec.topic_len + rec.payload_len, (uint64_t)8);
+		end = rec.pos + ALIGN_UP(ring_rec_len(&rec), (uint64_t)8);
 		if (rec.pos % 8u)
 			problem(p, "seq %" PRIu64 ": position %" PRIu64 " is not 8-byte aligned",
 				seq, rec.pos);
@@ -1195,13 +1195,12 @@ static void check_pass(struct reader *rd, struct problems *p, uint64_t *ret_chec
 				"seq %" PRIu64 ": starts at %" PRIu64
 				", inside the previous record (ends at %" PRIu64 ")",
 				seq, rec.pos, prev_end);
-		if ((uint64_t)rec.topic_len + rec.payload_len > RING_MAX_RECORD(r->data_size))
+		if (ring_rec_len(&rec) > RING_MAX_RECORD(r->data_size))
 			problem(p,
 				"seq %" PRIu64 ": %" PRIu64
 				" bytes, over the record limit %" PRIu64,
-				seq, (uint64_t)rec.topic_len + rec.payload_len,
-				RING_MAX_RECORD(r->data_size));
-		if (off + rec.topic_len + rec.payload_len > r->data_size)
+				seq, ring_rec_len(&rec), RING_MAX_RECORD(r->data_size));
+		if (off + ring_rec_len(&rec) > r->data_size)
 			problem(p, "seq %" PRIu64 ": wraps around the end of the data area", seq);
 		if (prev_time && rec.time_us <= prev_time)
 			problem(p, "seq %" PRIu64 ": time does not increase", seq);

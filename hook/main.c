@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "hook/conf.h"
 #include "hook/git.h"
+#include "hook/msgid.h"
 #include "hook/post.h"
 #include "hook/push.h"
 #include "hook/repo.h"
@@ -279,6 +280,8 @@ out:
 static int hook_deliver_file(struct spool *s, struct post *p, const char *name, struct jbuf *body,
 			     uint64_t deadline_us, struct deliver_stats *st)
 {
+	char id[HOOK_MSGID_SIZE];
+	uint64_t num;
 	int err;
 
 	err = spool_read(s, name, body);
@@ -295,7 +298,11 @@ static int hook_deliver_file(struct spool *s, struct post *p, const char *name, 
 		return err;
 	if (io_now_mono_us() >= deadline_us)
 		return 1; /* out of time before sending: say so, do not blame the server */
-	err = post_send(p, body->data ? body->data : "", body->len, deadline_us);
+	/* the id comes from the spool entry alone, so a retry of this file sends the same one */
+	if (hook_msgid_number(name, &num) < 0)
+		num = 0; /* spool_list only lists numbered names; keep going if that changes */
+	hook_msgid(num, body->data ? body->data : "", body->len, id);
+	err = post_send(p, body->data ? body->data : "", body->len, id, deadline_us);
 	if (err == 0) {
 		err = spool_remove(s, name);
 		if (err == 0)
@@ -351,9 +358,16 @@ static void hook_deliver_spool(struct spool *s, struct post *p, uint64_t deadlin
 static void hook_deliver_direct(struct post *p, char *const msgs[], size_t n, uint64_t deadline_us,
 				struct deliver_stats *st)
 {
+	/* these have no spool number: number them by time, as spool_add would have */
+	const uint64_t num = io_now_real_us();
+
 	for (size_t i = 0; i < n; i++) {
-		int err = st->stop_err ? st->stop_err
-				       : post_send(p, msgs[i], strlen(msgs[i]), deadline_us);
+		char id[HOOK_MSGID_SIZE];
+		int err;
+
+		hook_msgid(num + i, msgs[i], strlen(msgs[i]), id);
+		err = st->stop_err ? st->stop_err
+				   : post_send(p, msgs[i], strlen(msgs[i]), id, deadline_us);
 
 		if (err == 0) {
 			st->sent++;

@@ -11,6 +11,9 @@
 #include "hook/post.h"
 #include "hook/version.h"
 
+/* Room for "X-Message-Id: " and an id: hook/msgid.h's are 58 bytes, the server's limit 128. */
+#define POST_ID_HEADER_MAX 160
+
 /* The statuses that mean "this body will never be accepted" (PROTOCOL 4.3, 4.4). */
 #define POST_HTTP_OK	      200L
 #define POST_HTTP_BAD_REQUEST 400L
@@ -37,9 +40,32 @@ void post_global_cleanup(void)
 	curl_global_cleanup();
 }
 
+/* The request headers, with X-Message-Id if msg_id is not NULL; NULL when out of memory. */
+static struct curl_slist *post_headers(const char *msg_id)
+{
+	struct curl_slist *h, *h2;
+
+	h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (!h)
+		return NULL;
+	/* no "Expect: 100-continue" round trip before a large message: the server is ours */
+	h2 = curl_slist_append(h, "Expect:");
+	if (h2 && msg_id) {
+		char line[POST_ID_HEADER_MAX];
+
+		(void)snprintf(line, sizeof(line), "X-Message-Id: %s", msg_id);
+		h2 = curl_slist_append(h2, line);
+	}
+	if (!h2) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	return h2;
+}
+
 int post_open(struct post *p, const char *url)
 {
-	struct curl_slist *h = NULL, *h2;
+	struct curl_slist *h = NULL;
 	CURL *c;
 	CURLcode rc = CURLE_OK;
 
@@ -52,14 +78,9 @@ int post_open(struct post *p, const char *url)
 	c = curl_easy_init();
 	if (!c)
 		goto out_nomem;
-	h = curl_slist_append(NULL, "Content-Type: application/json");
+	h = post_headers(NULL);
 	if (!h)
 		goto out_nomem;
-	/* no "Expect: 100-continue" round trip before a large message: the server is ours */
-	h2 = curl_slist_append(h, "Expect:");
-	if (!h2)
-		goto out_nomem;
-	h = h2;
 
 	rc |= curl_easy_setopt(c, CURLOPT_URL, p->url);
 	rc |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -118,10 +139,12 @@ static int post_errno(CURLcode rc)
 	}
 }
 
-int post_send(struct post *p, const char *body, size_t len, uint64_t deadline_us)
+int post_send(struct post *p, const char *body, size_t len, const char *msg_id,
+	      uint64_t deadline_us)
 {
 	uint64_t now = io_now_mono_us();
 	long ms, connects = 0;
+	struct curl_slist *h;
 	CURLcode rc;
 
 	p->status = 0;
@@ -131,6 +154,17 @@ int post_send(struct post *p, const char *body, size_t len, uint64_t deadline_us
 		return -ETIMEDOUT;
 	}
 	ms = (long)MIN((deadline_us - now + 999) / 1000, (uint64_t)INT32_MAX);
+	/* each message its own id: a new header list, the old one freed once curl uses this */
+	h = post_headers(msg_id);
+	if (!h)
+		return -ENOMEM;
+	rc = curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
+	if (rc != CURLE_OK) {
+		curl_slist_free_all(h);
+		return -EIO;
+	}
+	curl_slist_free_all(p->headers);
+	p->headers = h;
 	rc = curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, ms);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, ms);

@@ -30,15 +30,17 @@ _must_check_ int post_open(struct post *p, const char *url);
 void post_close(struct post *p);
 
 /*
- * POST body[0..len) as application/json and wait for the answer, at most until deadline_us
- * (CLOCK_MONOTONIC). Returns:
+ * POST body[0..len) as application/json, with "X-Message-Id: msg_id" unless msg_id is NULL
+ * (hook/msgid.h), and wait for the answer, at most until deadline_us (CLOCK_MONOTONIC). Returns:
  *   0           the server answered 200: delivered;
  *   -EBADMSG    it answered 400 or 413: this message will never be accepted;
  *   -EPROTO     it answered another status (p->status): try again later;
  *   -ETIMEDOUT  no complete answer by the deadline;
- *   -ECONNREFUSED, -EHOSTUNREACH (cannot resolve or reach), -EIO (anything else curl reports).
+ *   -ECONNREFUSED, -EHOSTUNREACH (cannot resolve or reach), -EIO (anything else curl reports),
+ *   -ENOMEM.
  */
-_must_check_ int post_send(struct post *p, const char *body, size_t len, uint64_t deadline_us);
+_must_check_ int post_send(struct post *p, const char *body, size_t len, const char *msg_id,
+			   uint64_t deadline_us);
 
 /* A short plain sentence for the last failure, for the person pushing (static storage). */
 const char *post_strerror(const struct post *p, int err);
