@@ -52,11 +52,26 @@ _must_check_ ssize_t conn_fill(struct conn *c, uint64_t deadline_us);
 /* Drop the first n bytes of c->in. */
 void conn_consume(struct conn *c, size_t n);
 
+/*
+ * Buffers sized for the worst case (a maximal request head, body or topic) come from here:
+ * anonymous pages cost nothing until touched, where malloc would carve them from an arena it
+ * dirties. At thousands of one-connection processes every page counts (issue 5).
+ * frontend_map: len bytes of zeroed pages, or NULL. frontend_release: give the touched pages
+ * of a frontend_map() buffer back to the kernel; the buffer stays usable and reads as zeros.
+ */
+void *frontend_map(size_t len);
+void frontend_release(void *buf, size_t len);
+
 /* POST/PUT (PROTOCOL 4). Returns whether the connection may carry another request. */
 bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive);
 
-/* GET (PROTOCOL 3). Never returns: the stream ends with the process. */
+/* GET (PROTOCOL 3; cursors, SSE and CORS: README 3.9, 3.10, 3.12). Never returns: the stream
+ * ends with the process. */
 _noreturn_ void stream_handle(struct conn *c, const struct http_request *req);
+
+/* GET preferring text/html (README 3.11): the live page. Returns whether the connection may
+ * carry another request (the browser opens its EventSource on it). */
+bool stream_page_handle(struct conn *c, const struct http_request *req, bool keep_alive);
 
 /* Reason phrase of a status code. */
 const char *http_status_text(int status);

@@ -7,20 +7,25 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/io.h"
 #include "common/log.h"
 #include "frontend/frontend.h"
+#include "frontend/sse.h"
 
 #define LINGER_MS    1000u	 /* after an error: how long we read what the client still sends */
 #define LINGER_BYTES (1u << 20) /* ... and how much of it */
@@ -91,6 +96,19 @@ void conn_consume(struct conn *c, size_t n)
 	}
 	memmove(c->in, c->in + n, c->in_len - n);
 	c->in_len -= n;
+}
+
+void *frontend_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void frontend_release(void *buf, size_t len)
+{
+	/* MADV_DONTNEED on private anonymous pages: freed now, zero-filled if touched again */
+	(void)madvise(buf, len, MADV_DONTNEED);
 }
 
 /* Read and drop what the client still sends, so closing does not reset the connection under
@@ -203,6 +221,27 @@ static bool wants_keep_alive(const struct http_request *req)
 	return true;
 }
 
+/*
+ * Whether a request declares a body: any Transfer-Encoding, or a Content-Length other than 0.
+ * GET and HEAD take none (RFC 9110 9.3.1, 9.3.2), and leaving one unread would make its bytes
+ * the next request: a HEAD whose "body" is a POST would smuggle that POST past whatever proxy
+ * framed it as one request. So such a request is refused (400) and its bytes never parsed.
+ */
+static bool declares_body(const struct http_request *req)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		uint64_t len;
+
+		if (h->name_len == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0)
+			return true;
+		if (h->name_len == 14 && strncasecmp(h->name, "Content-Length", 14) == 0 &&
+		    (http_parse_content_length(h->value, h->value_len, &len) < 0 || len != 0))
+			return true;
+	}
+	return false;
+}
+
 /* The request loop (PROTOCOL 1.2, 1.3): requests are answered in order until one closes. */
 static void serve(struct conn *c)
 {
@@ -253,8 +292,14 @@ static void serve(struct conn *c)
 			conn_fail(c, 500, "request head changed when copied");
 		c->requests++;
 		keep_alive = wants_keep_alive(&req);
+		if ((is_method(&req, "GET") || is_method(&req, "HEAD")) && declares_body(&req))
+			conn_fail(c, 400, "a GET or HEAD request may not carry a body");
 
-		if (is_method(&req, "GET")) {
+		if (is_method(&req, "GET") && sse_negotiate(&req) == SSE_KIND_PAGE) {
+			/* README 3.11: a browser's navigation; its EventSource may follow here */
+			if (!stream_page_handle(c, &req, keep_alive))
+				return;
+		} else if (is_method(&req, "GET")) {
 			stream_handle(c, &req);
 		} else if (is_method(&req, "HEAD")) {
 			if (!handle_head(c, keep_alive))
@@ -268,26 +313,96 @@ static void serve(struct conn *c)
 	}
 }
 
+/*
+ * systemd's socket-activation protocol (sd_listen_fds(3)), in the few lines the frontend needs:
+ * linking libsystemd for it maps ten shared libraries into every connection's process, which
+ * costs start-up time and memory at thousands of connections. LISTEN_FDS counts the sockets
+ * from fd 3 on, and only counts if LISTEN_PID is our pid (the variables may be inherited by
+ * mistake). Like sd_listen_fds(1) we unset both and mark the fds close-on-exec. Returns the
+ * number of fds (0: not socket-activated) or -EINVAL for malformed variables.
+ */
+#define LISTEN_FDS_START 3    /* SD_LISTEN_FDS_START */
+#define LISTEN_FDS_MAX	 1024 /* beyond any unit's socket count: a garbled variable */
+
+static int parse_env_uint(const char *name, unsigned long *ret)
+{
+	const char *v = getenv(name);
+	char *end;
+
+	if (!v)
+		return -ENOENT;
+	errno = 0;
+	*ret = strtoul(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || v[0] == '+' || v[0] == ' ')
+		return -EINVAL;
+	return 0;
+}
+
+static int listen_fds(void)
+{
+	unsigned long pid, n = 0;
+	int err;
+
+	/* As sd_listen_fds(1): no LISTEN_PID, another process's, or no LISTEN_FDS mean "not
+	 * socket-activated" (0); an unreadable value or a count of 0 is an error. */
+	err = parse_env_uint("LISTEN_PID", &pid);
+	if (err == 0 && pid == 0)
+		err = -EINVAL;
+	if (err == 0 && pid == (unsigned long)getpid()) {
+		err = parse_env_uint("LISTEN_FDS", &n);
+		if (err == 0 && (n == 0 || n > LISTEN_FDS_MAX))
+			err = -EINVAL;
+	}
+	(void)unsetenv("LISTEN_PID");
+	(void)unsetenv("LISTEN_FDS");
+	(void)unsetenv("LISTEN_FDNAMES");
+	if (err == -ENOENT)
+		return 0;
+	if (err < 0)
+		return err;
+	for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + (int)n; fd++)
+		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			return -errno;
+	return (int)n;
+}
+
+/* Whether fd is a connected (not listening) stream socket, as sd_is_socket(fd, AF_UNSPEC,
+ * SOCK_STREAM, 0) checks it. */
+static bool is_stream_connection(int fd)
+{
+	int type = 0, listening = 0;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return false;
+	len = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+		return false;
+	return listening == 0;
+}
+
 /* Find the connection: LISTEN_FDS (systemd Accept=yes) or stdin (inetd). fd, or -errno. */
 static int find_connection(void)
 {
-	int n = sd_listen_fds(1);
+	int n = listen_fds();
 
-	if (n < 0)
+	if (n < 0) {
+		log_error("unable to read LISTEN_PID/LISTEN_FDS: %s", strerror(-n));
 		return n;
+	}
 	if (n > 1) {
 		log_error("got %d sockets from systemd; expected one connection (Accept=yes)", n);
 		return -EINVAL;
 	}
 	if (n == 1) {
-		if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 0) <= 0) {
+		if (!is_stream_connection(LISTEN_FDS_START)) {
 			log_error("fd 3 is not a connected stream socket: the socket unit needs "
 				  "Accept=yes");
 			return -EINVAL;
 		}
-		return SD_LISTEN_FDS_START;
+		return LISTEN_FDS_START;
 	}
-	if (sd_is_socket(STDIN_FILENO, AF_UNSPEC, SOCK_STREAM, 0) <= 0) {
+	if (!is_stream_connection(STDIN_FILENO)) {
 		log_error("no connection: stdin is not a connected stream socket; run me from "
 			  "systemd (Accept=yes) or inetd");
 		return -ENOTSOCK;
@@ -383,6 +498,10 @@ int main(int argc, char **argv)
 		}
 	}
 	(void)signal(SIGPIPE, SIG_IGN); /* EPIPE from write() is the client leaving */
+	/* The connection is ours to the end, whatever becomes of the listener that spawned us:
+	 * systemd-socket-activate gives its children PR_SET_PDEATHSIG, and it exits when accept()
+	 * or fork() fails (fd or process limit), which would end every open stream with it. */
+	(void)prctl(PR_SET_PDEATHSIG, 0);
 
 	config_defaults(&c.cfg);
 	err = config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, &c.cfg);
@@ -408,9 +527,16 @@ int main(int argc, char **argv)
 				      .tv_usec = (c.cfg.send_timeout_ms % 1000u) * 1000 };
 		(void)setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
+	{
+		/* Every write we make is a whole response or a whole batch of messages: Nagle
+		 * could only hold one back until the client's ACK (issue 5, latency). Fails
+		 * harmlessly on a unix socket. */
+		int one = 1;
+		(void)setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	c.in_cap = c.cfg.max_target + c.cfg.max_header + HEAD_SLACK;
-	c.in = malloc(c.in_cap);
-	c.head = malloc(c.in_cap);
+	c.in = frontend_map(c.in_cap);
+	c.head = frontend_map(c.in_cap);
 	if (!c.in || !c.head) {
 		log_error("unable to allocate the request buffer: out of memory");
 		return 1;

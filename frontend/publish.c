@@ -15,6 +15,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/proto.h"
+#include "frontend/cursor.h"
 #include "frontend/frontend.h"
 #include "shm/topic.h"
 
@@ -23,7 +24,7 @@
 
 static char *body_buf;	     /* max_body + 1 bytes, allocated at the first publish */
 static uint8_t *topic_buf;   /* the stored topic */
-static uint8_t *dgram_buf;   /* the request datagram: struct proto_req + topic */
+static uint8_t *dgram_buf;   /* the request datagram: struct proto_req + message id + topic */
 
 static int broker_connect(struct conn *c)
 {
@@ -44,14 +45,17 @@ static int broker_connect(struct conn *c)
 	return fd;
 }
 
-static int send_request(struct conn *c, size_t topic_len, size_t body_len)
+static int send_request(struct conn *c, const char *id, size_t id_len, size_t topic_len,
+			size_t body_len)
 {
 	union {
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	struct proto_req req = { .magic = PROTO_MAGIC, .topic_len = (uint32_t)topic_len,
-				 .body_len = body_len };
+	struct proto_req req = { .magic = PROTO_MAGIC,
+				 .topic_len = (uint32_t)topic_len,
+				 .body_len = body_len,
+				 .id_len = (uint32_t)id_len };
 	struct iovec iov;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };
@@ -60,9 +64,11 @@ static int send_request(struct conn *c, size_t topic_len, size_t body_len)
 
 	memset(&ctl, 0, sizeof(ctl));
 	memcpy(dgram_buf, &req, sizeof(req));
-	memcpy(dgram_buf + sizeof(req), topic_buf, topic_len);
+	if (id_len)
+		memcpy(dgram_buf + sizeof(req), id, id_len);
+	memcpy(dgram_buf + sizeof(req) + id_len, topic_buf, topic_len);
 	iov.iov_base = dgram_buf;
-	iov.iov_len = sizeof(req) + topic_len;
+	iov.iov_len = sizeof(req) + id_len + topic_len;
 	cm = &ctl.align; /* CMSG_FIRSTHDR(&mh), which the compiler cannot prove non-NULL */
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
@@ -110,8 +116,8 @@ static void broker_close(struct conn *c)
  * could not even be sent (the broker restarted since our last publish) is sent once more on a
  * new connection; one that was sent but not answered is not, as it may be stored already.
  */
-static int broker_publish(struct conn *c, size_t topic_len, size_t body_len,
-			  struct proto_resp *ret)
+static int broker_publish(struct conn *c, const char *id, size_t id_len, size_t topic_len,
+			  size_t body_len, struct proto_resp *ret)
 {
 	int err;
 
@@ -120,11 +126,14 @@ static int broker_publish(struct conn *c, size_t topic_len, size_t body_len,
 		if (c->memfd < 0)
 			return -errno;
 	}
-	if (ftruncate(c->memfd, 0) < 0)
+	/* The broker reads body_len bytes from offset 0 (pread), so bytes of an earlier, longer
+	 * body beyond them do no harm: no ftruncate, which would free the pages for the next
+	 * write to allocate and zero again. */
+	if (lseek(c->memfd, 0, SEEK_SET) < 0)
 		return -errno;
 	err = io_write_full(c->memfd, body_buf, body_len);
-	if (err < 0 || lseek(c->memfd, 0, SEEK_SET) < 0)
-		return err < 0 ? err : -errno;
+	if (err < 0)
+		return err;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (c->broker_fd < 0) {
@@ -132,7 +141,7 @@ static int broker_publish(struct conn *c, size_t topic_len, size_t body_len,
 			if (c->broker_fd < 0)
 				return c->broker_fd;
 		}
-		err = send_request(c, topic_len, body_len);
+		err = send_request(c, id, id_len, topic_len, body_len);
 		if (err == 0)
 			break;
 		broker_close(c);
@@ -184,7 +193,10 @@ static size_t read_chunked_body(struct conn *c, uint64_t deadline)
 
 		if (r == -1)
 			conn_fail(c, 400, "malformed chunked body");
-		if (have + len > c->cfg.max_body)
+		/* A chunk size over the limit crosses it as soon as its digits arrive (PROTOCOL
+		 * 4.4): waiting for its data would hold the connection until the body timeout.
+		 * total is have + len, remaining the announced rest of the chunk (< 2^63). */
+		if (dec.total + dec.remaining > c->cfg.max_body)
 			conn_fail(c, 413, "body larger than the limit");
 		memcpy(body_buf + have, c->in, len);
 		have += len;
@@ -234,6 +246,46 @@ static size_t read_line_body(struct conn *c, uint64_t deadline)
 	}
 }
 
+/* How many header lines are named name (case-insensitive). */
+static size_t header_count(const struct http_request *req, const char *name)
+{
+	size_t n = 0, len = strlen(name);
+
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (req->headers[i].name_len == len &&
+		    strncasecmp(req->headers[i].name, name, len) == 0)
+			n++;
+	return n;
+}
+
+/*
+ * X-Message-Id headers (README, "Additions to the protocol", 4.7): none (0), one or several equal
+ * ones (1, *ret_id and *ret_len set), an invalid value (-1), or several that differ (-2).
+ */
+static int message_id(const struct http_request *req, const char **ret_id, size_t *ret_len)
+{
+	static const char name[] = "X-Message-Id";
+	const char *id = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+
+		if (h->name_len != sizeof(name) - 1 ||
+		    strncasecmp(h->name, name, sizeof(name) - 1) != 0)
+			continue;
+		if (!proto_id_valid((const uint8_t *)h->value, h->value_len))
+			return -1;
+		if (id && (h->value_len != len || memcmp(h->value, id, len) != 0))
+			return -2;
+		id = h->value;
+		len = h->value_len;
+	}
+	*ret_id = id;
+	*ret_len = len;
+	return id != NULL;
+}
+
 /* Content-Length headers: none (0), one or several equal ones (1), or a conflict (-1). */
 static int content_length(const struct http_request *req, uint64_t *ret)
 {
@@ -261,10 +313,33 @@ static bool ensure_buffers(struct conn *c)
 {
 	if (body_buf)
 		return true;
-	body_buf = malloc(c->cfg.max_body + 1);
-	topic_buf = malloc(c->in_cap);
-	dgram_buf = malloc(sizeof(struct proto_req) + c->in_cap);
+	/* sized for the worst case: mapped, so only the bytes a publish uses cost memory */
+	body_buf = frontend_map(c->cfg.max_body + 1);
+	topic_buf = frontend_map(c->in_cap);
+	dgram_buf = frontend_map(sizeof(struct proto_req) + PROTO_MAX_ID + c->in_cap);
 	return body_buf && topic_buf && dgram_buf;
+}
+
+/*
+ * The cursor of message seq, just stored (README 3.8), into buf (CURSOR_MAX bytes). The
+ * generation comes from the ring, mapped at the first publish and again once it was replaced
+ * (--recreate): the broker answers only after storing into the ring that is current. 0, or
+ * -errno when the ring cannot be mapped (the answer then goes without X-Cursor).
+ */
+static int publish_cursor(struct conn *c, uint64_t seq, char *buf)
+{
+	static struct ring r;
+
+	if (r.hdr && ring_closed(&r))
+		ring_detach(&r);
+	if (!r.hdr) {
+		int err = ring_attach(c->ring_name, &r);
+
+		if (err < 0)
+			return err;
+	}
+	(void)cursor_format(buf, CURSOR_MAX, r.generation, seq);
+	return 0;
 }
 
 bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive)
@@ -273,10 +348,11 @@ bool publish_handle(struct conn *c, const struct http_request *req, bool keep_al
 	const struct http_header *expect = http_find_header(req, "Expect");
 	uint64_t deadline, clen = 0;
 	struct proto_resp resp;
-	size_t body_len;
+	const char *msg_id = NULL;
+	size_t body_len, msg_id_len = 0;
 	long tlen;
 	int has_cl, err;
-	char out[512];
+	char out[512], cursor[CURSOR_MAX];
 	int n;
 
 	/* PROTOCOL 4.1: untrusted peers are refused before a byte of body is read */
@@ -290,7 +366,10 @@ bool publish_handle(struct conn *c, const struct http_request *req, bool keep_al
 		conn_fail(c, 400, "invalid or conflicting Content-Length");
 	if (te && has_cl)
 		conn_fail(c, 400, "both Content-Length and Transfer-Encoding");
-	if (te && !(te->value_len == 7 && strncasecmp(te->value, "chunked", 7) == 0))
+	/* Several Transfer-Encoding lines make one list (RFC 9110 5.3): "chunked" then "gzip" is
+	 * "chunked, gzip", not chunked, however the first line reads. */
+	if (te && (header_count(req, "Transfer-Encoding") > 1 ||
+		   !(te->value_len == 7 && strncasecmp(te->value, "chunked", 7) == 0)))
 		conn_fail(c, 501, "only the chunked transfer coding is supported");
 	if (has_cl && clen > c->cfg.max_body)
 		conn_fail(c, 413, "body larger than the limit");
@@ -298,6 +377,16 @@ bool publish_handle(struct conn *c, const struct http_request *req, bool keep_al
 	tlen = topic_publish_parse(req->target, req->target_len, topic_buf, c->in_cap);
 	if (tlen < 0)
 		conn_fail(c, 400, "invalid topic: no '*' segment, control character or bad %-escape");
+
+	switch (message_id(req, &msg_id, &msg_id_len)) {
+	case -1:
+		conn_fail(c, 400,
+			  "invalid X-Message-Id: 1 to 128 visible ASCII characters (0x21-0x7E)");
+	case -2:
+		conn_fail(c, 400, "several differing X-Message-Id headers");
+	default:
+		break;
+	}
 
 	if (expect && expect->value_len == 12 && strncasecmp(expect->value, "100-continue", 12) == 0) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -316,19 +405,28 @@ bool publish_handle(struct conn *c, const struct http_request *req, bool keep_al
 		keep_alive = false; /* the original's hook half-closes: nothing can follow */
 	}
 
-	err = broker_publish(c, (size_t)tlen, body_len, &resp);
+	err = broker_publish(c, msg_id, msg_id_len, (size_t)tlen, body_len, &resp);
 	if (err < 0) {
 		log_warning("%s: unable to reach the broker at '%s': %s", c->peer,
 			    c->cfg.socket_path, strerror(-err));
-		conn_fail(c, 503, "the message could not be stored; try again");
+		conn_fail(c, 503,
+			  err == -EMFILE || err == -ENFILE
+				  ? "the server is out of file descriptors; try again"
+				  : "the message could not be stored; try again");
 	}
 	if (resp.status != 200)
 		conn_fail(c, (int)resp.status, resp.reason);
 
+	err = publish_cursor(c, resp.seq, cursor);
+	if (err < 0)
+		log_warning("%s: unable to attach ring '%s' for X-Cursor, leaving it out: %s",
+			    c->peer, c->ring_name, strerror(-err));
 	n = snprintf(out, sizeof(out),
 		     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\nX-Timestamp: %llu\r\n"
+		     "%s%s%s"
 		     "Content-Type: text/plain\r\nContent-Length: 15\r\n%s\r\nMessage sent!\r\n",
 		     (unsigned long long)(resp.time_us / 1000000u),
+		     err < 0 ? "" : "X-Cursor: ", err < 0 ? "" : cursor, err < 0 ? "" : "\r\n",
 		     keep_alive ? "" : "Connection: close\r\n");
 	if (conn_send(c, out, (size_t)n) < 0)
 		return false;

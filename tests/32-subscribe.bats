@@ -120,9 +120,11 @@ ms_now()
 	[[ ${head[1]:-} ]]
 	mapfile -t got < <(printf '%s\n' "${head[@]:1}" |
 		sed -E 's|^Server: GitPubSub/[^[:space:]]+\r$|Server: GitPubSub/<version>\r|' | sort)
+	# Access-Control-Allow-Origin: README 3.12 ([Stream] allowOrigin, default *).
 	mapfile -t want < <(printf '%s\r\n' "Server: GitPubSub/<version>" \
 		"Transfer-Encoding: chunked" "Content-Type: application/x-gitpubsub" \
-		"Cache-Control: no-cache" "X-Accel-Buffering: no" | sort)
+		"Cache-Control: no-cache" "X-Accel-Buffering: no" \
+		"Access-Control-Allow-Origin: *" | sort)
 	echo "head: ${head[*]}"
 	[ "${got[*]}" = "${want[*]}" ]
 
