@@ -469,9 +469,9 @@ ssize_t json_normalize(struct json_validator *v, const char *in, size_t len, cha
 		first++;
 	while (last > first && json_is_ws(b[last - 1]))
 		last--;
-	tlen = last - first;
-	if (tlen == 0)
+	if (first == last)
 		return -EINVAL;
+	tlen = last - first;
 	if (tlen > JSON_MAX_LEN)
 		return -E2BIG;
 

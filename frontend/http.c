@@ -179,8 +179,8 @@ static int parse_leading_empty(struct parse *ps, const struct http_limits *lim, 
 
 static int parse_method(struct parse *ps, size_t *pos, struct http_request *req)
 {
-	size_t start = *pos;
-	size_t i = *pos;
+	const size_t start = *pos;
+	size_t i = start;
 
 	while (i < ps->len && is_tchar(ps->p[i])) {
 		i++;
@@ -222,8 +222,8 @@ static int parse_target(struct parse *ps, const struct http_limits *lim, size_t 
 			struct http_request *req)
 {
 	static const char bad_form[] = "request target is not a path, \"*\" or an http(s) URL";
-	size_t start = *pos;
-	size_t i = *pos;
+	const size_t start = *pos;
+	size_t i = start;
 
 	if (i == ps->len)
 		return PARSE_INCOMPLETE;

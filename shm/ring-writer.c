@@ -16,6 +16,10 @@
 #include "common/io.h"
 #include "shm/ring.h"
 
+/* Both clocks are read in whole microseconds, so their difference jitters by one: one more keeps
+ * ring time at or after any wall clock reading taken later. */
+#define RING_CLOCK_SLACK_US 1u
+
 #define RING_MODE 0644 /* frontends and gpsctl of any user may read history; one user writes */
 #define STATS_MODE 0666 /* every frontend adds to the counters; they hold nothing of value */
 
@@ -75,7 +79,7 @@ out_unlink:
 
 static int create_ring(const char *name, const struct ring_params *p, struct ring *ret)
 {
-	uint64_t data_size, nidx;
+	uint64_t data_size, nidx, mono;
 	struct ring_hdr *h;
 	size_t size;
 	void *base;
@@ -105,9 +109,10 @@ static int create_ring(const char *name, const struct ring_params *p, struct rin
 	h->hdr_size = RING_HDR_SIZE;
 	h->nidx = nidx;
 	h->data_size = data_size;
+	mono = io_now_mono_us(); /* first: ring time starts at, never behind, the wall clock */
 	h->created_us = io_now_real_us();
 	h->generation = h->created_us;
-	atomic_store_explicit(&h->clock_offset_us, h->created_us - io_now_mono_us(),
+	atomic_store_explicit(&h->clock_offset_us, h->created_us - mono + RING_CLOCK_SLACK_US,
 			      memory_order_relaxed);
 	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
@@ -175,6 +180,18 @@ static int replace_ring(const char *name)
 }
 
 /* A crash in the middle of a publish (section 6): nothing past head counts; even the stamp. */
+/*
+ * Under the writer lock nothing moves: 1 <= tail <= head and at most nidx messages held. A ring that breaks this was not written by this code (or was corrupted); every
+ * loop from tail to head (recovery, the broker's id rebuild) trusts it, so refuse the ring.
+ */
+static bool positions_sane(const struct ring *r)
+{
+	const uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
+	const uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+
+	return tail >= 1 && tail <= head && head - tail <= r->nidx;
+}
+
 static void recover(struct ring *r)
 {
 	uint32_t stamp = atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed);
@@ -210,9 +227,11 @@ static void recover(struct ring *r)
 	if (tail < head) {
 		want = atomic_load_explicit(&r->idx[tail & r->idx_mask].pos, memory_order_relaxed);
 	} else {
-		want = MAX(dhead, dtail);
-		if (dhead < want)
+		want = dhead;
+		if (dtail > dhead) {
+			want = dtail;
 			atomic_store_explicit(&r->hdr->data_head, want, memory_order_relaxed);
+		}
 	}
 	if (dtail < want)
 		atomic_store_explicit(&r->hdr->data_tail, want, memory_order_release);
@@ -263,6 +282,11 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 			(void)close(lock_fd);
 		ring_detach(&r);
 		return err;
+	}
+	if (!created && !positions_sane(&r)) {
+		(void)close(lock_fd);
+		ring_detach(&r);
+		return -EPROTO;
 	}
 	if (!created)
 		recover(&r);
@@ -350,7 +374,7 @@ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len
 		 const uint8_t *payload, uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
 		 uint64_t *ret_time_us)
 {
-	return ring_publish_id(w, NULL, 0, topic, topic_len, payload, payload_len, now_us, ret_seq,
+	return ring_publish_id(w, (const uint8_t *)"", 0, topic, topic_len, payload, payload_len, now_us, ret_seq,
 			       ret_time_us);
 }
 
@@ -362,7 +386,7 @@ static uint64_t ring_clock(struct ring_hdr *h)
 	uint64_t off = atomic_load_explicit(&h->clock_offset_us, memory_order_relaxed);
 
 	if (real > mono + off) {
-		off = real - mono;
+		off = real - mono + RING_CLOCK_SLACK_US;
 		atomic_store_explicit(&h->clock_offset_us, off, memory_order_release);
 	}
 	return mono + off;

@@ -357,7 +357,7 @@ _must_check_ int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us
 _must_check_ int ring_stats_attach(const char *ring_name, bool writable,
 				   struct ring_stats **ret_stats);
 void ring_stats_detach(struct ring_stats *s);
-static inline void ring_stats_add(struct ring_stats *s, _Atomic uint64_t *counter, uint64_t n)
+static inline void ring_stats_add(const struct ring_stats *s, _Atomic uint64_t *counter, uint64_t n)
 {
 	if (s)
 		atomic_fetch_add_explicit(counter, n, memory_order_relaxed);

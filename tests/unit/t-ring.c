@@ -1144,8 +1144,9 @@ static void test_validation(void)
 	char name[64], junk[64];
 	struct ring r;
 	bool created;
-	size_t map;
+	size_t map, size;
 	uint32_t saved;
+	void *base;
 	int fd, err;
 
 	diag("validation");
@@ -1198,6 +1199,39 @@ static void test_validation(void)
 	is(err, 0, "validate: restored, it attaches");
 	if (err == 0)
 		ring_detach(&r);
+
+	/* the writer refuses positions no writer leaves: more held than the index, tail past head */
+	{
+		const uint64_t head = atomic_load(&w.r.hdr->head),
+			       tail = atomic_load(&w.r.hdr->tail);
+		const uint64_t bad[][2] = { { head + w.r.nidx + 1, 1 },
+					    { head, head + 1 },
+					    { head, 0 } };
+
+		for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+			atomic_store(&w.r.hdr->head, bad[k][0]);
+			atomic_store(&w.r.hdr->tail, bad[k][1]);
+			ring_writer_close(&w);
+			is(open_ring(name, SMALL_DATA, 0, false, &w, &created), -EPROTO,
+			   "validate: writer refuses head %" PRIu64 ", tail %" PRIu64, bad[k][0],
+			   bad[k][1]);
+			err = ring_map(name, true, &base, &size);
+			ok(err == 0, "validate: mapped to restore it");
+			if (err < 0) {
+				drop_ring(name);
+				return;
+			}
+			atomic_store(&((struct ring_hdr *)base)->head, head);
+			atomic_store(&((struct ring_hdr *)base)->tail, tail);
+			(void)munmap(base, size);
+			err = open_ring(name, SMALL_DATA, 0, false, &w, &created);
+			ok(err == 0 && !created, "validate: restored, the writer opens it again");
+			if (err < 0) {
+				drop_ring(name);
+				return;
+			}
+		}
+	}
 
 	/* the writer refuses a ring of another version, unless told to recreate it */
 	w.r.hdr->version = RING_VERSION + 1;

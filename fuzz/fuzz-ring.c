@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer harness: the ring reader fed arbitrary ring bytes (shm/ring.h).
+ *
+ * Readers trust nothing in the mapping but what ring_validate() checked: head, tail, positions
+ * and lengths are whatever the bytes say (a broker bug, a torn write, a stray scribbler). So
+ * the input is a ring image, validated, and for a valid one every reader entry point runs over
+ * it on a heap block of exactly the mapping's size: ASan reports any read outside.
+ *
+ * Input: [mode: 1 byte][struct ring_hdr][idx entries][data bytes], each part as long as the
+ * input lasts; the rest of the mapping is zero. Mode bit 0 "fixup" stamps the creation
+ * constants (magic, version, layout, hdr_size) and bends nidx and data_size to small powers of
+ * two, so that most inputs reach the reader; without it the header is taken as it is, and only
+ * ring_validate() runs unless the image happens to be valid and small. fuzz/ring-seed.c makes
+ * seeds of both kinds with the writer API.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz/fuzz.h"
+#include "shm/ring.h"
+#include "shm/topic.h"
+
+/* Largest index and data area an image is built with: small, so a run makes many images. */
+#define FUZZ_RING_MAX_IDX  256U
+#define FUZZ_RING_MAX_DATA (4U * (uint64_t)RING_MIN_DATA)
+#define FUZZ_RING_MAX_MAP  (RING_HDR_SIZE + FUZZ_RING_MAX_IDX * 32U + FUZZ_RING_MAX_DATA)
+
+/* Consecutive seqs read from the tail on, as a subscriber that starts there would. */
+#define FUZZ_RING_WALK 64U
+
+#define FUZZ_RING_FIXUP 0x01U
+
+/* Where a reader copies a record to: as large as the biggest record a valid image can hold. */
+static uint8_t copy_buf[FUZZ_RING_MAX_DATA];
+static uint8_t topic_buf[TOPIC_MAX_BYTES];
+static char path_buf[256];
+
+static bool is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* Read message seq the way frontend/stream.c and gpsctl do, checking what ring_rec_get gave. */
+static void read_one(const struct ring *r, uint64_t seq)
+{
+	struct ring_rec rec;
+	uint64_t len;
+	int err = ring_rec_get(r, seq, &rec);
+
+	FUZZ_CHECK(err == 0 || err == -EAGAIN || err == -ESTALE, "ring_rec_get: %d", err);
+	if (err < 0)
+		return;
+	len = ring_rec_len(&rec);
+	FUZZ_CHECK(rec.seq == seq, "asked for %llu, got %llu", (unsigned long long)seq,
+		   (unsigned long long)rec.seq);
+	FUZZ_CHECK(rec.id == r->data + (rec.pos & r->data_mask), "record not at its position");
+	FUZZ_CHECK(fuzz_inside(r->data, r->data_size, rec.id, len),
+		   "record of %llu bytes at %llu outside the data area", (unsigned long long)len,
+		   (unsigned long long)(rec.pos & r->data_mask));
+	FUZZ_CHECK(rec.topic == rec.id + rec.id_len && rec.payload == rec.topic + rec.topic_len,
+		   "id, topic and payload not adjacent");
+	FUZZ_CHECK(rec.topic_len <= RING_MAX_TOPIC && rec.id_len <= RING_MAX_ID, "field widths");
+
+	/* One copy of the whole record, then its parts as a subscriber copies them. */
+	ring_copy_from(copy_buf, rec.id, (size_t)len);
+	(void)ring_rec_valid(r, &rec);
+	ring_copy_from(topic_buf, rec.topic, rec.topic_len);
+	ring_copy_from(copy_buf, rec.payload, rec.payload_len);
+	(void)ring_rec_valid(r, &rec);
+	(void)topic_format(topic_buf, rec.topic_len, path_buf, sizeof(path_buf));
+}
+
+static void find_one(const struct ring *r, uint64_t time_us)
+{
+	uint64_t head = ring_head(r), seq = 0, lo = 0;
+	int err = ring_find_time(r, time_us, &seq, &lo);
+
+	FUZZ_CHECK(err == 0 || err == -EAGAIN, "ring_find_time: %d", err);
+	if (err < 0)
+		return;
+	FUZZ_CHECK(lo >= 1 && lo <= seq, "lo %llu, seq %llu", (unsigned long long)lo,
+		   (unsigned long long)seq);
+	/* A ring's head starts at 1; a zeroed head still gives seq 1, which reads nothing. */
+	FUZZ_CHECK(seq <= (head ? head : 1), "seq %llu past head %llu", (unsigned long long)seq,
+		   (unsigned long long)head);
+	FUZZ_CHECK(head <= r->nidx || lo == head - r->nidx, "lo %llu, head %llu, nidx %llu",
+		   (unsigned long long)lo, (unsigned long long)head, (unsigned long long)r->nidx);
+	if (seq < head)
+		read_one(r, seq);
+}
+
+/* Every reader entry point over a validated image. */
+static void read_image(uint8_t *base, size_t map_size, uint64_t seed)
+{
+	struct ring r;
+	uint64_t head, tail, t, ka_head;
+
+	ring_init_handle(&r, base, map_size);
+	FUZZ_CHECK(fuzz_inside(base, map_size, r.idx, r.nidx * sizeof(struct ring_idx)),
+		   "index outside the mapping");
+	FUZZ_CHECK(fuzz_inside(base, map_size, r.data, r.data_size), "data outside the mapping");
+	FUZZ_CHECK(r.data == (uint8_t *)(r.idx + r.nidx), "data does not follow the index");
+
+	head = ring_head(&r);
+	tail = ring_tail(&r);
+	(void)ring_closed(&r);
+	(void)ring_wake_word(&r);
+
+	/* Around the ends, whatever they say, then a subscriber's walk from the tail. */
+	{
+		const uint64_t edge[] = {
+			0,    1,	tail - 1,   tail,	   head - 1,
+			head, head + 1, UINT64_MAX, head - r.nidx, tail + r.nidx
+		};
+
+		for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+			read_one(&r, edge[i]);
+	}
+	for (uint64_t s = tail; s < head && s - tail < FUZZ_RING_WALK; s++)
+		read_one(&r, s);
+	/* Whatever seq each index entry claims to hold. */
+	for (uint64_t k = 0; k < r.nidx; k++)
+		read_one(&r, atomic_load_explicit(&r.idx[k].seq, memory_order_relaxed));
+
+	/* Replays: times around the entries' own, the ends of time, and one from the input. */
+	find_one(&r, 0);
+	find_one(&r, UINT64_MAX);
+	find_one(&r, fuzz_rand(&seed));
+	find_one(&r, atomic_load_explicit(&r.hdr->last_time_us, memory_order_relaxed));
+	for (uint64_t k = 0; k < r.nidx && k < 8; k++) {
+		t = atomic_load_explicit(&r.idx[k].time_us, memory_order_relaxed);
+		find_one(&r, t);
+		find_one(&r, t + 1);
+	}
+
+	/* A keepalive's resume time; an odd stamp (a writer mid-publish) makes it spin, skip. */
+	if (!(atomic_load_explicit(&r.hdr->stamp, memory_order_relaxed) & 1U)) {
+		int err = ring_keepalive_time(&r, &t, &ka_head);
+
+		FUZZ_CHECK(err == 0 && ka_head == head, "keepalive time: %d", err);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* As aligned as a mapping's first page: struct ring_hdr wants 64 (UBSan checks it). */
+	static _Alignas(RING_HDR_SIZE) uint8_t hdr_page[RING_HDR_SIZE];
+	struct ring_hdr *h = (struct ring_hdr *)hdr_page;
+	const size_t hsz = sizeof(struct ring_hdr);
+	uint64_t seed = fuzz_hash(data, size), claimed, idx_bytes;
+	size_t in_hdr, off, n;
+	uint8_t mode, *base = NULL;
+	bool fits;
+
+	if (size < 1)
+		return 0;
+	mode = data[0];
+	off = 1;
+	memset(hdr_page, 0, sizeof(hdr_page));
+	in_hdr = size - off < hsz ? size - off : hsz;
+	memcpy(hdr_page, data + off, in_hdr);
+	off += in_hdr;
+
+	if (mode & FUZZ_RING_FIXUP) {
+		atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_relaxed);
+		h->version = RING_VERSION;
+		/* NOLINTNEXTLINE(bugprone-implicit-widening-of-multiplication-result): ring.h's */
+		h->layout = RING_LAYOUT;
+		h->hdr_size = RING_HDR_SIZE;
+		if (!is_pow2(h->nidx) || h->nidx > FUZZ_RING_MAX_IDX)
+			h->nidx = UINT64_C(1) << (h->nidx % 9);
+		if (!is_pow2(h->data_size) || h->data_size < (uint64_t)RING_MIN_DATA ||
+		    h->data_size > FUZZ_RING_MAX_DATA)
+			h->data_size = (uint64_t)RING_MIN_DATA << (h->data_size % 3);
+	}
+
+	/* The size the header implies, if it can be computed at all. */
+	fits = !__builtin_mul_overflow(h->nidx, (uint64_t)sizeof(struct ring_idx), &idx_bytes) &&
+	       !__builtin_add_overflow(idx_bytes, (uint64_t)RING_HDR_SIZE, &claimed) &&
+	       !__builtin_add_overflow(claimed, h->data_size, &claimed);
+	if (!fits)
+		claimed = seed;
+
+	/* Only the exact size is accepted, and never less than a header. */
+	FUZZ_CHECK(ring_validate(h, 0) == -EPROTO && ring_validate(h, RING_HDR_SIZE - 1) == -EPROTO,
+		   "a mapping smaller than a header validates");
+	FUZZ_CHECK(ring_validate(h, (size_t)claimed + 1) == -EPROTO &&
+			   ring_validate(h, (size_t)claimed - 1) == -EPROTO,
+		   "a mapping of the wrong size validates");
+	if (ring_validate(h, (size_t)claimed) < 0) {
+		FUZZ_CHECK(!(mode & FUZZ_RING_FIXUP), "a fixed-up header does not validate");
+		return 0;
+	}
+	FUZZ_CHECK(fits && is_pow2(h->nidx) && is_pow2(h->data_size) &&
+			   h->data_size >= (uint64_t)RING_MIN_DATA,
+		   "ring_validate accepted nidx %llu, data_size %llu", (unsigned long long)h->nidx,
+		   (unsigned long long)h->data_size);
+	if (claimed > FUZZ_RING_MAX_MAP)
+		return 0; /* valid, but too large to build per input */
+
+	/* The mapping, exactly claimed bytes: header page, idx, data, from the input in order. */
+	/* posix_memalign bounds the block at claimed bytes, not at a page: ASan sees past it. */
+	FUZZ_CHECK(posix_memalign((void **)&base, 64, (size_t)claimed) == 0, "out of memory");
+	memset(base, 0, (size_t)claimed);
+	memcpy(base, hdr_page, RING_HDR_SIZE);
+	n = size - off < idx_bytes ? size - off : (size_t)idx_bytes;
+	memcpy(base + RING_HDR_SIZE, data + off, n);
+	off += n;
+	n = size - off < h->data_size ? size - off : (size_t)h->data_size;
+	memcpy(base + RING_HDR_SIZE + idx_bytes, data + off, n);
+
+	read_image(base, (size_t)claimed, seed);
+	free(base);
+	return 0;
+}
