@@ -416,7 +416,7 @@ static void describe_peer(struct conn *c)
 	socklen_t len = sizeof(ss);
 	char addr[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
-	struct trust trust;
+	struct trust *trust;
 	char err[256];
 
 	c->trusted = false;
@@ -432,11 +432,19 @@ static void describe_peer(struct conn *c)
 		port = ntohs(sin6->sin6_port);
 	}
 	(void)snprintf(c->peer, sizeof(c->peer), "%s %u", addr, port);
-	if (trust_parse(c->cfg.trusted_peers, &trust, err, sizeof(err)) < 0) {
-		log_error("trustedPeers: %s; trusting nobody", err);
+	/* The parsed list (4.6 KiB) is needed only here: on the stack it would leave its pages
+	 * touched for the life of the connection (issue 5), so it gets pages of its own. */
+	trust = frontend_map(sizeof(*trust));
+	if (!trust) {
+		log_error("unable to check the peer against trustedPeers: out of memory; trusting "
+			  "nobody");
 		return;
 	}
-	c->trusted = trust_check(&trust, (const struct sockaddr *)&ss, len);
+	if (trust_parse(c->cfg.trusted_peers, trust, err, sizeof(err)) < 0)
+		log_error("trustedPeers: %s; trusting nobody", err);
+	else
+		c->trusted = trust_check(trust, (const struct sockaddr *)&ss, len);
+	(void)munmap(trust, sizeof(*trust));
 }
 
 static void usage(FILE *f)

@@ -31,25 +31,27 @@
 #include "frontend/sse.h"
 #include "shm/topic.h"
 
-#define BATCH_BYTES	(256u * 1024u) /* a batch beyond one maximal message */
+#define BATCH_BYTES	   ((size_t)256 * 1024u) /* a batch beyond one maximal message */
 /*
  * The most framing one message gets: SSE's "id: <cursor>\ndata: " and "\n\n" (4 + 37 + 7 + 2
  * bytes) and the CRLF that closes an SSE chunk after it. A chunk of the stream needs 14.
  */
-#define FRAME_OVERHEAD	64u
-#define CHUNK_HEAD_ROOM 24u  /* in front of the batch: an SSE chunk's size line (16 hex + CRLF) */
-#define ATTACH_RETRY_MS 200u /* ring replaced (--recreate): re-attach pace */
+#define FRAME_OVERHEAD	   64u
+#define CHUNK_HEAD_ROOM	   24u /* in front of the batch: an SSE chunk's size line (16 hex + CRLF) */
+#define ATTACH_RETRY_MS	   200u /* ring replaced (--recreate): re-attach pace */
 /* What an idle stream keeps of its output buffer: a few batches of everyday messages. Beyond
  * it, pages a burst touched (a replay, a lapped reader catching up) go back to the kernel. */
-#define OUT_KEEP_BYTES	(16u * 1024u)
+#define OUT_KEEP_BYTES	   ((size_t)16 * 1024u)
+#define CLIENT_DRAIN_BYTES 512u /* check_client()'s read size */
+#define TOPIC_SHORT_BYTES  256u /* topics up to this are copied into struct stream */
 /*
  * SSE "retry:" (README 3.10): how long a browser waits before it reconnects. Two seconds: a
  * frontend killed or restarted is back well within it, and a thousand browsers reconnecting after
  * a blip do not come back all in the same instant as they would with 0.
  */
-#define SSE_RETRY_MS	2000u
+#define SSE_RETRY_MS	   2000u
 /* A response head: the fixed lines plus [Stream] allowOrigin (less than 256 bytes). */
-#define HEAD_MAX	1024u
+#define HEAD_MAX	   1024u
 /* The live page's Content-Security-Policy (README 3.11): inline script and style only, and
  * connections back to us, so the page can load nothing from anywhere else. */
 #define PAGE_CSP                                                                      \
@@ -82,6 +84,9 @@ struct stream {
 	bool gap_due;	     /* the start point calls for a gap notice (PROTOCOL 3.4) */
 	uint64_t gap_missed; /* ... saying this many messages were missed */
 	uint8_t *topic;	     /* a message's topic, copied out of the ring */
+	/* ... or here when it is short, the usual case: these bytes share a page the process
+	 * touches anyway, where s->topic (TOPIC_MAX_BYTES) would cost a page of its own */
+	uint8_t topic_short[TOPIC_SHORT_BYTES];
 	uint64_t next_keepalive_us; /* monotonic */
 	uint64_t sent;		    /* bytes handed to the kernel */
 	uint64_t acked;		    /* bytes the client has taken: sent - unsent queue */
@@ -188,7 +193,8 @@ static size_t frame_head(const struct stream *s, uint8_t *p, size_t n, uint64_t 
 	switch (s->fmt) {
 	case STREAM_CHUNKED:
 		h = put_hex(p, n + 2);
-		memcpy(p + h, "\r\n", 2);
+		p[h] = '\r';
+		p[h + 1] = '\n';
 		return h + 2;
 	case STREAM_LINES:
 		break;
@@ -231,6 +237,8 @@ static void emit_notice(struct stream *s, const char *text, size_t n, const char
 		s->out_len += event_len;
 		return;
 	}
+	if (!text)
+		return; /* an SSE-only notice (the id block) */
 	p = frame_begin(s, n);
 	h = frame_head(s, p, n, 0);
 	memcpy(p + h, text, n);
@@ -288,7 +296,7 @@ static uint64_t drain(struct stream *s)
 
 	while (s->next < head) {
 		struct ring_rec rec;
-		uint8_t *p;
+		uint8_t *p, *topic;
 		size_t h, mark;
 		int err = ring_rec_get(&s->r, s->next, &rec);
 
@@ -298,12 +306,13 @@ static uint64_t drain(struct stream *s)
 			lapped(s);
 			continue;
 		}
-		ring_copy_from(s->topic, rec.topic, rec.topic_len);
+		topic = rec.topic_len <= sizeof(s->topic_short) ? s->topic_short : s->topic;
+		ring_copy_from(topic, rec.topic, rec.topic_len);
 		if (!ring_rec_valid(&s->r, &rec)) {
 			lapped(s);
 			continue;
 		}
-		if (!topic_match(s->pat, s->topic, rec.topic_len)) {
+		if (!topic_match(s->pat, topic, rec.topic_len)) {
 			s->next++;
 			continue;
 		}
@@ -371,7 +380,9 @@ static void check_progress(struct stream *s, uint64_t now)
 /* PROTOCOL 3.7: a departed client shows up as end of input; what it sends is dropped. */
 static void check_client(struct stream *s)
 {
-	char buf[4096];
+	/* What a subscriber sends is dropped, and it normally sends nothing: a small buffer keeps
+	 * this frame below a page, which stack-clash probing would otherwise touch (issue 5). */
+	char buf[CLIENT_DRAIN_BYTES];
 
 	for (;;) {
 		ssize_t n = recv(s->c->fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -672,7 +683,7 @@ void stream_handle(struct conn *c, const struct http_request *req)
 	s.out_cap = c->cfg.max_body + FRAME_OVERHEAD + BATCH_BYTES;
 	base = mmap(NULL, CHUNK_HEAD_ROOM + s.out_cap, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	s.topic = frontend_map(TOPIC_MAX_BYTES);
+	s.topic = frontend_map((size_t)TOPIC_MAX_BYTES);
 	if (base == MAP_FAILED || !s.topic)
 		conn_fail(c, 500, "out of memory");
 	s.out = base + CHUNK_HEAD_ROOM;
