@@ -1,0 +1,119 @@
+#!/usr/bin/env bats
+#
+# The benchmark suite (issue 5, bench/README.md) keeps working: bench/run --smoke runs every
+# scenario once against our service with tiny parameters and checks that nothing was lost,
+# duplicated or reordered and that every figure is a positive number. The load generator's own
+# checks are tested against a scripted server that breaks the rules on purpose, so a smoke run
+# that passes means something.
+
+bats_require_minimum_version 1.5.0
+
+load lib
+
+# Upper bound of the whole smoke run (it takes seconds; sanitizer builds are slower).
+SMOKE_TIMEOUT=150
+
+setup_file()
+{
+	[[ -x $GPS_BUILD/bench/loadgen ]] || {
+		echo "no $GPS_BUILD/bench/loadgen: build with 'make all' (bench/bench.mk)" >&2
+		return 1
+	}
+}
+
+teardown()
+{
+	local f
+	for f in "$BATS_TEST_TMPDIR"/*.pid; do
+		[[ -f $f ]] || continue
+		kill -TERM "$(<"$f")" 2>/dev/null || true
+		gps_wait_pids 5 "$(<"$f")" || true
+	done
+}
+
+# result_value OUTPUT KEY - print the value of KEY in the "result ..." line of OUTPUT.
+result_value()
+{
+	awk -v k="$2" '/^result / {
+		for (i = 2; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit }
+	}' <<<"$1"
+}
+
+# chunk TEXT - print TEXT framed as one PROTOCOL 3.2 chunk: the JSON text and CRLF.
+chunk()
+{
+	printf '%x\r\n%s\r\n\r\n' $((${#1} + 2)) "$1"
+}
+
+# bench_line P SEQ - the text of bench message SEQ of publisher P, as loadgen sends it.
+bench_line()
+{
+	printf '{"bench":{"p":%s,"seq":%s,"t":1,"pad":""}}' "$1" "$2"
+}
+
+@test "bench smoke: every scenario against our service, nothing lost, every figure positive" {
+	run -0 timeout -k 5 "$SMOKE_TIMEOUT" "$GPS_REPO/bench/run" --smoke --build "$GPS_BUILD" \
+		--mode "$GPS_MODE"
+	[[ $output == *"bench-smoke: 8 runs,"* ]] || {
+		echo "$output"
+		false
+	}
+	[[ $output == *$'\n8 passed, 0 failed'* ]] || {
+		echo "$output"
+		false
+	}
+	# One result line per scenario (5 twice), each kept in the raw results.
+	run -0 grep -c '^rep=1 key=' "$GPS_BUILD/bench/smoke/data/results.txt"
+	[[ $output == 8 ]]
+}
+
+@test "3.2, 3.4: loadgen counts duplicates, reordering, gaps, framing errors and strangers" {
+	local port resp out
+	port=$(free_port)
+	resp=$BATS_TEST_TMPDIR/stream
+	{
+		printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'
+		chunk "$(bench_line 0 0)"
+		chunk "$(bench_line 0 2)"
+		chunk "$(bench_line 0 1)" # after 2: reordered
+		chunk "$(bench_line 0 1)" # again: a duplicate
+		# Two messages in one chunk: legal HTTP, but not PROTOCOL 3.2's one message a chunk.
+		chunk "$(bench_line 0 3)"$'\r\n'"$(bench_line 0 4)"
+		chunk '{"gap": {"missed": 3, "resume": 1795700000.000001}}'
+		chunk '{"stillalive": 1795700000.000002}'
+		chunk '{"other":1}'
+	} >"$resp"
+	socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr" SYSTEM:"cat $resp; sleep 5" \
+		</dev/null >/dev/null 2>&1 3>&- &
+	echo $! >"$BATS_TEST_TMPDIR/socat.pid"
+	_gps_sleep_until 5 port_listening "$port"
+
+	out=$(timeout 20 "$GPS_BUILD/bench/loadgen" --mode idle --no-verify --hold 1 --port "$port" \
+		--subs 1 --label t)
+	echo "$out"
+	[[ $(result_value "$out" connected) == 1 ]]
+	[[ $(result_value "$out" dup) == 1 ]]
+	[[ $(result_value "$out" reorder) == 1 ]]
+	[[ $(result_value "$out" gaps) == 1 ]]
+	[[ $(result_value "$out" framing_errors) == 1 ]]
+	[[ $(result_value "$out" unknown) == 1 ]]
+	[[ $(result_value "$out" keepalives) == 1 ]]
+}
+
+@test "loadgen reports subscribers it could not connect, and a usage error with exit 2" {
+	local port out
+	port=$(free_port) # nothing listens there
+	out=$(timeout 20 "$GPS_BUILD/bench/loadgen" --mode connect --no-verify --port "$port" \
+		--subs 2 --label t)
+	echo "$out"
+	[[ $(result_value "$out" connected) == 0 ]]
+	[[ $(result_value "$out" sub_errors) == 2 ]]
+	run -2 "$GPS_BUILD/bench/loadgen" --mode nonsense --port "$port"
+	run -2 "$GPS_BUILD/bench/loadgen" --mode replay --port "$port" # replay needs --count
+}
+
+# port_listening PORT - whether something listens on 127.0.0.1:PORT.
+port_listening()
+{
+	[[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+}
