@@ -159,6 +159,9 @@ $(BUILD)/gitpubsub-frontend: $(MUSL_OBJ) $(PAGE_OBJ)
 		$(shell $(MUSL_GCC) -print-file-name=crtendS.o) $(MUSL_LIBDIR)/crtn.o $(LIBS_frontend)
 
 -include $(MUSL_OBJ:.o=.d)
+# main.c's glibc object too: the unit tests build the other frontend sources with $(CC), and a
+# tool that stands in for $(CC) (scan-build) should see every frontend file.
+all: $(call obj,frontend/main.c)
 else
 $(BUILD)/gitpubsub-frontend: $(call obj,frontend/main.c) $(LIB_FRONTEND) $(LIB_SHM) $(LIB_COMMON)
 	$(msg) LD $@
@@ -206,10 +209,11 @@ e2e: all
 	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' tests/*.bats
 
 # make check: the whole suite, then the sanitizer build's unit and end-to-end tests.
+# make check: the whole suite, the sanitizer build's tests, the fuzzers and the analysers, each
+# stage to its end, then one line "N passed, M failed" (scripts/check).
 check: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/run-tests $(BUILD) plain
-	@$(MAKE) --no-print-directory asan
+	@scripts/check $(BUILD)
 
 # Sanitizer flags go in SANFLAGS, which both compiling and linking use.
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -233,22 +237,46 @@ torture: deps
 	@tests/torture/run $(BUILD)
 
 # --- static analysis -------------------------------------------------------------------------
-C_SOURCES = $(COMMON_SRC) $(SHM_SRC) $(WRITER_SRC) $(wildcard broker/*.c frontend/*.c hook/*.c gpsctl/*.c) $(UNIT_SRC)
-C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsctl/*.h tests/*.h)
-SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/gitpubsub-run tests/lib.bash .ci/run
+C_SOURCES = $(COMMON_SRC) $(SHM_SRC) $(WRITER_SRC) $(wildcard broker/*.c frontend/*.c hook/*.c gpsctl/*.c) \
+	    $(UNIT_SRC) $(wildcard tests/tools/*.c fuzz/*.c bench/*.c)
+C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsctl/*.h tests/*.h fuzz/*.h bench/*.h)
+SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run \
+		tests/lib.bash tests/lib-http.bash .ci/run $(wildcard fuzz/run-fuzz tests/browser/kill-stream)
+
+# make static (in make check): every analyser below, each to its end, then "static: N passed,
+# M failed". make lint is the quick subset; make analyze adds scan-build.
+STATIC_CHECKS = format-check tidy cppcheck shellcheck fanalyzer
+.PHONY: static tidy cppcheck shellcheck fanalyzer
+static:
+	@p=0; f=0; for t in $(STATIC_CHECKS); do \
+		if $(MAKE) --no-print-directory $$t; then p=$$((p + 1)); \
+		else f=$$((f + 1)); echo "static: $$t FAILED"; fi; \
+	done; echo "static: $$p passed, $$f failed"; [ $$f -eq 0 ]
 
 format:
 	clang-format -i $(C_SOURCES) $(C_HEADERS)
 format-check:
-	clang-format --dry-run -Werror $(C_SOURCES) $(C_HEADERS)
-lint: format-check
-	clang-tidy --quiet $(C_SOURCES) -- $(CPPFLAGS) $(CSTD)
-	cppcheck --quiet --enable=warning,style,performance,portability --inline-suppr \
+	$(msg) FORMAT "$(words $(C_SOURCES) $(C_HEADERS)) files"
+	$(Q)clang-format --dry-run -Werror $(C_SOURCES) $(C_HEADERS)
+# Two at a time: clang-tidy is the slowest analyser and each file is independent.
+tidy:
+	$(msg) TIDY "$(words $(C_SOURCES)) files"
+	$(Q)printf '%s\n' $(C_SOURCES) | xargs -P2 -n4 sh -c \
+		'clang-tidy --quiet "$$@" -- $(CPPFLAGS) $(CSTD) 2>/dev/null' tidy
+cppcheck:
+	$(msg) CPPCHECK "$(words $(C_SOURCES)) files"
+	$(Q)cppcheck --quiet --enable=warning,style,performance,portability --inline-suppr \
 		--error-exitcode=1 -I. -D_GNU_SOURCE --suppress=missingIncludeSystem $(C_SOURCES)
-	shellcheck -x $(SHELL_SCRIPTS) tests/*.bats
-analyze:
+shellcheck:
+	$(msg) SHELLCHECK "$(words $(SHELL_SCRIPTS)) scripts and the bats files"
+	$(Q)shellcheck -x $(SHELL_SCRIPTS) tests/*.bats
+# gcc's -fanalyzer, warnings as errors, in a build folder of its own.
+fanalyzer:
+	$(msg) FANALYZE $(BUILD)/fanalyzer
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fanalyzer CFLAGS="-O1 -g -fanalyzer" all
+lint: format-check tidy cppcheck shellcheck
+analyze: fanalyzer
 	scan-build --status-bugs $(MAKE) BUILD=build/scan all
-	$(MAKE) BUILD=build/fanalyzer CFLAGS="-O1 -g -fanalyzer" all
 
 # --- installing ------------------------------------------------------------------------------
 INSTALL        ?= install
