@@ -82,23 +82,33 @@ static void usage(FILE *f)
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
 }
 
-static int reply_flags(int fd, uint32_t status, uint64_t seq, uint64_t time_us, uint32_t flags,
-		       const char *reason)
+static int send_resp(int fd, const struct proto_resp *r)
 {
-	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status, .seq = seq,
-				.time_us = time_us, .flags = flags };
-	ssize_t n;
+	ssize_t n = send(fd, r, sizeof(*r), MSG_NOSIGNAL | MSG_DONTWAIT);
 
-	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason ? reason : "");
-	n = send(fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n != (ssize_t)sizeof(r))
+	if (n != (ssize_t)sizeof(*r))
 		return n < 0 ? -errno : -EIO;
 	return 0;
 }
 
-static int reply(int fd, uint32_t status, uint64_t seq, uint64_t time_us, const char *reason)
+/* A refusal: status and the one-line reason the publisher sees. */
+static int reply(int fd, uint32_t status, const char *reason)
 {
-	return reply_flags(fd, status, seq, time_us, 0, reason);
+	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status };
+
+	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason);
+	return send_resp(fd, &r);
+}
+
+/* A 200: message seq of the current ring, published at time_us. */
+static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t time_us,
+			uint32_t flags)
+{
+	struct proto_resp r = { .magic = PROTO_MAGIC, .status = 200, .seq = seq,
+				.time_us = time_us, .generation = b->w.r.generation,
+				.flags = flags, .reason = "Message sent!" };
+
+	return send_resp(fd, &r);
 }
 
 /*
@@ -120,7 +130,7 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
 	b->duplicates++;
 	log_debug("message id '%.*s' repeats seq %llu: not stored again", (int)len,
 		  (const char *)id, (unsigned long long)seq);
-	err = reply_flags(fd, 200, seq, t, PROTO_RESP_DUPLICATE, "Message sent!");
+	err = reply_stored(b, fd, seq, t, PROTO_RESP_DUPLICATE);
 	return err < 0 ? err : 1;
 }
 
@@ -152,7 +162,7 @@ static int handle_request(struct broker *b, int fd)
 			memcpy(&body_fd, CMSG_DATA(cm), sizeof(int));
 
 	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(req)) {
-		err = reply(fd, 400, 0, 0, "malformed request to the broker");
+		err = reply(fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	memcpy(&req, b->dgram, sizeof(req));
@@ -160,15 +170,15 @@ static int handle_request(struct broker *b, int fd)
 	topic = id + req.id_len;
 	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
 	    (size_t)req.id_len + req.topic_len != (size_t)n - sizeof(req) || body_fd < 0) {
-		err = reply(fd, 400, 0, 0, "malformed request to the broker");
+		err = reply(fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	if (!topic_stored_valid(topic, req.topic_len)) {
-		err = reply(fd, 400, 0, 0, "invalid topic");
+		err = reply(fd, 400, "invalid topic");
 		goto out;
 	}
 	if (req.id_len && !proto_id_valid(id, req.id_len)) {
-		err = reply(fd, 400, 0, 0, "invalid X-Message-Id");
+		err = reply(fd, 400, "invalid X-Message-Id");
 		goto out;
 	}
 	if (req.id_len && b->msgid_window_us) {
@@ -178,36 +188,36 @@ static int handle_request(struct broker *b, int fd)
 			goto out;
 	}
 	if (req.body_len > b->cfg.max_body) {
-		err = reply(fd, 413, 0, 0, "body larger than the limit");
+		err = reply(fd, 413, "body larger than the limit");
 		goto out;
 	}
 	err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
 	if (err < 0) {
 		log_warning("unable to read a published body: %s", strerror(-err));
-		err = reply(fd, 400, 0, 0, "unable to read the body");
+		err = reply(fd, 400, "unable to read the body");
 		goto out;
 	}
 	mlen = json_normalize(b->json, b->body, (size_t)req.body_len, b->msg, b->cfg.max_body);
 	if (mlen == -E2BIG) {
 		b->refused++;
-		err = reply(fd, 400, 0, 0, "JSON has too many values");
+		err = reply(fd, 400, "JSON has too many values");
 		goto out;
 	}
 	if (mlen < 0) {
 		b->refused++;
-		err = reply(fd, 400, 0, 0, "Invalid JSON data posted :(");
+		err = reply(fd, 400, "Invalid JSON data posted :(");
 		goto out;
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
 	err = ring_publish_id(&b->w, id, req.id_len, topic, req.topic_len, (const uint8_t *)b->msg,
 			      (uint32_t)mlen, 0, &seq, &t);
 	if (err == -EMSGSIZE) {
-		err = reply(fd, 413, 0, 0, "message larger than the history ring can hold");
+		err = reply(fd, 413, "message larger than the history ring can hold");
 		goto out;
 	}
 	if (err < 0) {
 		log_error("unable to append to the ring: %s", strerror(-err));
-		err = reply(fd, 503, 0, 0, "unable to store the message");
+		err = reply(fd, 503, "unable to store the message");
 		goto out;
 	}
 	b->published++;
@@ -222,7 +232,7 @@ static int handle_request(struct broker *b, int fd)
 		log_debug("published seq %llu to '%s', %zd bytes", (unsigned long long)seq, path,
 			  mlen);
 	}
-	err = reply(fd, 200, seq, t, "Message sent!");
+	err = reply_stored(b, fd, seq, t, 0);
 out:
 	if (body_fd >= 0)
 		(void)close(body_fd);

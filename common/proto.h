@@ -22,7 +22,8 @@
  * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
  * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
  *
- * "GPS2" added the id and flags. A frontend and a broker of different versions refuse each
+ * "GPS2" added the id and flags; "GPS3" the generation, so a frontend names a message's cursor
+ * (README 3.8) from the ring the broker stored it in, without mapping the ring itself. A frontend and a broker of different versions refuse each
  * other's datagrams by magic, which a publisher sees as a 503 (try again), never a wrong 200.
  */
 
@@ -30,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC	 UINT32_C(0x32535047) /* "GPS2" */
+#define PROTO_MAGIC	 UINT32_C(0x33535047) /* "GPS3" */
 /* Bytes of stored topic in a request: what the ring's 16-bit topic_len holds (shm/ring.h). */
 #define PROTO_MAX_TOPIC	 (64u * 1024u - 1u)
 #define PROTO_MAX_REASON 120u
@@ -54,6 +55,7 @@ struct proto_resp {
 	uint32_t status;  /* an HTTP status: 200, 400 (JSON or topic), 413, 500, 503 */
 	uint64_t seq;	  /* 200: the message's sequence number (the original's for a duplicate) */
 	uint64_t time_us; /* 200: its publish time, CLOCK_REALTIME microseconds */
+	uint64_t generation; /* 200: the generation of the ring that holds it */
 	uint32_t flags;	  /* PROTO_RESP_* */
 	uint32_t _pad;	  /* zero */
 	char reason[PROTO_MAX_REASON]; /* NUL-terminated one line for the response body */

@@ -320,28 +320,6 @@ static bool ensure_buffers(struct conn *c)
 	return body_buf && topic_buf && dgram_buf;
 }
 
-/*
- * The cursor of message seq, just stored (README 3.8), into buf (CURSOR_MAX bytes). The
- * generation comes from the ring, mapped at the first publish and again once it was replaced
- * (--recreate): the broker answers only after storing into the ring that is current. 0, or
- * -errno when the ring cannot be mapped (the answer then goes without X-Cursor).
- */
-static int publish_cursor(struct conn *c, uint64_t seq, char *buf)
-{
-	static struct ring r;
-
-	if (r.hdr && ring_closed(&r))
-		ring_detach(&r);
-	if (!r.hdr) {
-		int err = ring_attach(c->ring_name, &r);
-
-		if (err < 0)
-			return err;
-	}
-	(void)cursor_format(buf, CURSOR_MAX, r.generation, seq);
-	return 0;
-}
-
 bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive)
 {
 	const struct http_header *te = http_find_header(req, "Transfer-Encoding");
@@ -417,16 +395,13 @@ bool publish_handle(struct conn *c, const struct http_request *req, bool keep_al
 	if (resp.status != 200)
 		conn_fail(c, (int)resp.status, resp.reason);
 
-	err = publish_cursor(c, resp.seq, cursor);
-	if (err < 0)
-		log_warning("%s: unable to attach ring '%s' for X-Cursor, leaving it out: %s",
-			    c->peer, c->ring_name, strerror(-err));
+	/* README 3.8: the cursor names the ring the broker stored the message in */
+	(void)cursor_format(cursor, sizeof(cursor), resp.generation, resp.seq);
 	n = snprintf(out, sizeof(out),
 		     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\nX-Timestamp: %llu\r\n"
-		     "%s%s%s"
+		     "X-Cursor: %s\r\n"
 		     "Content-Type: text/plain\r\nContent-Length: 15\r\n%s\r\nMessage sent!\r\n",
-		     (unsigned long long)(resp.time_us / 1000000u),
-		     err < 0 ? "" : "X-Cursor: ", err < 0 ? "" : cursor, err < 0 ? "" : "\r\n",
+		     (unsigned long long)(resp.time_us / 1000000u), cursor,
 		     keep_alive ? "" : "Connection: close\r\n");
 	if (conn_send(c, out, (size_t)n) < 0)
 		return false;
