@@ -393,7 +393,7 @@ held_tail()
 
 	# Keepalives are SSE comments with PROTOCOL 3.3's time, every period (300 ms here), and
 	# the id of the last message looked at (c2), so a quiet browser's lastEventId keeps up.
-	n=$(sse_events e | grep -c '^: stillalive ')
+	n=$(sse_events e | grep -c '^: stillalive ') || true # none yet: grep -c says 0 and fails
 	sse_wait e $((n + 1)) '^: stillalive '
 	run -0 sse_events e
 	after=0
