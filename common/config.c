@@ -127,7 +127,7 @@ void config_defaults(struct config *c)
 	(void)snprintf(c->allow_origin, sizeof(c->allow_origin), "%s", "*");
 	c->retention_s = UINT64_C(48) * 3600;
 	c->ring_size = 64 * MIB;
-	c->msgid_window_s = 10 * 60;
+	c->msgid_window_s = UINT64_C(10) * 60;
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
 }

@@ -37,13 +37,34 @@ int log_level_from_string(const char *s)
 	return -1;
 }
 
+/*
+ * A decimal number at s, up to *ret_end: 0, or -EINVAL when s does not start with a digit or the
+ * value overflows. strtoull() alone would take leading blanks, a sign and ULLONG_MAX on overflow.
+ */
+static int parse_ull(const char *s, const char **ret_end, unsigned long long *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -EINVAL;
+	*ret_end = end;
+	*ret = v;
+	return 0;
+}
+
 /* $JOURNAL_STREAM is "dev:ino" of the stream journald gave us; it only counts if fd 2 is it. */
 static int stderr_is_journal(const struct stat *st)
 {
 	const char *js = getenv("JOURNAL_STREAM");
 	unsigned long long dev, ino;
 
-	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+	if (!js || parse_ull(js, &js, &dev) < 0 || *js != ':' || parse_ull(js + 1, &js, &ino) < 0 ||
+	    *js != '\0')
 		return 0;
 	return (unsigned long long)st->st_dev == dev && (unsigned long long)st->st_ino == ino;
 }
@@ -61,7 +82,7 @@ static int stderr_is_stdin_socket(const struct stat *st2)
 void log_open(const char *progname)
 {
 	struct stat st;
-	int lvl;
+	int have_st, lvl;
 
 	if (progname) {
 		const char *slash = strrchr(progname, '/');
@@ -71,14 +92,14 @@ void log_open(const char *progname)
 	if (lvl >= 0)
 		log_level = lvl;
 
-	log_sink = LOG_SINK_STDERR;
-	if (fstat(2, &st) < 0) {
-		log_sink = LOG_SINK_SYSLOG;
-	} else if (stderr_is_journal(&st)) {
+	/* No stderr, or stderr is the client's socket: syslog, so nothing reaches the client. */
+	have_st = fstat(2, &st) == 0;
+	if (have_st && stderr_is_journal(&st))
 		log_sink = LOG_SINK_JOURNAL;
-	} else if (stderr_is_stdin_socket(&st)) {
+	else if (!have_st || stderr_is_stdin_socket(&st))
 		log_sink = LOG_SINK_SYSLOG;
-	}
+	else
+		log_sink = LOG_SINK_STDERR;
 	if (log_sink == LOG_SINK_SYSLOG)
 		openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }

@@ -1055,7 +1055,8 @@ static void check_header(const struct ring_hdr *h, size_t map_size, struct probl
 		problem(p, "header: nidx %" PRIu64 " is not a power of two in range", h->nidx);
 	if (!is_pow2(h->data_size) || h->data_size < RING_MIN_DATA || h->data_size > RING_MAX_DATA)
 		problem(p,
-			"header: data_size %" PRIu64 " is not a power of two in [%u, %" PRIu64 "]",
+			"header: data_size %" PRIu64 " is not a power of two in [%" PRIu64
+			", %" PRIu64 "]",
 			h->data_size, RING_MIN_DATA, RING_MAX_DATA);
 	if (p->n == 0 &&
 	    (uint64_t)map_size != RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx) + h->data_size)

@@ -70,14 +70,18 @@ static int load_bytes(const char *text, size_t len, struct config *c)
 {
 	int fd, rc;
 
+	config_defaults(c); /* first: the caller reads c even when the file cannot be written */
 	(void)snprintf(cfg_path, sizeof(cfg_path), "/tmp/t-config-XXXXXX");
 	fd = mkstemp(cfg_path);
 	if (fd < 0 || io_write_full(fd, text, len) < 0) {
 		diag("unable to write a temporary config: %s", strerror(errno));
+		if (fd >= 0) {
+			(void)close(fd);
+			(void)unlink(cfg_path);
+		}
 		return -999;
 	}
 	(void)close(fd);
-	config_defaults(c);
 	rc = load_capture(cfg_path, c);
 	(void)unlink(cfg_path);
 	return rc;
@@ -336,6 +340,26 @@ static void fill_long_cases(void)
 	(void)sprintf(p + 8500, "\n");
 }
 
+/*
+ * Whether a and b hold the same settings. Field by field, not memcmp(): struct config has
+ * padding, and bytes after a string's NUL, that config_defaults() leaves indeterminate. A field
+ * added to struct config must be added here too.
+ */
+static bool config_equal(const struct config *a, const struct config *b)
+{
+	return strcmp(a->listen_ip, b->listen_ip) == 0 && a->port == b->port &&
+	       strcmp(a->trusted_peers, b->trusted_peers) == 0 && a->max_body == b->max_body &&
+	       a->max_target == b->max_target && a->max_header == b->max_header &&
+	       a->max_header_lines == b->max_header_lines &&
+	       a->header_timeout_ms == b->header_timeout_ms &&
+	       a->body_timeout_ms == b->body_timeout_ms && a->keepalive_ms == b->keepalive_ms &&
+	       a->send_timeout_ms == b->send_timeout_ms &&
+	       strcmp(a->allow_origin, b->allow_origin) == 0 && a->retention_s == b->retention_s &&
+	       a->ring_size == b->ring_size && strcmp(a->ring_name, b->ring_name) == 0 &&
+	       a->msgid_window_s == b->msgid_window_s &&
+	       strcmp(a->socket_path, b->socket_path) == 0;
+}
+
 static void test_bad_values(void)
 {
 	struct config defaults;
@@ -359,7 +383,7 @@ static void test_bad_values(void)
 		if (!strstr(logged, bc->about) || !strstr(logged, at_line(bc->line)))
 			diag("  logged: %s", logged);
 		is(count_of(logged, "\n"), 1, "bad '%s' logs one line", name);
-		ok(memcmp(&c, &defaults, sizeof(c)) == 0, "bad '%s' changes nothing", name);
+		ok(config_equal(&c, &defaults), "bad '%s' changes nothing", name);
 	}
 }
 
@@ -409,7 +433,7 @@ static void test_missing(void)
 	is(load_capture("/tmp/t-config-no-such-dir/gitpubsub.cfg", &c), -ENOENT,
 	   "a missing file is -ENOENT");
 	is_str(logged, "", "a missing file logs nothing");
-	ok(memcmp(&c, &defaults, sizeof(c)) == 0, "a missing file changes nothing");
+	ok(config_equal(&c, &defaults), "a missing file changes nothing");
 	is(load_capture("/tmp", &c), -EISDIR, "a directory is -EISDIR, not a parse error");
 }
 

@@ -459,10 +459,10 @@ static void test_default_limits(void)
 		n += line - 8;
 		n += (size_t)sprintf(in + n, "\r\n");
 	}
-	memcpy(in + n, "\r\n", 2);
+	memcpy(in + n, "\r\n", STRLEN("\r\n"));
 	r = parse(in, n + 2, &lim_default, &req, &err);
 	ok(r == (int)n + 2 && req.nheaders == 64, "header section of 16384 bytes is accepted");
-	memcpy(in + n - 2, "v\r\n\r\n", 5);
+	memcpy(in + n - 2, "v\r\n\r\n", STRLEN("v\r\n\r\n"));
 	r = parse(in, n, &lim_default, &req, &err);
 	is(r, -2, "16385 header bytes whose last is the LF: incomplete until it arrives");
 	r = parse(in, n + 1, &lim_default, &req, &err);

@@ -31,17 +31,17 @@ struct json_case {
 	const char *out; /* expected message when valid; NULL means the input itself */
 };
 
-#define VALID(s)                                                      \
-	{                                                             \
-		.in = s, .len = sizeof(s) - 1, .want = 0, .out = NULL \
+#define VALID(s)                                                        \
+	{                                                               \
+		.in = (s), .len = sizeof(s) - 1, .want = 0, .out = NULL \
 	}
-#define NORM(s, o)                                                 \
-	{                                                          \
-		.in = s, .len = sizeof(s) - 1, .want = 0, .out = o \
+#define NORM(s, o)                                                     \
+	{                                                              \
+		.in = (s), .len = sizeof(s) - 1, .want = 0, .out = (o) \
 	}
-#define INVALID(s)                                                          \
-	{                                                                   \
-		.in = s, .len = sizeof(s) - 1, .want = -EINVAL, .out = NULL \
+#define INVALID(s)                                                            \
+	{                                                                     \
+		.in = (s), .len = sizeof(s) - 1, .want = -EINVAL, .out = NULL \
 	}
 
 static const struct json_case cases[] = {
@@ -308,21 +308,21 @@ static double cpu_seconds(void)
 static char *build(const char *pre, const char *open, size_t n, const char *mid, const char *close,
 		   const char *post, size_t *ret_len)
 {
-	size_t lo = strlen(open), lc = strlen(close), lp = strlen(pre), lm = strlen(mid);
-	size_t len = lp + n * lo + lm + n * lc + strlen(post), o = 0, i;
-	char *b = malloc(len + 1);
+	size_t len =
+		strlen(pre) + n * strlen(open) + strlen(mid) + n * strlen(close) + strlen(post);
+	char *b = malloc(len + 1), *o;
+	size_t i;
 
 	if (!b)
 		return NULL;
-	memcpy(b + o, pre, lp);
-	o += lp;
-	for (i = 0; i < n; i++, o += lo)
-		memcpy(b + o, open, lo);
-	memcpy(b + o, mid, lm);
-	o += lm;
-	for (i = 0; i < n; i++, o += lc)
-		memcpy(b + o, close, lc);
-	memcpy(b + o, post, strlen(post) + 1);
+	/* each stpcpy() ends the string so far; the next one writes over its NUL */
+	o = stpcpy(b, pre);
+	for (i = 0; i < n; i++)
+		o = stpcpy(o, open);
+	o = stpcpy(o, mid);
+	for (i = 0; i < n; i++)
+		o = stpcpy(o, close);
+	(void)stpcpy(o, post);
 	*ret_len = len;
 	return b;
 }
@@ -461,7 +461,7 @@ static void test_limits(struct json_validator *v)
 
 	b = zeros(JSON_MAX_TOKENS - 1, &len);
 	check_built(v, b, len, 0, "exactly JSON_MAX_TOKENS tokens");
-	b = zeros(JSON_MAX_TOKENS, &len);
+	b = zeros((size_t)JSON_MAX_TOKENS, &len);
 	check_built(v, b, len, -E2BIG, "JSON_MAX_TOKENS + 1 tokens");
 	b = worst_case(&len);
 	check_built(v, b, len, 0, "nested blocks up to both limits");

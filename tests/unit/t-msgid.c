@@ -246,7 +246,9 @@ static int pub(struct ring_writer *w, const char *id, uint64_t now_us, uint64_t 
 {
 	uint64_t t;
 
-	return ring_publish_id(w, (const uint8_t *)id, id ? (uint32_t)strlen(id) : 0,
+	if (!id) /* no id: what ring_publish() passes, an empty one */
+		id = "";
+	return ring_publish_id(w, (const uint8_t *)id, (uint32_t)strlen(id),
 			       (const uint8_t *)T_TOPIC, T_TOPIC_LEN, (const uint8_t *)PAYLOAD,
 			       PAYLOAD_LEN, now_us, ret_seq, &t);
 }

@@ -45,10 +45,10 @@
 #define AFTER_RECOVERY	   16	   /* messages the test appends itself after each recovery */
 #define RECOVERY_LIMIT_US  500000u /* issue 6: the ring recovered in under 500 ms */
 #define READER_WAIT_MS	   10u	   /* a reader's futex timeout: the crashed writer wakes nobody */
-#define READER_DEADLINE_US (60u * 1000000u) /* a reader gives up after a minute */
-#define READER_MAX_STALE   1000000u	    /* -ESTALE in a row without a lapping: a bug */
-#define T_TOPIC_LEN	   8u		    /* "t\0NNNNNN" */
-#define MSG_MIN		   16u		    /* seq + checksum */
+#define READER_DEADLINE_US (UINT64_C(60) * 1000000) /* a reader gives up after a minute */
+#define READER_MAX_STALE   1000000u		    /* -ESTALE in a row without a lapping: a bug */
+#define T_TOPIC_LEN	   8u			    /* "t\0NNNNNN" */
+#define MSG_MIN		   16u			    /* seq + checksum */
 
 static const char *const point_names[RING_CRASH_POINTS] = {
 	[RING_CRASH_STAMPED] = "a: stamped",

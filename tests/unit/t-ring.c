@@ -1173,7 +1173,7 @@ static void test_validation(void)
 	VALIDATE_COPY("another layout", h->layout = RING_LAYOUT + 1);
 	VALIDATE_COPY("another hdr_size", h->hdr_size = RING_HDR_SIZE * 2);
 	VALIDATE_COPY("nidx not a power of two", h->nidx = 1000);
-	VALIDATE_COPY("nidx not matching the size", h->nidx = 2 * RING_MIN_IDX);
+	VALIDATE_COPY("nidx not matching the size", h->nidx = UINT64_C(2) * RING_MIN_IDX);
 	VALIDATE_COPY("data_size below RING_MIN_DATA", h->data_size = 32 * KIB);
 	VALIDATE_COPY("data_size not matching the size", h->data_size = 2 * SMALL_DATA);
 	VALIDATE_COPY("data_size not a power of two", h->data_size = SMALL_DATA + 8);
@@ -1341,7 +1341,7 @@ out:
 static void test_keepalive(void)
 {
 	struct ring_writer w;
-	uint64_t t = 0, head = 0, mt, now;
+	uint64_t t = 0, head = 0, mt = 0, now; /* mt: pub_msg() sets it only on success */
 	char name[64];
 	struct ring r;
 	bool created;

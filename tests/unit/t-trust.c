@@ -256,25 +256,23 @@ static const struct check_case check_cases[] = {
 
 static bool check_peer(const struct trust *t, const char *peer)
 {
-	if (strchr(peer, ':')) {
-		struct sockaddr_in6 sin6;
+	struct sockaddr_in6 sin6;
+	struct sockaddr_in sin;
 
+	if (strchr(peer, ':')) {
 		memset(&sin6, 0, sizeof(sin6));
 		sin6.sin6_family = AF_INET6;
 		sin6.sin6_port = htons(40000);
 		if (inet_pton(AF_INET6, peer, &sin6.sin6_addr) != 1)
 			diag("  bad test address '%s'", peer);
 		return trust_check(t, (const struct sockaddr *)&sin6, sizeof(sin6));
-	} else {
-		struct sockaddr_in sin;
-
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons(40000);
-		if (inet_pton(AF_INET, peer, &sin.sin_addr) != 1)
-			diag("  bad test address '%s'", peer);
-		return trust_check(t, (const struct sockaddr *)&sin, sizeof(sin));
 	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(40000);
+	if (inet_pton(AF_INET, peer, &sin.sin_addr) != 1)
+		diag("  bad test address '%s'", peer);
+	return trust_check(t, (const struct sockaddr *)&sin, sizeof(sin));
 }
 
 static void test_check_table(void)
