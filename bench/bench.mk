@@ -13,12 +13,18 @@ LOADGEN = $(BUILD)/bench/loadgen
 
 all: $(LOADGEN)
 
-$(LOADGEN): $(call obj,bench/loadgen.c)
+# shm/topic.c's hex digits read the chunk sizes: the library is linked, not copied.
+$(LOADGEN): $(call obj,bench/loadgen.c) $(LIB_SHM)
 	@mkdir -p $(@D)
 	$(msg) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lm
 
 -include $(BUILD)/obj/bench/loadgen.d
+
+# gcc 12's -fanalyzer reports s->line (grown by realloc in sub_text(), freed with the
+# subscribers at exit) as leaked once it follows the option table's stores: a false positive
+# no rewrite of sub_text() cleared. Only that check, only this file, only under -fanalyzer.
+$(call obj,bench/loadgen.c): ALL_CFLAGS += $(if $(findstring -fanalyzer,$(CFLAGS)),-Wno-analyzer-malloc-leak)
 
 .PHONY: bench bench-smoke
 bench:
@@ -29,13 +35,5 @@ bench:
 bench-smoke: all
 	bench/run --smoke --build $(BUILD)
 
-# `make format-check` and `make lint` cover the suite too (STYLE 10).
-.PHONY: bench-format-check bench-lint
-format-check: bench-format-check
-lint: bench-lint
-bench-format-check:
-	clang-format --dry-run -Werror bench/loadgen.c
-bench-lint:
-	cppcheck --quiet --enable=warning,style,performance,portability --inline-suppr \
-		--error-exitcode=1 -I. -D_GNU_SOURCE --suppress=missingIncludeSystem bench/loadgen.c
-	shellcheck -x bench/run
+# The top Makefile's static analysis covers the suite: bench/*.c is in C_SOURCES (format-check,
+# tidy, cppcheck) and bench/run in SHELL_SCRIPTS (shellcheck).

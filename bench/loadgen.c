@@ -42,6 +42,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "shm/topic.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24 /* linux/in.h; glibc 2.36's netinet/in.h lacks it */
@@ -157,7 +159,7 @@ struct opts {
 	uint32_t subs, pubs, window, connect_window, src_addrs, size;
 	double rate, duration, drain, hold, timeout, replay_timeout;
 	uint64_t count;
-	bool verify, quiet;
+	bool verify;
 };
 
 struct lg {
@@ -530,17 +532,6 @@ static void sub_text(struct lg *g, struct sub *s, const char *p, size_t n, uint6
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Chunked body bytes. PROTOCOL 3.2 puts exactly one message (one line) in each chunk: a chunk
  * that ends inside a line or holds more than one counts as a framing error (legal HTTP, but
@@ -555,7 +546,7 @@ static void sub_chunked(struct lg *g, struct sub *s, const char *p, size_t n, ui
 
 		switch (s->cs) {
 		case CS_SIZE:
-			v = hexval(c);
+			v = topic_hex_value(c);
 			if (v >= 0 && s->chunk_left < (UINT64_C(1) << 59)) {
 				s->chunk_left = s->chunk_left * 16u + (uint64_t)v;
 			} else if (c == ';') {
@@ -1139,28 +1130,25 @@ static void pubs_flush(struct lg *g)
 			pub_flush(g, &g->pubs[i]);
 }
 
-static uint64_t pubs_ok(const struct lg *g)
+/* Answers over every publisher: the 2xx ones, or (errors) the others. */
+static uint64_t pubs_answers(const struct lg *g, bool errors)
 {
-	uint64_t ok = 0;
+	uint64_t n = 0;
 	uint32_t i;
 
 	for (i = 0; i < g->o.pubs; i++)
-		ok += g->pubs[i].ok;
-	return ok;
+		n += errors ? g->pubs[i].errors : g->pubs[i].ok;
+	return n;
 }
 
-static uint64_t pubs_errors(const struct lg *g)
+/* One turn of the event loop (up to wait ns), then whether the phase may go on: 0, or -errno
+ * (the loop failed; -EINTR interrupted, -ETIMEDOUT past the deadline, both said). */
+static int phase_step(struct lg *g, uint64_t wait, uint64_t deadline, const char *phase)
 {
-	uint64_t e = 0;
-	uint32_t i;
+	int err = loop_once(g, wait);
 
-	for (i = 0; i < g->o.pubs; i++)
-		e += g->pubs[i].errors;
-	return e;
-}
-
-static int check_stop(const struct lg *g, uint64_t deadline, const char *phase)
-{
+	if (err < 0)
+		return err;
 	if (g->stop) {
 		say("%s: interrupted", phase);
 		return -EINTR;
@@ -1191,10 +1179,7 @@ static int phase_connect(struct lg *g, uint32_t n, uint32_t window, uint64_t tim
 			}
 			g->started++;
 		}
-		err = loop_once(g, 10 * NSEC_PER_MS);
-		if (err < 0)
-			return err;
-		err = check_stop(g, deadline, "connect");
+		err = phase_step(g, 10 * NSEC_PER_MS, deadline, "connect");
 		if (err < 0)
 			return err;
 	}
@@ -1220,19 +1205,13 @@ static int phase_warm(struct lg *g)
 			pub_flush(g, p);
 			next = now + LG_WARM_PERIOD_NS;
 		}
-		err = loop_once(g, LG_WARM_PERIOD_NS);
-		if (err < 0)
-			return err;
-		err = check_stop(g, deadline, "warm-up");
+		err = phase_step(g, LG_WARM_PERIOD_NS, deadline, "warm-up");
 		if (err < 0)
 			return err;
 	}
 	/* Wait for the last warm-up answers, so the bench answers start in a clean state. */
 	while (!pubs_idle(g)) {
-		err = loop_once(g, LG_WARM_PERIOD_NS);
-		if (err < 0)
-			return err;
-		err = check_stop(g, deadline, "warm-up");
+		err = phase_step(g, LG_WARM_PERIOD_NS, deadline, "warm-up");
 		if (err < 0)
 			return err;
 	}
@@ -1300,11 +1279,7 @@ static int phase_publish(struct lg *g, uint64_t count, double duration)
 			}
 			wait = MIN(wait, t0 + dur > now ? t0 + dur - now : 0);
 		}
-		int err = loop_once(g, wait);
-
-		if (err < 0)
-			return err;
-		err = check_stop(g, deadline, "publish");
+		int err = phase_step(g, wait, deadline, "publish");
 		if (err < 0)
 			return err;
 	}
@@ -1314,7 +1289,7 @@ static int phase_publish(struct lg *g, uint64_t count, double duration)
 /* Wait (up to drain seconds) until every live subscriber has every acknowledged message. */
 static int phase_drain(struct lg *g, uint32_t nsubs, double drain)
 {
-	uint64_t deadline = mono_ns() + secs_ns(drain), want = pubs_ok(g) * nsubs;
+	uint64_t deadline = mono_ns() + secs_ns(drain), want = pubs_answers(g, false) * nsubs;
 
 	while (g->unique < want && mono_ns() < deadline && !g->stop) {
 		int err = loop_once(g, 10 * NSEC_PER_MS);
@@ -1371,7 +1346,7 @@ static void print_errors(const struct lg *g, uint64_t loss)
 	printf(" loss=%" PRIu64 " dup=%" PRIu64 " reorder=%" PRIu64 " gaps=%" PRIu64
 	       " framing_errors=%" PRIu64 " unknown=%" PRIu64 " sub_errors=%u pub_errors=%" PRIu64,
 	       loss, g->dups, g->reorders, g->gaps, g->framing_errors, g->unknown,
-	       g->connect_failed + g->closed_by_server, pubs_errors(g));
+	       g->connect_failed + g->closed_by_server, pubs_answers(g, true));
 }
 
 static int run_latency(struct lg *g)
@@ -1392,7 +1367,7 @@ static int run_latency(struct lg *g)
 	err = phase_drain(g, g->o.subs, g->o.drain);
 	if (err < 0)
 		return err;
-	ok = pubs_ok(g);
+	ok = pubs_answers(g, false);
 	loss = count_loss(g, g->o.subs);
 	span = g->t_last_delivery - g->t_first_pub;
 	pub_span = g->t_last_answer - g->t_first_pub;
@@ -1521,7 +1496,7 @@ static int run_replay(struct lg *g)
 	err = phase_publish(g, g->o.count, g->o.duration);
 	if (err < 0)
 		return err;
-	held = pubs_ok(g);
+	held = pubs_answers(g, false);
 	span = g->t_last_answer - g->t_first_pub;
 	g->unique = 0;
 	err = phase_connect(g, 1, 1, LG_PHASE_TIMEOUT);
@@ -1556,7 +1531,7 @@ static int run_replay(struct lg *g)
 			err = loop_once(g, 10 * NSEC_PER_MS);
 			if (err < 0)
 				return err;
-			if (pubs_idle(g) && g->unique == pubs_ok(g)) {
+			if (pubs_idle(g) && g->unique == pubs_answers(g, false)) {
 				live_ok = true;
 				break;
 			}
@@ -1653,39 +1628,109 @@ static bool arg_num(const char *s, double lo, double hi, double *ret)
 	return true;
 }
 
+/* What an option sets: a string, or a number of some width checked against a range. */
+enum opt_kind { OPT_STR, OPT_U16, OPT_U32, OPT_U64, OPT_DBL };
+
+struct opt_spec {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;    /* of the field in struct opts */
+	double lo, hi; /* numbers: the values accepted */
+};
+
+/* Every option that sets one field; --mode, --server, --no-verify and --help are apart. */
+static const struct opt_spec opt_specs[] = {
+	{ "host", OPT_STR, offsetof(struct opts, host), 0, 0 },
+	{ "label", OPT_STR, offsetof(struct opts, label), 0, 0 },
+	{ "sub-path", OPT_STR, offsetof(struct opts, sub_path), 0, 0 },
+	{ "pub-path", OPT_STR, offsetof(struct opts, pub_path), 0, 0 },
+	{ "replay-path", OPT_STR, offsetof(struct opts, replay_path), 0, 0 },
+	{ "hist", OPT_STR, offsetof(struct opts, hist_file), 0, 0 },
+	{ "port", OPT_U16, offsetof(struct opts, port), 1, 65535 },
+	{ "subs", OPT_U32, offsetof(struct opts, subs), 1, LG_MAX_SUBS },
+	{ "pubs", OPT_U32, offsetof(struct opts, pubs), 1, LG_MAX_PUBS },
+	{ "window", OPT_U32, offsetof(struct opts, window), 1, LG_MAX_WINDOW },
+	{ "connect-window", OPT_U32, offsetof(struct opts, connect_window), 1, LG_MAX_SUBS },
+	{ "src-addrs", OPT_U32, offsetof(struct opts, src_addrs), 1, LG_SRC_ADDRS_MAX },
+	{ "size", OPT_U32, offsetof(struct opts, size), 1, LG_MSG_MAX },
+	{ "count", OPT_U64, offsetof(struct opts, count), 1, 1e12 },
+	{ "rate", OPT_DBL, offsetof(struct opts, rate), 0, 1e7 },
+	{ "duration", OPT_DBL, offsetof(struct opts, duration), 0, 86400 },
+	{ "drain", OPT_DBL, offsetof(struct opts, drain), 0, 3600 },
+	{ "hold", OPT_DBL, offsetof(struct opts, hold), 0, 86400 },
+	{ "timeout", OPT_DBL, offsetof(struct opts, timeout), 1, 86400 },
+	{ "replay-timeout", OPT_DBL, offsetof(struct opts, replay_timeout), 1, 86400 },
+};
+
+enum { OPT_MODE = 1, OPT_SERVER, OPT_NO_VERIFY, OPT_HELP, OPT_SPEC_BASE };
+
+/* Set the field of *o that sp names from arg; false if arg is out of its range. */
+static bool opt_set(struct opts *o, const struct opt_spec *sp, const char *arg)
+{
+	uint8_t *field = (uint8_t *)o + sp->off;
+	union {
+		uint16_t u16;
+		uint32_t u32;
+		uint64_t u64;
+		double d;
+	} x;
+	size_t size;
+	double v;
+
+	if (sp->kind == OPT_STR) {
+		memcpy(field, &arg, sizeof(arg));
+		return true;
+	}
+	if (!arg_num(arg, sp->lo, sp->hi, &v))
+		return false;
+	switch (sp->kind) {
+	case OPT_U16:
+		x.u16 = (uint16_t)v;
+		size = sizeof(x.u16);
+		break;
+	case OPT_U32:
+		x.u32 = (uint32_t)v;
+		size = sizeof(x.u32);
+		break;
+	case OPT_U64:
+		x.u64 = (uint64_t)v;
+		size = sizeof(x.u64);
+		break;
+	default:
+		x.d = v;
+		size = sizeof(x.d);
+		break;
+	}
+	memcpy(field, &x, size);
+	return true;
+}
+
+/* The index of name in names[0..n), or n. */
+static size_t name_index(const char *const *names, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n && strcmp(names[i], name) != 0; i++)
+		;
+	return i;
+}
+
 /* Fill *o from the command line: 0, 1 when --help was printed, -EINVAL on a usage error. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		{ "mode", required_argument, NULL, 'm' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "server", required_argument, NULL, 'S' },
-		{ "label", required_argument, NULL, 'L' },
-		{ "sub-path", required_argument, NULL, 's' },
-		{ "pub-path", required_argument, NULL, 'P' },
-		{ "replay-path", required_argument, NULL, 'R' },
-		{ "subs", required_argument, NULL, 'n' },
-		{ "pubs", required_argument, NULL, 'k' },
-		{ "window", required_argument, NULL, 'w' },
-		{ "connect-window", required_argument, NULL, 'W' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "count", required_argument, NULL, 'c' },
-		{ "size", required_argument, NULL, 'z' },
-		{ "drain", required_argument, NULL, 'D' },
-		{ "hold", required_argument, NULL, 'o' },
-		{ "no-verify", no_argument, NULL, 'V' },
-		{ "src-addrs", required_argument, NULL, 'a' },
-		{ "hist", required_argument, NULL, 'h' + 256 },
-		{ "timeout", required_argument, NULL, 'T' },
-		{ "replay-timeout", required_argument, NULL, 'Y' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	static const char *const server_names[] = { "ours", "nchan" };
+	struct option longopts[ARRAY_SIZE(opt_specs) + 5] = {
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "server", required_argument, NULL, OPT_SERVER },
+		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+		{ "help", no_argument, NULL, OPT_HELP },
 	};
-	double v;
+	size_t k;
 	int c;
 
+	for (k = 0; k < ARRAY_SIZE(opt_specs); k++)
+		longopts[4 + k] = (struct option){ opt_specs[k].name, required_argument, NULL,
+						   OPT_SPEC_BASE + (int)k };
 	*o = (struct opts){ .mode = MODE_LATENCY,
 			    .host = "127.0.0.1",
 			    .label = "-",
@@ -1705,116 +1750,32 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			    .verify = true };
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'm': {
-			size_t m;
-
-			for (m = 0; m < ARRAY_SIZE(mode_names); m++)
-				if (!strcmp(optarg, mode_names[m]))
-					break;
-			if (m == ARRAY_SIZE(mode_names))
+		case OPT_MODE:
+			k = name_index(mode_names, ARRAY_SIZE(mode_names), optarg);
+			if (k == ARRAY_SIZE(mode_names))
 				goto bad;
-			o->mode = (enum mode)m;
+			o->mode = (enum mode)k;
 			break;
-		}
-		case 'H':
-			o->host = optarg;
-			break;
-		case 'p':
-			if (!arg_num(optarg, 1, 65535, &v))
+		case OPT_SERVER:
+			k = name_index(server_names, ARRAY_SIZE(server_names), optarg);
+			if (k == ARRAY_SIZE(server_names))
 				goto bad;
-			o->port = (uint16_t)v;
+			o->server = (enum server)k;
 			break;
-		case 'S':
-			if (!strcmp(optarg, "ours"))
-				o->server = SERVER_OURS;
-			else if (!strcmp(optarg, "nchan"))
-				o->server = SERVER_NCHAN;
-			else
-				goto bad;
-			break;
-		case 'L':
-			o->label = optarg;
-			break;
-		case 's':
-			o->sub_path = optarg;
-			break;
-		case 'P':
-			o->pub_path = optarg;
-			break;
-		case 'R':
-			o->replay_path = optarg;
-			break;
-		case 'n':
-			if (!arg_num(optarg, 1, LG_MAX_SUBS, &v))
-				goto bad;
-			o->subs = (uint32_t)v;
-			break;
-		case 'k':
-			if (!arg_num(optarg, 1, LG_MAX_PUBS, &v))
-				goto bad;
-			o->pubs = (uint32_t)v;
-			break;
-		case 'w':
-			if (!arg_num(optarg, 1, LG_MAX_WINDOW, &v))
-				goto bad;
-			o->window = (uint32_t)v;
-			break;
-		case 'W':
-			if (!arg_num(optarg, 1, LG_MAX_SUBS, &v))
-				goto bad;
-			o->connect_window = (uint32_t)v;
-			break;
-		case 'r':
-			if (!arg_num(optarg, 0, 1e7, &o->rate))
-				goto bad;
-			break;
-		case 'd':
-			if (!arg_num(optarg, 0, 86400, &o->duration))
-				goto bad;
-			break;
-		case 'c':
-			if (!arg_num(optarg, 1, 1e12, &v))
-				goto bad;
-			o->count = (uint64_t)v;
-			break;
-		case 'z':
-			if (!arg_num(optarg, 1, LG_MSG_MAX, &v))
-				goto bad;
-			o->size = (uint32_t)v;
-			break;
-		case 'D':
-			if (!arg_num(optarg, 0, 3600, &o->drain))
-				goto bad;
-			break;
-		case 'o':
-			if (!arg_num(optarg, 0, 86400, &o->hold))
-				goto bad;
-			break;
-		case 'V':
+		case OPT_NO_VERIFY:
 			o->verify = false;
 			break;
-		case 'a':
-			if (!arg_num(optarg, 1, LG_SRC_ADDRS_MAX, &v))
-				goto bad;
-			o->src_addrs = (uint32_t)v;
-			break;
-		case 'h' + 256:
-			o->hist_file = optarg;
-			break;
-		case 'T':
-			if (!arg_num(optarg, 1, 86400, &o->timeout))
-				goto bad;
-			break;
-		case 'Y':
-			if (!arg_num(optarg, 1, 86400, &o->replay_timeout))
-				goto bad;
-			break;
-		case 'h':
+		case OPT_HELP:
 			usage(stdout);
 			return 1;
 		default:
-			usage(stderr);
-			return -EINVAL;
+			if (c < OPT_SPEC_BASE || c - OPT_SPEC_BASE >= (int)ARRAY_SIZE(opt_specs)) {
+				usage(stderr);
+				return -EINVAL;
+			}
+			if (!opt_set(o, &opt_specs[c - OPT_SPEC_BASE], optarg))
+				goto bad;
+			break;
 		}
 	}
 	if (optind != argc || !o->port) {

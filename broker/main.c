@@ -31,10 +31,17 @@
 #include "shm/ring.h"
 #include "shm/topic.h"
 
-#define VERSION "1.0.0"
-#define MAX_EVENTS 64
-#define LISTEN_BACKLOG 512 /* a reconnect storm of frontends must not see ECONNREFUSED */
-#define EXPIRE_PERIOD_S 1  /* how often age retention runs */
+#define VERSION		"1.0.0"
+#define MAX_EVENTS	64
+#define LISTEN_BACKLOG	512 /* a reconnect storm of frontends must not see ECONNREFUSED */
+#define EXPIRE_PERIOD_S 1   /* how often age retention runs */
+/* Requests taken from one frontend before the others get their turn: enough for a publisher's
+ * whole pipeline in one wake-up of the readers, few enough that no frontend waits long. */
+#define REQUEST_BATCH	64
+/* A frontend's connection in epoll data: its fd, and whether its last request was refused. The
+ * broker's own fds (listener, signals, timer) are registered with data.u64 = fd too. */
+#define CONN_FD_MASK	UINT64_C(0xffffffff)
+#define CONN_REFUSED	(UINT64_C(1) << 32)
 
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
@@ -44,9 +51,9 @@ struct broker {
 	struct config cfg;
 	struct ring_writer w;
 	struct json_validator *json;
-	char *body;	    /* max_body bytes: the body as received */
-	char *msg;	    /* max_body bytes: the normalised message */
-	uint8_t *dgram;	    /* one request datagram */
+	char *body;	/* max_body bytes: the body as received */
+	char *msg;	/* max_body bytes: the normalised message */
+	uint8_t *dgram; /* one request datagram */
 	size_t dgram_cap;
 	int epfd, lfd, sigfd, timerfd;
 	uint64_t published, refused;
@@ -67,7 +74,8 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ";\n"
 		"                      a missing default file means built-in defaults)\n"
-		"  -r, --ring NAME     shared-memory ring name (default: [History] ring, " CONFIG_DEFAULT_RING ")\n"
+		"  -r, --ring NAME     shared-memory ring name (default: [History] ring, " CONFIG_DEFAULT_RING
+		")\n"
 		"  -s, --socket PATH   local socket for frontends (default: [Broker] socket,\n"
 		"                      " CONFIG_DEFAULT_SOCKET ")\n"
 		"      --ready-fd N    write a newline to fd N once ready, then close it (s6 style)\n"
@@ -104,9 +112,13 @@ static int reply(int fd, uint32_t status, const char *reason)
 static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t time_us,
 			uint32_t flags)
 {
-	struct proto_resp r = { .magic = PROTO_MAGIC, .status = 200, .seq = seq,
-				.time_us = time_us, .generation = b->w.r.generation,
-				.flags = flags, .reason = "Message sent!" };
+	struct proto_resp r = { .magic = PROTO_MAGIC,
+				.status = 200,
+				.seq = seq,
+				.time_us = time_us,
+				.generation = b->w.r.generation,
+				.flags = flags,
+				.reason = "Message sent!" };
 
 	return send_resp(fd, &r);
 }
@@ -134,22 +146,30 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
 	return err < 0 ? err : 1;
 }
 
-/* Read the request on fd, handle it, answer it. <0: drop the connection. */
-static int handle_request(struct broker *b, int fd)
+/*
+ * Read one request on fd, handle it, answer it: 1 done, 0 none was waiting, <0 drop the
+ * connection. *refused says whether the last request on fd was refused: in and out, since a
+ * chained request after a refused one is refused unread (common/proto.h, PROTO_REQ_CHAINED).
+ */
+static int handle_request(struct broker *b, int fd, bool *refused)
 {
 	union {
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
 	struct iovec iov = { .iov_base = b->dgram, .iov_len = b->dgram_cap };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };
 	struct proto_req req;
 	struct cmsghdr *cm;
 	const uint8_t *topic, *id;
-	uint64_t seq, t, id_hash = 0;
+	const char *body;
+	uint64_t seq, t, id_hash = 0, inline_len;
 	ssize_t n, mlen;
 	int body_fd = -1, err;
+	bool ok = false;
 
 	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0)
@@ -168,9 +188,19 @@ static int handle_request(struct broker *b, int fd)
 	memcpy(&req, b->dgram, sizeof(req));
 	id = b->dgram + sizeof(req);
 	topic = id + req.id_len;
+	/* common/proto.h: a body passed as a memfd, or inline after the topic */
+	inline_len = body_fd < 0 ? req.body_len : 0;
 	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
-	    (size_t)req.id_len + req.topic_len != (size_t)n - sizeof(req) || body_fd < 0) {
+	    inline_len > PROTO_INLINE_MAX ||
+	    (uint64_t)req.id_len + req.topic_len + inline_len != (uint64_t)n - sizeof(req)) {
 		err = reply(fd, 400, "malformed request to the broker");
+		goto out;
+	}
+	body = (const char *)topic + req.topic_len;
+	if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
+		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
+		 * processed; the frontend had sent this one along before it knew */
+		err = reply(fd, 400, "not stored: a request before it was refused");
 		goto out;
 	}
 	if (!topic_stored_valid(topic, req.topic_len)) {
@@ -184,6 +214,7 @@ static int handle_request(struct broker *b, int fd)
 	if (req.id_len && b->msgid_window_us) {
 		id_hash = msgid_hash(&b->ids, id, req.id_len);
 		err = reply_if_duplicate(b, fd, id, req.id_len, id_hash);
+		ok = err > 0;
 		if (err != 0)
 			goto out;
 	}
@@ -191,13 +222,16 @@ static int handle_request(struct broker *b, int fd)
 		err = reply(fd, 413, "body larger than the limit");
 		goto out;
 	}
-	err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
-	if (err < 0) {
-		log_warning("unable to read a published body: %s", strerror(-err));
-		err = reply(fd, 400, "unable to read the body");
-		goto out;
+	if (body_fd >= 0) {
+		err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
+		if (err < 0) {
+			log_warning("unable to read a published body: %s", strerror(-err));
+			err = reply(fd, 400, "unable to read the body");
+			goto out;
+		}
+		body = b->body;
 	}
-	mlen = json_normalize(b->json, b->body, (size_t)req.body_len, b->msg, b->cfg.max_body);
+	mlen = json_normalize(b->json, body, (size_t)req.body_len, b->msg, b->cfg.max_body);
 	if (mlen == -E2BIG) {
 		b->refused++;
 		err = reply(fd, 400, "JSON has too many values");
@@ -233,10 +267,40 @@ static int handle_request(struct broker *b, int fd)
 			  mlen);
 	}
 	err = reply_stored(b, fd, seq, t, 0);
+	ok = true;
 out:
 	if (body_fd >= 0)
 		(void)close(body_fd);
-	return err;
+	*refused = !ok;
+	return err < 0 ? err : 1;
+}
+
+/*
+ * Every request waiting on fd, up to REQUEST_BATCH, each answered as soon as it is stored. The
+ * readers are woken once, after the whole loop (serve), so a frontend that pipelines its
+ * publishes makes one wake-up for all of them, and its answers do not wait behind it.
+ */
+static int handle_requests(struct broker *b, uint64_t conn)
+{
+	const int fd = (int)(conn & CONN_FD_MASK);
+	const bool was_refused = conn & CONN_REFUSED;
+	bool refused = was_refused;
+	int err = 0;
+
+	for (int i = 0; i < REQUEST_BATCH && err >= 0; i++) {
+		err = handle_request(b, fd, &refused);
+		if (err == 0)
+			break;
+	}
+	if (err >= 0 && refused != was_refused) {
+		/* remembered across rounds: the rest of a pipeline may come in the next one */
+		struct epoll_event ev = { .events = EPOLLIN,
+					  .data.u64 = (uint64_t)fd | (refused ? CONN_REFUSED : 0) };
+
+		if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+			return -errno;
+	}
+	return err < 0 ? err : 0;
 }
 
 static int peer_allowed(int fd)
@@ -265,7 +329,7 @@ static void accept_clients(struct broker *b)
 			(void)close(fd);
 			continue;
 		}
-		ev.data.fd = fd;
+		ev.data.u64 = (uint64_t)fd;
 		if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			log_warning("unable to watch a frontend: %s", strerror(errno));
 			(void)close(fd);
@@ -323,13 +387,13 @@ static int setup_fds(struct broker *b)
 		return -errno;
 	if (timerfd_settime(b->timerfd, 0, &its, NULL) < 0)
 		return -errno;
-	ev.data.fd = b->lfd;
+	ev.data.u64 = (uint64_t)b->lfd;
 	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->lfd, &ev) < 0)
 		return -errno;
-	ev.data.fd = b->sigfd;
+	ev.data.u64 = (uint64_t)b->sigfd;
 	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->sigfd, &ev) < 0)
 		return -errno;
-	ev.data.fd = b->timerfd;
+	ev.data.u64 = (uint64_t)b->timerfd;
 	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->timerfd, &ev) < 0)
 		return -errno;
 	return 0;
@@ -349,7 +413,7 @@ static int serve(struct broker *b)
 			return -errno;
 		}
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
+			int fd = (int)(evs[i].data.u64 & CONN_FD_MASK);
 
 			if (fd == b->lfd) {
 				accept_clients(b);
@@ -379,12 +443,14 @@ static int serve(struct broker *b)
 					log_debug("expired %llu messages older than the retention",
 						  (unsigned long long)gone);
 			} else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-				if (handle_request(b, fd) < 0) {
+				if (handle_requests(b, evs[i].data.u64) < 0) {
 					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 					(void)close(fd);
 				}
 			}
 		}
+		/* step g of shm/ring.h section 5, once for everything this round stored */
+		ring_wake_flush(&b->w);
 	}
 }
 
@@ -507,7 +573,7 @@ int main(int argc, char **argv)
 	b.json = json_validator_new();
 	b.body = malloc(b.cfg.max_body + 1);
 	b.msg = malloc(b.cfg.max_body + 1);
-	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_ID + PROTO_MAX_TOPIC;
+	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_ID + PROTO_MAX_TOPIC + PROTO_INLINE_MAX;
 	b.dgram = malloc(b.dgram_cap);
 	if (!b.json || !b.body || !b.msg || !b.dgram) {
 		log_error("unable to allocate buffers: out of memory");
@@ -549,6 +615,7 @@ int main(int argc, char **argv)
 			    (unsigned long long)b.w.r.data_size,
 			    (unsigned long long)RING_MAX_RECORD(b.w.r.data_size),
 			    (unsigned long long)b.cfg.max_body);
+	b.w.defer_wake = true; /* serve() wakes the readers once per round */
 	log_info("%s ring '%s': %llu bytes of messages, %llu index entries, head %llu",
 		 created ? "created" : "attached to", b.cfg.ring_name,
 		 (unsigned long long)b.w.r.data_size, (unsigned long long)b.w.r.nidx,

@@ -11,33 +11,47 @@
  * closed at once.
  *
  * Request: one datagram, struct proto_req, then the publisher's message id (id_len bytes, none
- * when id_len is 0), then the stored topic (shm/topic.h), with one file descriptor in
- * SCM_RIGHTS: a memfd holding the body at offset 0. Passing the body as a memfd keeps a 2 MiB
- * body out of the socket buffers (one write into the memfd, one pread in the broker) and the
- * datagram small whatever the body size.
+ * when id_len is 0), then the stored topic (shm/topic.h), then the body when it is at most
+ * PROTO_INLINE_MAX bytes. A larger body travels as one file descriptor in SCM_RIGHTS instead: a
+ * memfd holding it at offset 0, which keeps a 2 MiB body out of the socket buffers (one write
+ * into the memfd, one pread in the broker). Inline, an everyday publish costs no fd passing, no
+ * memfd write and no pread (issue 5), and a frontend can hand over several at once.
  * Reply: one datagram, struct proto_resp, sent only after the message is in the ring (status
- * 200) or was refused. One connection carries any number of request/reply pairs, in order.
+ * 200) or was refused. One connection carries any number of request/reply pairs, in order; a
+ * frontend may send several requests before it reads their replies (pipelining).
  *
  * Message ids (README, "Additions to the protocol", 4.7): a request whose id the broker has
  * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
  * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
  *
  * "GPS2" added the id and flags; "GPS3" the generation, so a frontend names a message's cursor
- * (README 3.8) from the ring the broker stored it in, without mapping the ring itself. A frontend and a broker of different versions refuse each
- * other's datagrams by magic, which a publisher sees as a 503 (try again), never a wrong 200.
+ * (README 3.8) from the ring the broker stored it in, without mapping the ring itself; "GPS4"
+ * inline bodies. A frontend and a broker of different versions refuse each other's datagrams by
+ * magic, which a publisher sees as a 503 (try again), never a wrong 200.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC	 UINT32_C(0x33535047) /* "GPS3" */
+#define PROTO_MAGIC	 UINT32_C(0x34535047) /* "GPS4" */
 /* Bytes of stored topic in a request: what the ring's 16-bit topic_len holds (shm/ring.h). */
 #define PROTO_MAX_TOPIC	 (64u * 1024u - 1u)
 #define PROTO_MAX_REASON 120u
 /* Bytes of an X-Message-Id: room for a UUID, a 64-hex digest with a prefix, or the hook's id;
  * small enough that the ids of a full ring cost little (shm/ring.h stores one per message). */
 #define PROTO_MAX_ID	 128u
+/* Bodies up to this travel inside the request datagram: every everyday message (a commit is a
+ * few KiB), and with the largest topic still far below a local socket's send buffer (208 KiB). */
+#define PROTO_INLINE_MAX ((size_t)64 * 1024)
+
+/*
+ * flags of struct proto_req. CHAINED: sent in one batch with the request before it on this
+ * connection, before that one was answered. If that one was refused (or skipped), this one is
+ * refused unread: the frontend answers the client's pipeline up to the first refusal and then
+ * closes, and nothing the client sent after it may be stored (RFC 9112 9.6).
+ */
+#define PROTO_REQ_CHAINED UINT32_C(1)
 
 /* flags of struct proto_resp */
 #define PROTO_RESP_DUPLICATE UINT32_C(1) /* the id was seen: nothing stored, the original told */
@@ -45,19 +59,19 @@
 struct proto_req {
 	uint32_t magic;	    /* PROTO_MAGIC */
 	uint32_t topic_len; /* bytes of stored topic, after the id */
-	uint64_t body_len;  /* bytes of body in the memfd */
+	uint64_t body_len;  /* bytes of body: after the topic, or in the memfd if one is passed */
 	uint32_t id_len;    /* bytes of message id right after this struct; 0: none */
-	uint32_t _pad;	    /* zero */
+	uint32_t flags;	    /* PROTO_REQ_* */
 };
 
 struct proto_resp {
 	uint32_t magic;	  /* PROTO_MAGIC */
-	uint32_t status;  /* an HTTP status: 200, 400 (JSON or topic), 413, 500, 503 */
+	uint32_t status;  /* HTTP status: 200, 400 (JSON, topic, after a refusal), 413, 500, 503 */
 	uint64_t seq;	  /* 200: the message's sequence number (the original's for a duplicate) */
 	uint64_t time_us; /* 200: its publish time, CLOCK_REALTIME microseconds */
-	uint64_t generation; /* 200: the generation of the ring that holds it */
-	uint32_t flags;	  /* PROTO_RESP_* */
-	uint32_t _pad;	  /* zero */
+	uint64_t generation;	       /* 200: the generation of the ring that holds it */
+	uint32_t flags;		       /* PROTO_RESP_* */
+	uint32_t _pad;		       /* zero */
 	char reason[PROTO_MAX_REASON]; /* NUL-terminated one line for the response body */
 };
 

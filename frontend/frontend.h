@@ -8,10 +8,10 @@
  * ring into a subscriber's stream. Everything here is per process, so there is no locking.
  */
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "common/config.h"
@@ -29,7 +29,7 @@ struct conn {
 	bool trusted;
 	char peer[INET6_ADDRSTRLEN + 8]; /* for logs: "addr port" */
 
-	char *in; /* request bytes not yet consumed */
+	char *in;   /* request bytes not yet consumed */
 	char *head; /* the current request's head (in_cap bytes): the request points here */
 	size_t in_len, in_cap;
 	struct ring_stats *stats; /* NULL if the broker never ran: counting is best effort */
@@ -62,8 +62,20 @@ void conn_consume(struct conn *c, size_t n);
 void *frontend_map(size_t len);
 void frontend_release(void *buf, size_t len);
 
-/* POST/PUT (PROTOCOL 4). Returns whether the connection may carry another request. */
+/* POST/PUT (PROTOCOL 4). Returns whether the connection may carry another request. The answer
+ * may wait in a batch (publish.c): see publish_flush(). */
 bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive);
+
+/* Whether publishes are waiting for their answers. */
+bool publish_pending(void);
+
+/*
+ * Hand the waiting publishes to the broker and answer them, in order, in one write: before
+ * anything else goes to the client or the frontend waits for it. A refusal or an unreachable
+ * broker ends the connection with its error (conn_fail) after the answers before it. Returns
+ * false if the client left.
+ */
+bool publish_flush(struct conn *c);
 
 /* GET (PROTOCOL 3; cursors, SSE and CORS: README 3.9, 3.10, 3.12). Never returns: the stream
  * ends with the process. */

@@ -27,27 +27,44 @@
 #include "frontend/frontend.h"
 #include "frontend/sse.h"
 
-#define LINGER_MS    1000u	 /* after an error: how long we read what the client still sends */
-#define LINGER_BYTES (1u << 20) /* ... and how much of it */
-#define HEAD_SLACK   1024u	 /* request-line bytes besides the target */
+#define LINGER_MS	1000u /* after an error: how long we read what the client still sends */
+#define LINGER_BYTES	(1u << 20) /* ... and how much of it */
+#define HEAD_SLACK	1024u	   /* request-line bytes besides the target */
+/* accept_loop: how long the listener waits when it is out of descriptors, memory or processes
+ * before it tries again (the clients wait in the backlog meanwhile) */
+#define ACCEPT_PAUSE_MS 100
 
 const char *http_status_text(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Error";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
 	}
 }
 
@@ -62,6 +79,20 @@ int conn_send(struct conn *c, const void *buf, size_t len)
 
 ssize_t conn_fill(struct conn *c, uint64_t deadline_us)
 {
+	if (c->in_len < c->in_cap && publish_pending()) {
+		/* Answers wait in a batch while requests keep coming (publish.c): take what the
+		 * client has sent already, and send them before waiting for more. */
+		ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+
+		if (n > 0) {
+			ring_stats_add(c->stats, c->stats ? &c->stats->received : NULL,
+				       (uint64_t)n);
+			c->in_len += (size_t)n;
+			return n;
+		}
+		if (!publish_flush(c))
+			return 0; /* the client left */
+	}
 	for (;;) {
 		uint64_t now = io_now_mono_us();
 		ssize_t n;
@@ -115,7 +146,7 @@ void frontend_release(void *buf, size_t len)
  * the response we just wrote (a reset can destroy unread data at the client). */
 static void linger_close(struct conn *c)
 {
-	uint64_t deadline = io_now_mono_us() + LINGER_MS * 1000u;
+	uint64_t deadline = io_now_mono_us() + (uint64_t)LINGER_MS * 1000u;
 	size_t total = 0;
 	char buf[4096];
 
@@ -124,7 +155,8 @@ static void linger_close(struct conn *c)
 		uint64_t now = io_now_mono_us();
 		ssize_t n;
 
-		if (now >= deadline || io_poll1(c->fd, POLLIN, (int)((deadline - now) / 1000u + 1)) <= 0)
+		if (now >= deadline ||
+		    io_poll1(c->fd, POLLIN, (int)((deadline - now) / 1000u + 1)) <= 0)
 			break;
 		n = io_read(c->fd, buf, sizeof(buf));
 		if (n <= 0)
@@ -144,6 +176,9 @@ void conn_fail(struct conn *c, int status, const char *reason)
 	bool bare = status == 403;
 	size_t blen = strlen(reason) + (bare ? 0 : 2);
 	int n;
+
+	if (!publish_flush(c)) /* the answers to earlier requests go first (PROTOCOL 1.3) */
+		exit(0);       /* the client left */
 
 	n = snprintf(head, sizeof(head),
 		     "HTTP/1.1 %d %s\r\nServer: " SERVER_NAME "\r\nContent-Type: text/plain\r\n"
@@ -295,6 +330,9 @@ static void serve(struct conn *c)
 		if ((is_method(&req, "GET") || is_method(&req, "HEAD")) && declares_body(&req))
 			conn_fail(c, 400, "a GET or HEAD request may not carry a body");
 
+		/* publishes waiting for answers: theirs go first (PROTOCOL 1.3) */
+		if (!is_method(&req, "POST") && !is_method(&req, "PUT") && !publish_flush(c))
+			return;
 		if (is_method(&req, "GET") && sse_negotiate(&req) == SSE_KIND_PAGE) {
 			/* README 3.11: a browser's navigation; its EventSource may follow here */
 			if (!stream_page_handle(c, &req, keep_alive))
@@ -366,22 +404,79 @@ static int listen_fds(void)
 	return (int)n;
 }
 
-/* Whether fd is a connected (not listening) stream socket, as sd_is_socket(fd, AF_UNSPEC,
- * SOCK_STREAM, 0) checks it. */
-static bool is_stream_connection(int fd)
+/* What fd is, as sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, listening) tells: SOCKET_CONNECTION,
+ * SOCKET_LISTENER (a socket unit without Accept=yes), or SOCKET_OTHER (not a stream socket). */
+enum socket_kind { SOCKET_OTHER, SOCKET_CONNECTION, SOCKET_LISTENER };
+
+static enum socket_kind socket_kind(int fd)
 {
 	int type = 0, listening = 0;
 	socklen_t len = sizeof(type);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
-		return false;
+		return SOCKET_OTHER;
 	len = sizeof(listening);
 	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
-		return false;
-	return listening == 0;
+		return SOCKET_OTHER;
+	return listening ? SOCKET_LISTENER : SOCKET_CONNECTION;
 }
 
-/* Find the connection: LISTEN_FDS (systemd Accept=yes) or stdin (inetd). fd, or -errno. */
+/*
+ * A listening socket (a socket unit with Accept=no; gitpubsub-run --fork): accept, and fork one
+ * child per connection. Only children return, each with its connection; the listener itself
+ * runs until it is killed. A shortage of memory, of the system's files or of processes costs the
+ * connection at hand and a pause, not the listener; its own fd limit (it keeps no fd per
+ * connection, so only a limit set too low for it) ends it, as it ends systemd-socket-activate,
+ * and its supervisor starts it again: the clients wait in the backlog. This is the cheap way to a process per connection (issue 5, scenario 6): the child
+ * of a small static process starts at once, with the configuration already read, where an
+ * Accept=yes listener forks a large one, which then execs us, and we start from nothing. What
+ * the children share is what exec would have given each of them anyway (text and read-only
+ * data), plus the listener's few written pages, copied on write. A crashing child still takes
+ * only its own connection. The price: children share the listener's address-space layout.
+ */
+static int accept_loop(int lfd)
+{
+	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
+	/* Non-blocking, waiting in poll(): a blocked accept() holds the fd it will return from
+	 * before the connection comes, so a limit lowered meanwhile would be seen one connection
+	 * late. In a burst the backlog is never empty and accept() alone does the work. */
+	(void)!io_set_nonblock(lfd, true);
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		pid_t pid;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN) {
+				(void)!io_poll1(lfd, POLLIN, -1);
+				continue;
+			}
+			if (errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
+				return -errno;
+			/* out of the system's files or memory: the backlog waits for some to return */
+			log_warning("unable to accept a connection: %s", strerror(errno));
+			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
+			continue;
+		}
+		pid = fork();
+		if (pid == 0) {
+			(void)signal(SIGCHLD, SIG_DFL);
+			(void)close(lfd);
+			return fd;
+		}
+		if (pid < 0) {
+			/* the process limit: this client is refused, the next may find room */
+			log_warning("unable to start a process for a connection: %s",
+				    strerror(errno));
+			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
+		}
+		(void)close(fd);
+	}
+}
+
+/* Find the connection: LISTEN_FDS (systemd Accept=yes, or a listening socket: accept_loop) or
+ * stdin (inetd). fd, or -errno. */
 static int find_connection(void)
 {
 	int n = listen_fds();
@@ -391,18 +486,25 @@ static int find_connection(void)
 		return n;
 	}
 	if (n > 1) {
-		log_error("got %d sockets from systemd; expected one connection (Accept=yes)", n);
+		log_error("got %d sockets from systemd; expected one (a connection or a listener)",
+			  n);
 		return -EINVAL;
 	}
 	if (n == 1) {
-		if (!is_stream_connection(LISTEN_FDS_START)) {
-			log_error("fd 3 is not a connected stream socket: the socket unit needs "
-				  "Accept=yes");
+		if (socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
+			int fd = accept_loop(LISTEN_FDS_START);
+
+			if (fd < 0)
+				log_error("unable to accept connections: %s", strerror(-fd));
+			return fd;
+		}
+		if (socket_kind(LISTEN_FDS_START) != SOCKET_CONNECTION) {
+			log_error("fd 3 is neither a connected nor a listening stream socket");
 			return -EINVAL;
 		}
 		return LISTEN_FDS_START;
 	}
-	if (!is_stream_connection(STDIN_FILENO)) {
+	if (socket_kind(STDIN_FILENO) != SOCKET_CONNECTION) {
 		log_error("no connection: stdin is not a connected stream socket; run me from "
 			  "systemd (Accept=yes) or inetd");
 		return -ENOTSOCK;
@@ -412,7 +514,7 @@ static int find_connection(void)
 
 static void describe_peer(struct conn *c)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = { .ss_family = AF_UNSPEC }; /* in case len comes back short */
 	socklen_t len = sizeof(ss);
 	char addr[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
@@ -454,7 +556,9 @@ static void usage(FILE *f)
 		"\n"
 		"Serves one GitPubSub client connection. Started per connection by systemd\n"
 		"(gitpubsub.socket with Accept=yes: the connection is fd 3) or by inetd (the\n"
-		"connection is stdin/stdout); not meant to be run by hand.\n"
+		"connection is stdin/stdout); not meant to be run by hand. Given a listening\n"
+		"socket as fd 3 instead (Accept=no), it accepts connections and forks one\n"
+		"process per connection itself.\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -532,7 +636,8 @@ int main(int argc, char **argv)
 	(void)!io_set_nonblock(c.fd, false);
 	{
 		struct timeval tv = { .tv_sec = c.cfg.send_timeout_ms / 1000u,
-				      .tv_usec = (c.cfg.send_timeout_ms % 1000u) * 1000 };
+				      .tv_usec =
+					      (suseconds_t)(c.cfg.send_timeout_ms % 1000u) * 1000 };
 		(void)setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	{
@@ -556,6 +661,7 @@ int main(int argc, char **argv)
 	log_debug("%s: connected%s", c.peer, c.trusted ? " (trusted)" : "");
 
 	serve(&c);
+	(void)publish_flush(&c); /* serve() leaves none waiting; be sure */
 	(void)close(c.fd);
 	return 0;
 }

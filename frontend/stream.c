@@ -114,6 +114,8 @@ _noreturn_ static void stream_end(struct stream *s, const char *why)
 	exit(0);
 }
 
+static size_t put_hex(uint8_t *p, size_t v);
+
 static void flush(struct stream *s)
 {
 	uint8_t *p = s->out;
@@ -125,13 +127,16 @@ static void flush(struct stream *s)
 	if (s->fmt == STREAM_SSE && s->chunked) {
 		/* README 3.10: the whole batch is one chunk; its size line goes in the room left
 		 * in front of it, and frame_begin() left room for the CRLF after it */
-		char size[CHUNK_HEAD_ROOM];
-		int h = snprintf(size, sizeof(size), "%zx\r\n", n);
+		uint8_t size[CHUNK_HEAD_ROOM];
+		size_t h = put_hex(size, n);
 
+		size[h++] = '\r';
+		size[h++] = '\n';
 		p -= h;
-		memcpy(p, size, (size_t)h);
-		memcpy(p + (size_t)h + n, "\r\n", 2);
-		n += (size_t)h + 2;
+		memcpy(p, size, h);
+		p[h + n] = '\r';
+		p[h + n + 1] = '\n';
+		n += h + 2;
 	}
 	/* the end of what this batch wrote, from the start of the mapping (see trim_out) */
 	s->out_touched = MAX(s->out_touched, CHUNK_HEAD_ROOM + (size_t)(p + n - s->out));
@@ -199,10 +204,11 @@ static size_t frame_head(const struct stream *s, uint8_t *p, size_t n, uint64_t 
 	case STREAM_LINES:
 		break;
 	case STREAM_SSE:
-		memcpy(p, "id: ", 4);
-		h = 4 + cursor_format((char *)p + 4, CURSOR_MAX, s->r.generation, seq);
-		memcpy(p + h, "\ndata: ", 7);
-		return h + 7;
+		memcpy(p, "id: ", STRLEN("id: "));
+		h = STRLEN("id: ");
+		h += cursor_format((char *)p + h, CURSOR_MAX, s->r.generation, seq);
+		memcpy(p + h, "\ndata: ", STRLEN("\ndata: "));
+		return h + STRLEN("\ndata: ");
 	}
 	return 0;
 }
@@ -211,16 +217,16 @@ static size_t frame_tail(const struct stream *s, uint8_t *p)
 {
 	switch (s->fmt) {
 	case STREAM_CHUNKED:
-		memcpy(p, "\r\n\r\n", 4);
-		return 4;
+		memcpy(p, "\r\n\r\n", STRLEN("\r\n\r\n"));
+		return STRLEN("\r\n\r\n");
 	case STREAM_LINES:
 		break;
 	case STREAM_SSE:
-		memcpy(p, "\n\n", 2);
-		return 2;
+		memcpy(p, "\n\n", STRLEN("\n\n"));
+		return STRLEN("\n\n");
 	}
-	memcpy(p, "\r\n", 2);
-	return 2;
+	memcpy(p, "\r\n", STRLEN("\r\n"));
+	return STRLEN("\r\n");
 }
 
 /* Append a keepalive or gap notice: text[0..n) as a message of the chunked stream or the lines,

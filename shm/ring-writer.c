@@ -20,7 +20,7 @@
  * ring time at or after any wall clock reading taken later. */
 #define RING_CLOCK_SLACK_US 1u
 
-#define RING_MODE 0644 /* frontends and gpsctl of any user may read history; one user writes */
+#define RING_MODE  0644 /* frontends and gpsctl of any user may read history; one user writes */
 #define STATS_MODE 0666 /* every frontend adds to the counters; they hold nothing of value */
 
 static uint64_t round_pow2(uint64_t x)
@@ -54,7 +54,7 @@ static int create_stats(const char *ring_name)
 	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, STATS_MODE);
 	if (fd < 0)
 		return errno == EEXIST ? 0 : -errno; /* kept across restarts, like the ring */
-	(void)fchmod(fd, STATS_MODE); /* not narrowed by the umask */
+	(void)fchmod(fd, STATS_MODE);		     /* not narrowed by the umask */
 	err = posix_fallocate(fd, 0, sizeof(*s));
 	if (err) {
 		err = -err;
@@ -297,6 +297,8 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	w->lock_fd = lock_fd;
 	w->retention_us = p->retention_us;
 	w->stats = NULL;
+	w->defer_wake = false;
+	w->wake_pending = false;
 	*ret_created = created;
 	return 0;
 }
@@ -374,8 +376,8 @@ int ring_publish(struct ring_writer *w, const uint8_t *topic, uint32_t topic_len
 		 const uint8_t *payload, uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
 		 uint64_t *ret_time_us)
 {
-	return ring_publish_id(w, (const uint8_t *)"", 0, topic, topic_len, payload, payload_len, now_us, ret_seq,
-			       ret_time_us);
+	return ring_publish_id(w, (const uint8_t *)"", 0, topic, topic_len, payload, payload_len,
+			       now_us, ret_seq, ret_time_us);
 }
 
 /* The ring clock (shm/ring.h, section 5): raised to the wall clock when that is ahead, never
@@ -475,13 +477,25 @@ int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint32_t id_len, c
 	atomic_store_explicit(&h->stamp, stamp + 2, memory_order_release);
 	CRASH_POINT(crash, RING_CRASH_STAMP_EVEN);
 
-	/* g: wake the readers */
-	wake_all(h);
-	CRASH_POINT(crash, RING_CRASH_WOKEN);
+	/* g: wake the readers, now or once for the whole batch (ring_wake_flush) */
+	if (w->defer_wake) {
+		w->wake_pending = true;
+	} else {
+		wake_all(h);
+		CRASH_POINT(crash, RING_CRASH_WOKEN);
+	}
 
 	*ret_seq = head;
 	*ret_time_us = t;
 	return 0;
+}
+
+void ring_wake_flush(struct ring_writer *w)
+{
+	if (!w->wake_pending)
+		return;
+	w->wake_pending = false;
+	wake_all(w->r.hdr);
 }
 
 uint64_t ring_expire(struct ring_writer *w, uint64_t now_us)
@@ -489,7 +503,8 @@ uint64_t ring_expire(struct ring_writer *w, uint64_t now_us)
 	struct ring *r = &w->r;
 	uint64_t head, tail, n = 0;
 
-	(void)ring_clock(r->hdr); /* called every second: ring time follows the wall clock forward */
+	(void)ring_clock(
+		r->hdr); /* called every second: ring time follows the wall clock forward */
 	if (!w->retention_us || now_us < w->retention_us)
 		return 0;
 	head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);

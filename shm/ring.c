@@ -65,8 +65,8 @@ int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 		err = -errno;
 		goto out_close_fd;
 	}
-	*ret_size = (size_t)st.st_size;
 	if (st.st_size < (off_t)RING_HDR_SIZE) {
+		*ret_size = (size_t)st.st_size;
 		err = -EPROTO; /* being created, or not ours */
 		goto out_close_fd;
 	}
@@ -77,6 +77,7 @@ int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 		goto out_close_fd;
 	}
 	*ret_base = base;
+	*ret_size = (size_t)st.st_size;
 
 out_close_fd:
 	(void)close(fd); /* the mapping keeps the object alive */
@@ -86,8 +87,8 @@ out_close_fd:
 int ring_attach(const char *name, struct ring *ret_ring)
 {
 	struct ring r;
-	size_t size;
-	void *base;
+	size_t size = 0; /* ring_map() sets both only on success (size on -EPROTO) */
+	void *base = NULL;
 	int err;
 
 	err = ring_map(name, false, &base, &size);

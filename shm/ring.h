@@ -81,7 +81,11 @@
  *     f. data_head = end (relaxed), last_time = t (relaxed), head = seq + 1 (release);
  *        stamp += 1 (release, even again).
  *     g. wake += 1 (release), then FUTEX_WAKE(INT_MAX) on wake *without* FUTEX_PRIVATE_FLAG: the
- *        waiters are other processes.
+ *        waiters are other processes. A writer appending several messages in a row may do
+ *        this step once, after the last: readers look at head, not at wake, so one wake-up
+ *        covers every message below head. The broker does so per batch of requests, since
+ *        waking a hundred readers costs far more than an append (issue 5). Readers need no
+ *        change for it, so the version did not move.
  *   Expiry by age (PROTOCOL 8.1) is step c with the condition idx[tail].time < now - retention.
  *
  *   Reader (message seq):
@@ -170,11 +174,11 @@
  */
 #define RING_VERSION UINT32_C(3)
 
-#define RING_HDR_SIZE	  4096u		  /* the header owns a page */
-#define RING_MIN_DATA	  (64u * 1024u)	  /* smallest data area */
-#define RING_MAX_DATA	  (UINT64_C(1) << 40) /* 1 TiB: far beyond any /dev/shm */
-#define RING_IDX_DIVISOR  256u /* one index entry per 256 data bytes: the mean record we plan for */
-#define RING_MIN_IDX	  1024u
+#define RING_HDR_SIZE		   4096u		 /* the header owns a page */
+#define RING_MIN_DATA		   (UINT64_C(64) * 1024) /* smallest data area */
+#define RING_MAX_DATA		   (UINT64_C(1) << 40)	 /* 1 TiB: far beyond any /dev/shm */
+#define RING_IDX_DIVISOR	   256u /* one index entry per 256 data bytes: the mean record we plan for */
+#define RING_MIN_IDX		   1024u
 /* A record may use at most half the data area, so one message never evicts everything. */
 #define RING_MAX_RECORD(data_size) ((data_size) / 2)
 
@@ -195,22 +199,22 @@ struct ring_hdr {
 	uint64_t _pad0[2];	/* zero */
 
 	/* Line 1, writer-hot: the broker stores, readers load, with the orders of section 5. */
-	alignas(64) _Atomic uint64_t head;  /* seq of the next message; starts at 1 (release) */
-	_Atomic uint64_t tail;		     /* seq of the oldest held message; == head if none */
-	_Atomic uint64_t data_head;	     /* position after the newest record (relaxed) */
-	_Atomic uint64_t data_tail;	     /* position of the oldest held byte (release) */
-	_Atomic uint64_t last_time_us;	     /* time of message head - 1; 0 if none (relaxed) */
-	_Atomic uint64_t evicted_time_us;    /* time of the newest evicted message; 0 if none */
-	_Atomic uint32_t wake;		     /* futex word: += 1 after head moves (release) */
-	_Atomic uint32_t closed;	     /* 1: ring replaced; re-attach by name (release) */
-	_Atomic uint32_t stamp;		     /* odd while a message is being timed (section 5) */
-	uint32_t _pad1;			     /* zero */
+	alignas(64) _Atomic uint64_t head; /* seq of the next message; starts at 1 (release) */
+	_Atomic uint64_t tail;		   /* seq of the oldest held message; == head if none */
+	_Atomic uint64_t data_head;	   /* position after the newest record (relaxed) */
+	_Atomic uint64_t data_tail;	   /* position of the oldest held byte (release) */
+	_Atomic uint64_t last_time_us;	   /* time of message head - 1; 0 if none (relaxed) */
+	_Atomic uint64_t evicted_time_us;  /* time of the newest evicted message; 0 if none */
+	_Atomic uint32_t wake;		   /* futex word: += 1 after head moves (release) */
+	_Atomic uint32_t closed;	   /* 1: ring replaced; re-attach by name (release) */
+	_Atomic uint32_t stamp;		   /* odd while a message is being timed (section 5) */
+	uint32_t _pad1;			   /* zero */
 
 	/* Line 2: the broker that writes now, for gpsctl and PROTOCOL 6 (relaxed). */
 	alignas(64) _Atomic uint64_t broker_pid; /* 0 after a clean shutdown */
-	_Atomic uint64_t broker_start_us;	  /* CLOCK_REALTIME when it attached */
-	_Atomic uint64_t published;		  /* messages appended since creation */
-	_Atomic uint64_t retention_us;		  /* the age limit the broker applies */
+	_Atomic uint64_t broker_start_us;	 /* CLOCK_REALTIME when it attached */
+	_Atomic uint64_t published;		 /* messages appended since creation */
+	_Atomic uint64_t retention_us;		 /* the age limit the broker applies */
 	_Atomic uint64_t clock_offset_us; /* ring time - CLOCK_MONOTONIC; only grows (section 5) */
 };
 
@@ -239,7 +243,7 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
 		    offsetof(struct ring_hdr, broker_pid) * 7u +                                   \
 		    offsetof(struct ring_hdr, retention_us) * 11u +                                \
 		    sizeof(struct ring_idx) * 13u + offsetof(struct ring_idx, payload_len) * 17u + \
-		    RING_HDR_SIZE * 19u + offsetof(struct ring_idx, id_len) * 23u))
+		    (size_t)RING_HDR_SIZE * 19u + offsetof(struct ring_idx, id_len) * 23u))
 
 /* The statistics object "<ring name>.stats" (PROTOCOL 6). Every counter is added to with
  * relaxed atomic adds by frontends (each on its own line: no false sharing between them) and
@@ -370,9 +374,13 @@ _must_check_ int ring_stats_name(const char *ring_name, char *buf, size_t len);
 
 struct ring_writer {
 	struct ring r;
-	int lock_fd; /* holds flock(LOCK_EX) on the object: one writer at a time */
+	int lock_fd;	       /* holds flock(LOCK_EX) on the object: one writer at a time */
 	uint64_t retention_us; /* 0: no age limit */
 	struct ring_stats *stats;
+	/* Process-local, nothing shared: with defer_wake, publishes leave step g of section 5 to
+	 * ring_wake_flush(), which the broker calls once per batch of requests. */
+	bool defer_wake;
+	bool wake_pending; /* a publish since the last wake-up, under defer_wake */
 };
 
 struct ring_params {
@@ -411,6 +419,10 @@ _must_check_ int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint3
 				 const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
 				 uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
 				 uint64_t *ret_time_us);
+
+/* Step g of section 5 for every publish since the last one, under w->defer_wake: one
+ * FUTEX_WAKE for the batch. Nothing to do (no syscall) when nothing was published. */
+void ring_wake_flush(struct ring_writer *w);
 
 /* Evict messages older than now_us - retention_us; the number evicted. Also moves the ring
  * clock up to the wall clock (section 5): the broker calls it every second. */

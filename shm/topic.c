@@ -26,7 +26,7 @@ void topic_target_path(const char *target, size_t len, const char **ret_path, si
 	*ret_len = (size_t)(end - p);
 }
 
-static int hexval(char c)
+int topic_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -70,8 +70,8 @@ static long decode_segments(const char *path, size_t len, uint8_t *out, size_t o
 				int hi, lo;
 				if (i + 2 >= len)
 					return -EINVAL;
-				hi = hexval(path[i + 1]);
-				lo = hexval(path[i + 2]);
+				hi = topic_hex_value(path[i + 1]);
+				lo = topic_hex_value(path[i + 2]);
 				if (hi < 0 || lo < 0)
 					return -EINVAL;
 				c = (uint8_t)(hi << 4 | lo);
@@ -198,11 +198,11 @@ size_t topic_format(const uint8_t *stored, size_t len, char *buf, size_t cap)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
 
-#define PUT(ch)                                                                                 \
-	do {                                                                                    \
-		if (o + 1 < cap)                                                                \
-			buf[o] = (ch);                                                          \
-		o++;                                                                            \
+#define PUT(ch)                        \
+	do {                           \
+		if (o + 1 < cap)       \
+			buf[o] = (ch); \
+		o++;                   \
 	} while (0)
 
 	PUT('/');

@@ -22,7 +22,7 @@
 #include "common/macro.h"
 
 /* Longest target path we take apart: 64 KiB, past any sane maxTargetSize (default 8 KiB). */
-#define TOPIC_MAX_BYTES (64u * 1024u)
+#define TOPIC_MAX_BYTES ((size_t)64 * 1024)
 
 /*
  * The path of target[0..len): origin-form "/a/b?q" or absolute-form "http://host/a/b" (the
@@ -37,6 +37,10 @@ void topic_target_path(const char *target, size_t len, const char **ret_path, si
  * too small.
  */
 _must_check_ long topic_publish_parse(const char *target, size_t len, uint8_t *out, size_t outcap);
+
+/* The value of hex digit c (either case), or -1: for %-escapes, and bench/loadgen's chunk
+ * sizes. */
+int topic_hex_value(char c);
 
 /* Whether stored[0..len) is a well-formed stored topic: what the broker accepts. */
 bool topic_stored_valid(const uint8_t *stored, size_t len);

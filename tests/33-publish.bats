@@ -322,6 +322,33 @@ ms_now()
 	done
 }
 
+@test "1.3 + 4.5: pipelined publishes are answered in order; an invalid one closes after the answers before it" {
+	local req="" b one heads cursors start
+	local -a seqs
+	gps_subscribe s /p13pipe
+	# Five publishes in one write, handed to the broker together: the fourth is invalid JSON,
+	# the fifth is never answered.
+	for b in '{"n":1}' '{"n":2}' '{"n":3}' '{"n":' '{"n":5}'; do
+		printf -v one 'POST /p13pipe HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' \
+			"${#b}" "$b"
+		req+=$one
+	done
+	start=$(ms_now)
+	raw "$req" 5 >/dev/null
+	# the 400 closes the connection: well before raw's 5 s
+	(($(ms_now) - start < 4000))
+	heads=$(grep -a '^HTTP/1.1 ' "$RESP" | tr -d '\r' | tr '\n' ,)
+	echo "answers: $heads"
+	[ "$heads" = "HTTP/1.1 200 OK,HTTP/1.1 200 OK,HTTP/1.1 200 OK,HTTP/1.1 400 Bad Request," ]
+	grep -aq 'Invalid JSON data posted' "$RESP"
+	# the three stored got consecutive cursors, in the order sent
+	cursors=$(grep -a '^X-Cursor: ' "$RESP" | tr -d '\r' | sed 's/.*-//' | tr '\n' ' ')
+	echo "seqs: $cursors"
+	read -r -a seqs <<<"$cursors"
+	((${#seqs[@]} == 3 && seqs[1] == seqs[0] + 1 && seqs[2] == seqs[1] + 1))
+	expect_messages s '{"n":1}' '{"n":2}' '{"n":3}'
+}
+
 @test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
 	local broker start elapsed
 	gps_subscribe s /p46

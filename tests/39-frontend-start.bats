@@ -89,17 +89,64 @@ run_frontend()
 	done
 }
 
-@test "start-up: a listening socket as fd 3 (a socket unit without Accept=yes) is refused" {
+# children_of PID - print the pids of PID's children, one a line.
+children_of()
+{
+	tr ' ' '\n' 2>/dev/null <"/proc/$1/task/$1/children" | grep .
+}
+
+# count_children PID N - whether PID has exactly N children.
+count_children()
+{
+	(($(children_of "$1" | wc -l) == $2))
+}
+
+@test "start-up: given a listening socket as fd 3 (Accept=no), the frontend forks one process per connection" {
+	local port log=$BATS_TEST_TMPDIR/activate.log pid first
+	port=$(free_port)
+	# Without --accept, systemd-socket-activate hands over the listening socket itself and
+	# execs the frontend in its own process: pid is the listening frontend.
+	systemd-socket-activate -l "127.0.0.1:$port" "$GPS_BUILD/gitpubsub-frontend" \
+		--ring "$GPS_RING" --config "$GPS_CFG" --socket "$GPS_RUN_DIR/broker.sock" \
+		</dev/null >"$log" 2>&1 3>&- &
+	pid=$!
+	_gps_sleep_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+	GPS_URL=http://127.0.0.1:$port gps_subscribe forked1 /t39fork
+	GPS_URL=http://127.0.0.1:$port gps_subscribe forked2 /t39fork
+	# each stream is served by a child of its own; the listener stays
+	_gps_sleep_until 5 count_children "$pid" 2
+	first=$(children_of "$pid" | head -n 1)
+	[[ $(awk '{ print $4 }' "/proc/$first/stat") == "$pid" ]]
+	# a publish through the listener is a third child, gone with its connection
+	[[ $(GPS_URL=http://127.0.0.1:$port gps_publish /t39fork '{"f":1}') == 200 ]]
+	gps_wait_messages forked1 1
+	gps_wait_messages forked2 1
+	gps_unsubscribe forked1
+	_gps_sleep_until 5 count_children "$pid" 1
+	# the listener going away ends no stream: its children are on their own
+	kill -TERM "$pid"
+	gps_wait_pids 5 "$pid"
+	[[ $(gps_publish /t39fork '{"f":2}') == 200 ]]
+	gps_wait_messages forked2 2
+	[ "$(gps_messages forked2)" = $'{"f":1}\n{"f":2}' ]
+	cat "$log"
+}
+
+@test "start-up: given a connection as fd 3 (Accept=yes), a frontend serves it" {
 	local port log=$BATS_TEST_TMPDIR/activate.log pid
 	port=$(free_port)
-	# Without --accept, systemd-socket-activate hands over the listening socket itself.
-	systemd-socket-activate -l "127.0.0.1:$port" "$GPS_BUILD/gitpubsub-frontend" \
-		--ring "$GPS_RING" --config "$GPS_CFG" </dev/null >"$log" 2>&1 3>&- &
+	systemd-socket-activate --accept -l "127.0.0.1:$port" "$GPS_BUILD/gitpubsub-frontend" \
+		--ring "$GPS_RING" --config "$GPS_CFG" --socket "$GPS_RUN_DIR/broker.sock" \
+		</dev/null >"$log" 2>&1 3>&- &
 	pid=$!
-	_gps_sleep_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
-	gps_wait_pids 10 "$pid" || true
-	cat "$log"
-	grep -q "fd 3 is not a connected stream socket" "$log"
+	_gps_sleep_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+	GPS_URL=http://127.0.0.1:$port gps_subscribe accepted /t39acc
+	[[ $(GPS_URL=http://127.0.0.1:$port gps_publish /t39acc '{"a":1}') == 200 ]]
+	gps_wait_messages accepted 1
+	[ "$(gps_messages accepted)" = '{"a":1}' ]
+	gps_unsubscribe accepted
+	kill -TERM "$pid"
+	gps_wait_pids 5 "$pid"
 }
 
 @test "start-up: a stream's frontend maps none of libsystemd's libraries" {
