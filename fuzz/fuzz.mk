@@ -2,7 +2,8 @@
 #
 #   make fuzz         build every harness, run each for FUZZ_TIME seconds (default 60), two at a
 #                     time, on a copy of its corpus under $(BUILD)/fuzz/corpus; fails on any crash,
-#                     sanitizer report, timeout or leak
+#                     sanitizer report, timeout or leak; then make fuzz-cov's report on the
+#                     grown corpora
 #   make fuzz-merge   add the inputs of the grown corpus that reach new code to fuzz/corpus/
 #   make fuzz-cov     line coverage of the parsers by the corpus; fails below FUZZ_COV_MIN
 #                     percent for frontend/http.c
@@ -69,8 +70,12 @@ $(FUZZ_RING_SEED): $(call obj,fuzz/ring-seed.c) $(LIB_WRITER) $(LIB_SHM) $(LIB_C
 
 fuzz-build: $(FUZZ_BINS) $(FUZZ_RING_SEED)
 
-fuzz: fuzz-build
+# Then the coverage of the corpora the run grew, so that make check prints the parser's figure
+# and fails below FUZZ_COV_MIN (issue 6).
+fuzz: fuzz-build $(FUZZ_COV_BINS)
 	@FUZZ_CORPUS=fuzz/corpus fuzz/run-fuzz run $(FUZZ_DIR) $(FUZZ_TIME) $(FUZZ_JOBS) $(FUZZ_NAMES)
+	@FUZZ_PROFDATA=$(FUZZ_PROFDATA) FUZZ_LLVM_COV=$(FUZZ_LLVM_COV) \
+		fuzz/run-fuzz cov $(FUZZ_DIR) $(FUZZ_COV_MIN) $(FUZZ_NAMES)
 
 fuzz-merge: $(FUZZ_BINS)
 	@fuzz/run-fuzz merge $(FUZZ_DIR) $(FUZZ_NAMES)

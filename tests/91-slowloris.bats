@@ -5,7 +5,8 @@
 # connect, not from the last byte: every one of them is answered 408 and closed between 10 and
 # 12.5 s after its connect (a deadline restarted by each byte would never end them, since the next
 # byte always comes 9 s after the last). Meanwhile a subscriber connects and receives a message
-# published every 100 ms, with a publish-to-receive p99 under 1 s throughout.
+# published every 100 ms: its response head within 1 s of its connect (3 s on a sanitizer build,
+# see SUB_HEAD_MAX_MS), and a publish-to-receive p99 under 1 s throughout.
 #
 # One driver process does it all (tests/tools/slowloris.c, built here with cc): it opens the
 # connections no faster than the service starts frontends for them (each is a process of its
@@ -27,7 +28,15 @@ HEADER_TIMEOUT_S=10
 # deadline restarted by the byte sent 9 s after the connect would close it at 19 s.
 CLOSE_MIN_MS=10000
 CLOSE_MAX_MS=12500
-# The subscriber's publish-to-receive p99 bound, and the publishing period.
+# The subscriber's bounds (issue 6: it "connects and receives with p99 under 1 s"): from its
+# connect to its response head, and publish-to-receive p99; and the publishing period. Its
+# connection waits in the listener's queue behind the attack's (up to the driver's backlog, a
+# frontend process each): a sanitizer build's frontends take tens of milliseconds each to start,
+# so there the head may take up to 3 s (the plain build's is a few milliseconds).
+SUB_HEAD_MAX_MS=1000
+if grep -qa __asan_init "$GPS_BUILD/gitpubsub-frontend" 2>/dev/null; then
+	SUB_HEAD_MAX_MS=3000
+fi
 P99_MAX_US=1000000
 PUBLISH_MS=100
 # The driver gives up after this long; the test allows a little more. A plain build takes
@@ -100,6 +109,7 @@ want()
 
 	# The subscriber connected during the attack and got every message, on time.
 	want sub_status == 200
+	want sub_head_ms '<' "$SUB_HEAD_MAX_MS"
 	want sub_closed == 0
 	want sub_bad_frames == 0
 	want published '>=' $((CLOSE_MIN_MS / PUBLISH_MS / 2))

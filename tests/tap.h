@@ -46,19 +46,19 @@ __attribute__((format(printf, 1, 2), unused)) static void diag(const char *fmt, 
 	fflush(stdout);
 }
 
-#define is(got, want, ...)                                                                      \
-	do {                                                                                    \
-		long long got_ = (long long)(got), want_ = (long long)(want);                    \
-		if (!ok(got_ == want_, __VA_ARGS__))                                            \
-			diag("  got %lld, want %lld", got_, want_);                             \
+#define is(got, want, ...)                                                    \
+	do {                                                                  \
+		long long got_ = (long long)(got), want_ = (long long)(want); \
+		if (!ok(got_ == want_, __VA_ARGS__))                          \
+			diag("  got %lld, want %lld", got_, want_);           \
 	} while (0)
 
-#define is_str(got, want, ...)                                                                  \
-	do {                                                                                    \
-		const char *got_ = (got), *want_ = (want);                                      \
-		if (!ok(got_ && want_ && strcmp(got_, want_) == 0, __VA_ARGS__))                \
-			diag("  got '%s', want '%s'", got_ ? got_ : "(null)",                   \
-			     want_ ? want_ : "(null)");                                         \
+#define is_str(got, want, ...)                                                   \
+	do {                                                                     \
+		const char *got_ = (got), *want_ = (want);                       \
+		if (!ok(got_ && want_ && strcmp(got_, want_) == 0, __VA_ARGS__)) \
+			diag("  got '%s', want '%s'", got_ ? got_ : "(null)",    \
+			     want_ ? want_ : "(null)");                          \
 	} while (0)
 
 __attribute__((unused)) static int done_testing(void)

@@ -29,11 +29,14 @@
  * Exit status: 0 when the run was measured (whatever the figures), 1 on a runtime failure, 2 on
  * a usage error.
  */
+#ifndef _GNU_SOURCE /* the Makefile's analysers pass -D_GNU_SOURCE; its callers' cc does not */
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -51,6 +54,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -197,6 +201,9 @@ static atomic_int open_subs;	/* streams with a head, not ended: what X-Subscribe
 static atomic_uint churn_epoch; /* soak: bumped by each churn */
 static atomic_bool monitor_stop;
 static uint64_t t_start_us;
+/* --deadline after the process started: set-up, run and drain all end by then, so that the
+ * caller's own timeout (a little longer) never kills the driver before it reports. */
+static uint64_t t_begin_us, t_deadline_us;
 
 /* Soak monitor results. */
 static struct sample samples[MAX_SAMPLES];
@@ -649,20 +656,51 @@ static void poll_once(int timeout_ms)
 
 /* ---- finding and killing processes ----------------------------------------------------- */
 
+/*
+ * The number in base at *ps, advancing *ps past it: 0, or -1 if no digit is there or it
+ * overflows. sscanf("%lu") would skip blanks, take a sign and saturate without a word.
+ */
+static int take_ull(const char **ps, int base, unsigned long long *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!isxdigit((unsigned char)**ps))
+		return -1;
+	errno = 0;
+	v = strtoull(*ps, &end, base);
+	if (errno || end == *ps)
+		return -1;
+	*ps = end;
+	*ret = v;
+	return 0;
+}
+
+/* The whole of s as a number in base: 0 or -1. */
+static int parse_ull(const char *s, int base, unsigned long long *ret)
+{
+	return take_ull(&s, base, ret) < 0 || *s ? -1 : 0;
+}
+
 static long read_pid_file(const char *name)
 {
-	char path[512];
+	char path[512], buf[32];
+	unsigned long long pid;
 	FILE *f;
-	long pid = -1;
+	bool got;
 
 	(void)snprintf(path, sizeof(path), "%s/%s", opt.run_dir, name);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = -1;
+	got = fgets(buf, sizeof(buf), f) != NULL;
 	(void)fclose(f);
-	return pid;
+	if (!got)
+		return -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (parse_ull(buf, 10, &pid) < 0 || pid > LONG_MAX)
+		return -1;
+	return (long)pid;
 }
 
 /* Whether pid is alive and its command name starts with prefix (not a zombie). */
@@ -703,11 +741,18 @@ static void victims_inodes(struct victim *v, unsigned n)
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned lp, rp;
-		unsigned long inode;
+		/* "sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...", ports in hex */
+		char *field[10], *save = NULL;
+		const char *lcolon, *rcolon;
+		unsigned long long lp, rp, inode;
+		unsigned nf = 0;
 
-		if (sscanf(line, " %*u: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lp,
-			   &rp, &inode) != 3 ||
+		for (char *tok = strtok_r(line, " \n", &save); tok && nf < 10;
+		     tok = strtok_r(NULL, " \n", &save))
+			field[nf++] = tok;
+		if (nf < 10 || !(lcolon = strchr(field[1], ':')) ||
+		    !(rcolon = strchr(field[2], ':')) || parse_ull(lcolon + 1, 16, &lp) < 0 ||
+		    parse_ull(rcolon + 1, 16, &rp) < 0 || parse_ull(field[9], 10, &inode) < 0 ||
 		    lp != (unsigned)opt.port || !inode)
 			continue;
 		for (unsigned k = 0; k < n; k++)
@@ -746,8 +791,8 @@ static void victims_owners(long listener, struct victim *v, unsigned n)
 		if (!d)
 			continue;
 		while ((e = readdir(d))) {
-			char target[64];
-			unsigned long inode;
+			char target[64], *close_bracket;
+			unsigned long long inode;
 			ssize_t t;
 
 			if (e->d_name[0] == '.')
@@ -756,7 +801,12 @@ static void victims_owners(long listener, struct victim *v, unsigned n)
 			if (t <= 0)
 				continue;
 			target[t] = '\0';
-			if (sscanf(target, "socket:[%lu]", &inode) != 1)
+			close_bracket = strchr(target, ']');
+			if (strncmp(target, "socket:[", 8) != 0 || !close_bracket ||
+			    close_bracket[1] != '\0')
+				continue;
+			*close_bracket = '\0';
+			if (parse_ull(target + 8, 10, &inode) < 0)
 				continue;
 			for (unsigned k = 0; k < n; k++)
 				if (v[k].inode == inode && v[k].pid <= 0) {
@@ -1243,11 +1293,75 @@ static int load_acked(struct stored *st)
 	return 0;
 }
 
+/*
+ * Start "gpsctl --ring RING dump --json" with its stdout on a pipe: the read end as a stream,
+ * the child in *ret_pid for dump_close(); NULL on failure. Not popen(): no shell, so paths need
+ * no quoting.
+ */
+static FILE *dump_open(pid_t *ret_pid)
+{
+	int fds[2];
+	pid_t pid;
+	FILE *f;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return NULL;
+	pid = fork();
+	if (pid == 0) {
+		if (dup2(fds[1], STDOUT_FILENO) >= 0) /* the copy is not close-on-exec */
+			(void)execl(opt.gpsctl, opt.gpsctl, "--ring", opt.ring, "dump", "--json",
+				    (char *)NULL);
+		_exit(127);
+	}
+	(void)close(fds[1]);
+	f = pid > 0 ? fdopen(fds[0], "re") : NULL;
+	if (!f) {
+		(void)close(fds[0]);
+		if (pid > 0)
+			(void)waitpid(pid, NULL, 0);
+		return NULL;
+	}
+	*ret_pid = pid;
+	return f;
+}
+
+/* Close the dump and reap gpsctl: 0 if it exited 0, else -1. */
+static int dump_close(FILE *f, pid_t pid)
+{
+	int status;
+
+	(void)fclose(f);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* The head of a dump line, '{"seq": N, "time": S.': 0 with N and S, or -1. */
+static int dump_line_head(const char *p, uint64_t *ret_seq, uint64_t *ret_sec)
+{
+	static const char seq_key[] = "{\"seq\": ", time_key[] = ", \"time\": ";
+	unsigned long long seq, sec;
+
+	if (strncmp(p, seq_key, sizeof(seq_key) - 1) != 0)
+		return -1;
+	p += sizeof(seq_key) - 1;
+	if (take_ull(&p, 10, &seq) < 0 || strncmp(p, time_key, sizeof(time_key) - 1) != 0)
+		return -1;
+	p += sizeof(time_key) - 1;
+	if (take_ull(&p, 10, &sec) < 0 || *p != '.')
+		return -1;
+	*ret_seq = seq;
+	*ret_sec = sec;
+	return 0;
+}
+
 /* The ring's messages in order (gpsctl dump --json), or the 200s in order (soak). 0 or -1. */
 static int load_stored(struct stored *st)
 {
-	char cmd[1024], line[4096];
+	char line[4096];
 	FILE *f;
+	pid_t pid;
 	unsigned prev = 0;
 
 	st->pos = calloc(opt.messages + 1U, sizeof(*st->pos));
@@ -1259,8 +1373,7 @@ static int load_stored(struct stored *st)
 		st->pos[n] = -1;
 	if (opt.soak)
 		return load_acked(st);
-	(void)snprintf(cmd, sizeof(cmd), "'%s' --ring '%s' dump --json", opt.gpsctl, opt.ring);
-	f = popen(cmd, "r");
+	f = dump_open(&pid);
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
@@ -1270,8 +1383,7 @@ static int load_stored(struct stored *st)
 		unsigned long n;
 		size_t len;
 
-		if (sscanf(line, "{\"seq\": %" SCNu64 ", \"time\": %" SCNu64 ".", &seq, &sec) !=
-			    2 ||
+		if (dump_line_head(line, &seq, &sec) < 0 ||
 		    !(m = strstr(line, "\"message\": {\"n\":"))) {
 			st->foreign++;
 			continue;
@@ -1296,7 +1408,7 @@ static int load_stored(struct stored *st)
 		st->time_s[n] = sec;
 		st->last = (unsigned)n;
 	}
-	return pclose(f) == 0 ? 0 : -1;
+	return dump_close(f, pid);
 }
 
 struct verdict {
@@ -1450,7 +1562,8 @@ static void usage(FILE *f)
 		"  --sample-ms MS      soak: time between samples (10000)\n"
 		"  --grace-ms MS       soak: a hung-up subscriber must have every message answered\n"
 		"                      200 this long before it hung up (1000)\n"
-		"  --deadline S        give up after S seconds (600)\n");
+		"  --deadline S        give up S seconds after the start (600): set-up, run and\n"
+		"                      the final drain all end by then\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1582,6 +1695,8 @@ static int setup(void)
 	if (epfd < 0 || !pubs)
 		return -1;
 	deadline = now_us() + SETUP_S * US_PER_S;
+	if (deadline > t_deadline_us)
+		deadline = t_deadline_us;
 	for (;;) {
 		unsigned streaming = 0, open = 0;
 
@@ -1593,8 +1708,10 @@ static int setup(void)
 			return 0;
 		if (now_us() > deadline) {
 			fprintf(stderr,
-				"crashload: only %u of %u subscribers streaming after %d s\n",
-				streaming, opt.subs, SETUP_S);
+				"crashload: only %u of %u subscribers streaming after %" PRIu64
+				" s (set-up limit %d s, deadline %u s)\n",
+				streaming, opt.subs, (now_us() - t_begin_us) / US_PER_S, SETUP_S,
+				opt.deadline_s);
 			return -1;
 		}
 		if (open < opt.subs)
@@ -1627,7 +1744,7 @@ static int run_load(void)
 {
 	uint64_t next_broker = 0, next_kill = t_start_us + US_PER_S;
 	uint64_t next_churn = t_start_us + (uint64_t)opt.churn_ms * US_PER_MS;
-	uint64_t deadline = t_start_us + (uint64_t)opt.deadline_s * US_PER_S;
+	uint64_t deadline = t_deadline_us;
 	long last_broker = -1;
 	pthread_t pub_thread, mon_thread;
 
@@ -1640,8 +1757,11 @@ static int run_load(void)
 		unsigned open = 0;
 
 		if (now > deadline) {
-			fprintf(stderr, "crashload: deadline: %u of %u published\n",
-				atomic_load(&pub_done), opt.messages);
+			fprintf(stderr,
+				"crashload: deadline of %u s: %u of %u published in %" PRIu64
+				" s, %u broker kills\n",
+				opt.deadline_s, atomic_load(&pub_done), opt.messages,
+				(now - t_start_us) / US_PER_S, atomic_load(&broker_kills_done));
 			return -1;
 		}
 		if (!opt.soak && broker_kill_due() && now >= next_broker &&
@@ -1703,12 +1823,15 @@ int main(int argc, char **argv)
 	}
 	(void)signal(SIGPIPE, SIG_IGN);
 	rng_state ^= (uint64_t)getpid() << 16;
+	t_begin_us = now_us();
+	t_deadline_us = t_begin_us + (uint64_t)opt.deadline_s * US_PER_S;
 	if (setup() < 0)
 		return 1;
 	for (size_t i = 0; i < nsubs; i++)
 		subs[i].initial = subs[i].fd >= 0 && subs[i].head_done;
-	fprintf(stderr, "crashload: %u subscribers streaming\n", opt.subs);
 	t_start_us = now_us();
+	fprintf(stderr, "crashload: %u subscribers streaming after %.1f s\n", opt.subs,
+		(double)(t_start_us - t_begin_us) / (double)US_PER_S);
 	if (run_load() < 0)
 		return 1;
 	t_end = now_us();
@@ -1719,6 +1842,8 @@ int main(int argc, char **argv)
 	}
 	/* let every connected subscriber catch up with the last stored message */
 	drain_deadline = now_us() + DRAIN_S * US_PER_S;
+	if (drain_deadline > t_deadline_us)
+		drain_deadline = t_deadline_us;
 	while (st.count && !all_caught_up(&st) && now_us() < drain_deadline)
 		poll_once(POLL_MS);
 
