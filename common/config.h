@@ -25,18 +25,18 @@
  * Durations take ms, s, m, h, d; a bare number is seconds.
  */
 
-#define CONFIG_DEFAULT_PATH "/etc/gitpubsub/gitpubsub.cfg"
-#define CONFIG_DEFAULT_RING "/gitpubsub"
+#define CONFIG_DEFAULT_PATH   "/etc/gitpubsub/gitpubsub.cfg"
+#define CONFIG_DEFAULT_RING   "/gitpubsub"
 #define CONFIG_DEFAULT_SOCKET "/run/gitpubsub/broker.sock"
 
 struct config {
-	char listen_ip[64];	   /* [Server] IP; default "127.0.0.1" */
-	uint32_t port;		   /* [Server] port; default 2069 */
-	char trusted_peers[4096];  /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
-	uint64_t max_body;	   /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
-	uint32_t max_target;	   /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
-	uint32_t max_header;	   /* [Limits] maxHeaderSize; default 16 KiB */
-	uint32_t max_header_lines; /* [Limits] maxHeaderLines; default 100 */
+	char listen_ip[64];	    /* [Server] IP; default "127.0.0.1" */
+	uint32_t port;		    /* [Server] port; default 2069 */
+	char trusted_peers[4096];   /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
+	uint64_t max_body;	    /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
+	uint32_t max_target;	    /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
+	uint32_t max_header;	    /* [Limits] maxHeaderSize; default 16 KiB */
+	uint32_t max_header_lines;  /* [Limits] maxHeaderLines; default 100 */
 	uint32_t header_timeout_ms; /* [Limits] headerTimeout; default 10 s */
 	uint32_t body_timeout_ms;   /* [Limits] bodyTimeout; default 30 s */
 	uint32_t keepalive_ms;	    /* [Stream] keepalive; default 5 s (PROTOCOL 3.3) */
