@@ -194,12 +194,15 @@ $(BUILD)/tests/%.t: $(call obj,tests/unit/%.c) $(TEST_LIBS)
 -include bench/bench.mk fuzz/fuzz.mk
 
 # --- running and testing ---------------------------------------------------------------------
+# The builds that run, check and the analysers start for themselves compile this many files at
+# a time (make check's own command line has no -j: .ci/run and the README say `make check`).
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 deps:
 	@scripts/install-deps check
 
 run:
 	@scripts/install-deps run
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all
 	exec $(BUILD)/gitpubsub-run --listen 127.0.0.1:2069
 
 unit: all
@@ -212,13 +215,13 @@ e2e: all
 # make check: the whole suite, the sanitizer build's tests, the fuzzers and the analysers, each
 # stage to its end, then one line "N passed, M failed" (scripts/check).
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all
 	@scripts/check $(BUILD)
 
 # Sanitizer flags go in SANFLAGS, which both compiling and linking use.
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 		SANFLAGS="$(ASAN_FLAGS)" HARDEN= all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-tests build/asan asan
@@ -276,7 +279,7 @@ shellcheck:
 # gcc's -fanalyzer, warnings as errors, in a build folder of its own.
 fanalyzer:
 	$(msg) FANALYZE $(BUILD)/fanalyzer
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/fanalyzer CFLAGS="-O1 -g -fanalyzer" all
+	$(Q)$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=$(BUILD)/fanalyzer CFLAGS="-O1 -g -fanalyzer" all
 lint: format-check tidy cppcheck shellcheck
 analyze: fanalyzer
 	scan-build --status-bugs $(MAKE) BUILD=build/scan all
