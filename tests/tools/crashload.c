@@ -932,6 +932,24 @@ static const char *header_value(const char *head, const char *name)
 }
 
 /*
+ * One recv() into buf (PUB_BUF + 1 bytes) after the *have bytes there, kept NUL-terminated:
+ * 0, -errno, or -ECONNRESET when the server closed or buf is full.
+ */
+static int recv_more(int fd, char *buf, size_t *have)
+{
+	ssize_t r;
+
+	do
+		r = recv(fd, buf + *have, PUB_BUF - *have, 0);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return r < 0 ? -errno : -ECONNRESET;
+	*have += (size_t)r;
+	buf[*have] = '\0';
+	return 0;
+}
+
+/*
  * One request on fd and its answer into *rec; 0, or -errno with the connection unusable. *close
  * is set when the server ends the connection after this answer.
  */
@@ -956,14 +974,10 @@ static int pub_exchange(int fd, unsigned n, struct pub_rec *rec, bool *close_aft
 		off += (size_t)w;
 	}
 	for (;;) {
-		ssize_t r = recv(fd, buf + have, PUB_BUF - have, 0);
+		int err = recv_more(fd, buf, &have);
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -ECONNRESET;
-		have += (size_t)r;
-		buf[have] = '\0';
+		if (err < 0)
+			return err;
 		end = strstr(buf, "\r\n\r\n");
 		if (end)
 			break;
@@ -975,14 +989,10 @@ static int pub_exchange(int fd, unsigned n, struct pub_rec *rec, bool *close_aft
 	if (v)
 		need += strtoul(v, NULL, 10);
 	while (have < need) {
-		ssize_t r = recv(fd, buf + have, PUB_BUF - have, 0);
+		int err = recv_more(fd, buf, &have);
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -ECONNRESET;
-		have += (size_t)r;
-		buf[have] = '\0';
+		if (err < 0)
+			return err;
 	}
 	if (strncmp(buf, "HTTP/1.1 ", 9) != 0)
 		return -EPROTO;
@@ -1058,18 +1068,8 @@ static long head_subscribers(void)
 		(void)close(fd);
 		return -1;
 	}
-	for (;;) {
-		ssize_t r = recv(fd, buf + have, PUB_BUF - have, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-		buf[have] = '\0';
-		if (strstr(buf, "\r\n\r\n") || have == PUB_BUF)
-			break;
-	}
+	while (recv_more(fd, buf, &have) == 0 && !strstr(buf, "\r\n\r\n"))
+		;
 	(void)close(fd);
 	buf[have] = '\0';
 	if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0)
