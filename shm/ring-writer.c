@@ -54,7 +54,8 @@ static int create_stats(const char *ring_name)
 	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, STATS_MODE);
 	if (fd < 0)
 		return errno == EEXIST ? 0 : -errno; /* kept across restarts, like the ring */
-	(void)fchmod(fd, STATS_MODE);		     /* not narrowed by the umask */
+	/* not narrowed by the umask */
+	(void)fchmod(fd, STATS_MODE);
 	err = posix_fallocate(fd, 0, sizeof(*s));
 	if (err) {
 		err = -err;
@@ -503,8 +504,8 @@ uint64_t ring_expire(struct ring_writer *w, uint64_t now_us)
 	struct ring *r = &w->r;
 	uint64_t head, tail, n = 0;
 
-	(void)ring_clock(
-		r->hdr); /* called every second: ring time follows the wall clock forward */
+	/* called every second: ring time follows the wall clock forward */
+	(void)ring_clock(r->hdr);
 	if (!w->retention_us || now_us < w->retention_us)
 		return 0;
 	head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
