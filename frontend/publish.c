@@ -91,8 +91,8 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 	} ctl;
 	struct mmsghdr msgs[PUB_PIPELINE];
 	struct iovec iov[PUB_PIPELINE];
-	struct cmsghdr *cm =
-		&ctl.align; /* CMSG_FIRSTHDR, which the compiler cannot prove non-NULL */
+	/* not CMSG_FIRSTHDR, which the compiler cannot prove non-NULL */
+	struct cmsghdr *cm = &ctl.align;
 	size_t sent = 0;
 	bool retried = false;
 
