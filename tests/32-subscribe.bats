@@ -289,8 +289,9 @@ ms_now()
 
 	# Everything up to message n. The forced lapping gives a gap notice; the reader may also
 	# have been lapped while the socket was filling (the ring holds two of these messages), and
-	# each lapping must give exactly one notice with the exact count.
-	for ((x = 0; x < 100; x++)); do
+	# each lapping must give exactly one notice with the exact count. Up to 30 s: through a
+	# 4 KiB receive buffer, with other test files sharing both cores, catching up is slow.
+	for ((x = 0; x < 300; x++)); do
 		last=$(gps_messages slow | tail -n 1 | sed -n 's/^{"n":\([0-9]*\),.*/\1/p')
 		[[ $last == "$n" ]] && break
 		sleep 0.1
