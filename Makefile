@@ -288,8 +288,9 @@ analyze: fanalyzer
 INSTALL        ?= install
 INSTALL_BIN     = $(BUILD)/gpsctl $(filter $(BUILD)/gitpubsub-hook,$(PROGS))
 INSTALL_LIBEXEC = $(BUILD)/gitpubsub-broker $(BUILD)/gitpubsub-frontend
-UNIT_TEMPLATES  = gitpubsub-broker.service gitpubsub@.service
-UNITS           = gitpubsub.socket $(UNIT_TEMPLATES)
+UNIT_TEMPLATES  = gitpubsub-broker.service gitpubsub-frontend.service gitpubsub-accept@.service
+UNIT_SOCKETS    = gitpubsub.socket gitpubsub-accept.socket
+UNITS           = $(UNIT_SOCKETS) $(UNIT_TEMPLATES)
 # gitpubsub.8 documents the service, its configuration and its units; the other section-8
 # and section-5 names are .so links to it.
 MAN_PAGES       = man/gpsctl.1 man/gitpubsub-hook.1 man/gitpubsub.cfg.5 man/gitpubsub.8 \
@@ -309,7 +310,9 @@ install: $(PROGS)
 		sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' "systemd/$$u.in" >"$(BUILD)/systemd/$$u" && \
 		$(INSTALL) -m 0644 "$(BUILD)/systemd/$$u" "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; \
 	done
-	$(Q)$(INSTALL) -m 0644 systemd/gitpubsub.socket "$(DESTDIR)$(UNITDIR)/gitpubsub.socket"
+	$(Q)for u in $(UNIT_SOCKETS); do \
+		$(INSTALL) -m 0644 "systemd/$$u" "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; \
+	done
 	$(Q)$(INSTALL) -m 0644 systemd/gitpubsub.sysusers "$(DESTDIR)$(SYSUSERSDIR)/gitpubsub.conf"
 	$(Q)for m in $(MAN_PAGES); do \
 		$(INSTALL) -m 0644 "$$m" "$(DESTDIR)$(MANDIR)/man$${m##*.}/" || exit 1; \

@@ -54,6 +54,8 @@ enum config_type {
 	CONFIG_RING,	    /* shm object name: "/name", no other '/' */
 	CONFIG_PATH,	    /* socket path: non-empty, fits sun_path */
 	CONFIG_HEADER,	    /* a response header's value: printable ASCII, may be empty */
+	CONFIG_COUNT32_0,   /* uint32_t plain decimal, 0 allowed ("as many as fit") */
+	CONFIG_MODE,	    /* [Frontend] mode: "multiplexed" or "per-connection" */
 };
 
 struct config_key {
@@ -90,6 +92,9 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
 	CONFIG_KEY("History", "messageIdWindow", CONFIG_DURATION_S0, msgid_window_s),
 	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
+	CONFIG_KEY("Frontend", "mode", CONFIG_MODE, frontend_mode),
+	CONFIG_KEY("Frontend", "workers", CONFIG_COUNT32_0, workers),
+	CONFIG_KEY("Frontend", "maxConnections", CONFIG_COUNT32_0, max_connections),
 };
 
 struct config_suffix {
@@ -130,6 +135,7 @@ void config_defaults(struct config *c)
 	c->msgid_window_s = UINT64_C(10) * 60;
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
+	(void)snprintf(c->frontend_mode, sizeof(c->frontend_mode), "%s", "multiplexed");
 }
 
 /* Leading decimal digits of *ps into *ret, advancing *ps. At least one digit; no overflow. */
@@ -336,8 +342,25 @@ _must_check_ static int config_set(struct config *c, const char *path, unsigned 
 		return 0;
 	}
 
+	case CONFIG_MODE:
+		if (strcmp(value, "multiplexed") != 0 && strcmp(value, "per-connection") != 0) {
+			config_bad_value(path, line, k, value,
+					 "expected 'multiplexed' or 'per-connection'");
+			return -EINVAL;
+		}
+		config_set_string(c, k, value);
+		return 0;
+
+	case CONFIG_COUNT32_0:
 	case CONFIG_COUNT32: {
 		const char *p = value;
+
+		if (k->type == CONFIG_COUNT32_0 && config_parse_digits(&p, &v) == 0 && *p == '\0' &&
+		    v <= UINT32_MAX) {
+			config_set_u32(c, k, v);
+			return 0;
+		}
+		p = value;
 
 		if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v == 0 || v > UINT32_MAX) {
 			config_bad_value(path, line, k, value,
@@ -554,10 +577,12 @@ void config_write(const struct config *c, FILE *f)
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
 		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
 		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nmessageIdWindow: %llus\n\n"
-		"[Broker]\nsocket: %s\n",
+		"[Broker]\nsocket: %s\n\n"
+		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
 		c->port, c->listen_ip, c->trusted_peers, (unsigned long long)c->max_body,
 		c->max_target, c->max_header, c->max_header_lines, c->header_timeout_ms,
 		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms, c->allow_origin,
 		(unsigned long long)c->retention_s, (unsigned long long)c->ring_size, c->ring_name,
-		(unsigned long long)c->msgid_window_s, c->socket_path);
+		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
+		c->max_connections);
 }

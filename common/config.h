@@ -20,6 +20,9 @@
  *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name"),
  *              messageIdWindow (duration, 0 turns it off)
  *   [Broker]   socket (path of the broker's local socket)
+ *   [Frontend] mode ("multiplexed" or "per-connection": what a frontend given a listening
+ *              socket does), workers, maxConnections (counts; 0: one per CPU, as many as
+ *              the file limit allows)
  *
  * Sizes take an optional suffix K, M, G (powers of 1024; "KiB", "MiB", "GiB" also accepted).
  * Durations take ms, s, m, h, d; a bare number is seconds.
@@ -47,6 +50,9 @@ struct config {
 	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
 	uint64_t msgid_window_s;    /* [History] messageIdWindow; default 10 min; 0: off */
 	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
+	char frontend_mode[16];	    /* [Frontend] mode; default "multiplexed" */
+	uint32_t workers;	    /* [Frontend] workers; default 0: one per CPU */
+	uint32_t max_connections;   /* [Frontend] maxConnections per worker; 0: the fd limit's */
 };
 
 /* Fill c with the defaults above. */

@@ -509,24 +509,25 @@ curl_outcome()
 	big99=$(perl -e 'print "{\"fdl\":99,\"pad\":\"", "p" x $ARGV[0], "\"}"' "$FDL_BIG_PAD")
 	big2=$(perl -e 'print "{\"fdl\":2,\"pad\":\"", "p" x $ARGV[0], "\"}"' "$FDL_BIG_PAD")
 
-	# One spare descriptor: the ring and statistics open and close again, so a GET streams;
-	# a large publish needs two at once: 503 with its reason.
-	echo 1 >"$BATS_FILE_TMPDIR/fdl.spare"
+	# Two spare descriptors: one is the event loop's (epoll), and the ring and statistics open
+	# and close again in the other, so a GET streams; a large publish needs two at once: 503
+	# with its reason.
+	echo 2 >"$BATS_FILE_TMPDIR/fdl.spare"
 	GPS_URL=http://127.0.0.1:$fport gps_subscribe one /fdl
 	printf 'POST /fdl HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' "${#big99}" "$big99" |
 		http_send 127.0.0.1 "$fport" 3
 	http_check_error 503
 	http_body_is "$HTTP_OUT" $'the server is out of file descriptors; try again\r\n'
 	[ "$(gps_header "$HTTP_OUT" Retry-After)" = 1 ]
-	figure "frontend with 1 spare fd: GET streams, a ${#big99}-byte POST gets 503 '$(http_body "$HTTP_OUT" | tr -d '\r\n')'"
+	figure "frontend with 2 spare fds (one its epoll): GET streams, a ${#big99}-byte POST gets 503 '$(http_body "$HTTP_OUT" | tr -d '\r\n')'"
 
-	# Two: the publish holds both on its keep-alive connection, and a GET after it gets 503.
-	echo 2 >"$BATS_FILE_TMPDIR/fdl.spare"
+	# Three: the publish holds two on its keep-alive connection, and a GET after it gets 503.
+	echo 3 >"$BATS_FILE_TMPDIR/fdl.spare"
 	printf 'POST /fdl HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sGET /fdl HTTP/1.1\r\nHost: x\r\n\r\n' \
 		"${#big2}" "$big2" | http_send 127.0.0.1 "$fport" 3
 	[ "$(http_statuses "$HTTP_OUT")" = "200 503" ]
 	grep -q "the server is out of file descriptors; try again" "$HTTP_OUT"
-	figure "frontend with 2 spare fds: a ${#big2}-byte POST 200, then a GET on that connection 503"
+	figure "frontend with 3 spare fds: a ${#big2}-byte POST 200, then a GET on that connection 503"
 
 	# None: the dynamic loader cannot even open libc; no byte of ours runs, the client is reset
 	# or closed without a response, and the listener goes on.
