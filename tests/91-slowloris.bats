@@ -8,7 +8,7 @@
 # published every 100 ms: its response head within 1 s of its connect (3 s on a sanitizer build,
 # see SUB_HEAD_MAX_MS), and a publish-to-receive p99 under 1 s throughout.
 #
-# One driver process does it all (tests/tools/slowloris.c, built here with cc): it opens the
+# One driver process does it all (tests/tools/slowloris.c, built by make test-programs): it opens the
 # connections no faster than the service starts frontends for them (each is a process of its
 # own, whose deadline starts when it does), so a slow-starting sanitizer build is attacked more
 # slowly instead of having its start-up counted as deadline. It prints its figures; this file
@@ -46,8 +46,10 @@ DRIVER_DEADLINE_S=90
 
 setup_file()
 {
-	cc -I"$GPS_REPO" -D_GNU_SOURCE -std=c11 -O2 -Wall -Wextra -Werror -o "$BATS_FILE_TMPDIR/slowloris" \
-		"$GPS_REPO/tests/tools/slowloris.c"
+	[[ -x $GPS_BUILD/tests/tools/slowloris ]] || {
+		echo "no $GPS_BUILD/tests/tools/slowloris: build it with 'make test-programs'" >&2
+		return 1
+	}
 	# Under a sanitizer build, a leak check at each of the 1,000 frontends' exits would double
 	# their CPU cost and so the time the attack takes to open, without covering anything new:
 	# tests/90-hostile.bats runs the same 408 path with leak checking on.
@@ -89,7 +91,7 @@ want()
 	# One fd per connection in the driver.
 	(($(ulimit -n) >= SLOW_CONNS + 100)) || ulimit -n $((SLOW_CONNS + 100))
 	start=$(date +%s)
-	timeout -k 5 $((DRIVER_DEADLINE_S + 10)) "$BATS_FILE_TMPDIR/slowloris" --port "$GPS_PORT" \
+	timeout -k 5 $((DRIVER_DEADLINE_S + 10)) "$GPS_BUILD/tests/tools/slowloris" --port "$GPS_PORT" \
 		--ring "$GPS_RING" --conns "$SLOW_CONNS" --interval-ms "$SLOW_INTERVAL_MS" \
 		--publish-ms "$PUBLISH_MS" --deadline-s "$DRIVER_DEADLINE_S" \
 		>"$BATS_FILE_TMPDIR/figures" 2>"$BATS_FILE_TMPDIR/summary" || rc=$?
