@@ -31,7 +31,6 @@
 #include "shm/ring.h"
 #include "shm/topic.h"
 
-#define VERSION		"1.0.0"
 #define MAX_EVENTS	64
 #define LISTEN_BACKLOG	512 /* a reconnect storm of frontends must not see ECONNREFUSED */
 #define EXPIRE_PERIOD_S 1   /* how often age retention runs */
@@ -533,7 +532,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("gitpubsub-broker " VERSION "\n");
+			printf("gitpubsub-broker " GPS_VERSION "\n");
 			return 0;
 		default:
 			usage(stderr);

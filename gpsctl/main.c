@@ -35,7 +35,6 @@
 #include "shm/ring.h"
 #include "shm/topic.h"
 
-#define GPSCTL_VERSION "1.0.0"
 
 /* Where POSIX shared-memory objects live on Linux: shm_open("/x") is the file /dev/shm/x. */
 #define SHM_DIR "/dev/shm"
@@ -1510,7 +1509,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("gpsctl " GPSCTL_VERSION "\n");
+			printf("gpsctl " GPS_VERSION "\n");
 			return 0;
 		default:
 			usage(stderr);

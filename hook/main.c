@@ -16,7 +16,6 @@
 #include "hook/push.h"
 #include "hook/repo.h"
 #include "hook/spool.h"
-#include "hook/version.h"
 
 /*
  * gitpubsub-hook: the post-receive hook (issue 3, PROTOCOL 10). It must never fail or stall a

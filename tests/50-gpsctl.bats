@@ -174,6 +174,16 @@ copy_ring()
 	[[ $output =~ ^gpsctl\ [0-9]+\.[0-9]+ ]]
 }
 
+@test "every program reports the one version the Makefile sets" {
+	local want prog
+	want=$(sed -n 's/^GPS_VERSION *= *//p' "$GPS_REPO/Makefile")
+	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
+	for prog in gpsctl gitpubsub-hook gitpubsub-broker gitpubsub-frontend; do
+		run -0 "$GPS_BUILD/$prog" --version
+		[[ $output == "$prog $want" ]]
+	done
+}
+
 @test "a ring that does not exist is a runtime failure (exit 1) that says so" {
 	run -1 gpsctl_on "/gps-none-$$-$RANDOM" status
 	[[ $output == *"no such ring"* ]]
