@@ -26,7 +26,7 @@ FUZZ_LLVM_COV ?= $(firstword $(shell command -v llvm-cov-14 llvm-cov 2>/dev/null
 
 # What each harness tests: compiled with coverage instrumentation, the rest of the tree not.
 FUZZ_SRC_http   = frontend/http.c
-FUZZ_SRC_json   = broker/json.c
+FUZZ_SRC_json   = broker/json.c common/utf8.c
 FUZZ_SRC_topic  = shm/topic.c
 FUZZ_SRC_config = common/config.c common/log.c common/trust.c
 FUZZ_SRC_ring   = shm/ring.c shm/topic.c common/io.c

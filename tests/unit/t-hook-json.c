@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "hook/jbuf.h"
 #include "tests/tap.h"
 
