@@ -545,6 +545,24 @@ int config_load(const char *path, struct config *c)
 	return ret;
 }
 
+int config_read(const char *path, struct config *ret)
+{
+	const char *file = path ? path : CONFIG_DEFAULT_PATH;
+	int err;
+
+	config_defaults(ret);
+	err = config_load(file, ret);
+	if (err == -ENOENT && !path) {
+		log_info("no %s, using built-in defaults", file);
+		return 0;
+	}
+	if (err == -EINVAL)
+		log_error("invalid configuration '%s'", file);
+	else if (err < 0)
+		log_error("unable to read configuration '%s': %s", file, strerror(-err));
+	return err;
+}
+
 void config_write(const struct config *c, FILE *f)
 {
 	fprintf(f,

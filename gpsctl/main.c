@@ -1542,13 +1542,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	config_defaults(&cfg);
-	err = config_load(o.config_path ? o.config_path : CONFIG_DEFAULT_PATH, &cfg);
-	if (err < 0 && !(err == -ENOENT && !o.config_path)) {
-		log_error("unable to load configuration '%s': %s",
-			  o.config_path ? o.config_path : CONFIG_DEFAULT_PATH, strerror(-err));
+	if (config_read(o.config_path, &cfg) < 0)
 		return 1;
-	}
 	if (o.ring_name) {
 		rd.name = o.ring_name;
 	} else if (o.runtime_dir) {

@@ -13,8 +13,8 @@
  *
  *   url         GITPUBSUB_URL         where to POST; "{project}" is replaced by the repository's
  *                                     directory name, percent-encoded
- *   timeout     GITPUBSUB_TIMEOUT     the most time the hook may add to a push: a duration,
- *                                     "5", "5s", "1500ms", "0.5s", "1m"
+ *   timeout     GITPUBSUB_TIMEOUT     the most time the hook may add to a push: a duration
+ *                                     (config_parse_duration_ms: "5", "1500ms", "0.5s", "1m")
  *   maxCommits  GITPUBSUB_MAXCOMMITS  the most commits published per ref update
  */
 
@@ -46,11 +46,6 @@ void conf_free(struct conf *c);
  */
 _must_check_ int conf_set(struct conf *c, const char *key, const char *value);
 
-/*
- * A duration: a decimal number with at most 3 decimals, then an optional unit "ms", "s" or "m"
- * (none: seconds). 0 or -EINVAL (*ret_ms untouched). Range checks are the caller's.
- */
-_must_check_ int conf_parse_duration_ms(const char *s, uint64_t *ret_ms);
 /* A decimal integer without sign, 0 .. UINT32_MAX. 0 or -EINVAL (*ret untouched). */
 _must_check_ int conf_parse_u32(const char *s, uint32_t *ret);
 
