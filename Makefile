@@ -62,6 +62,7 @@ WRITER_SRC   = shm/ring-writer.c
 BROKER_SRC   = $(filter-out broker/main.c,$(wildcard broker/*.c))
 FRONTEND_SRC = $(filter-out frontend/main.c,$(wildcard frontend/*.c))
 HOOK_SRC     = $(filter-out hook/main.c,$(wildcard hook/*.c))
+GPSCTL_SRC   = $(wildcard gpsctl/*.c)
 UNIT_SRC     = $(wildcard tests/unit/t-*.c)
 PAGE_OBJ     = $(BUILD)/obj/frontend/page.o
 
@@ -81,7 +82,7 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%.t,$(UNIT_SRC))
 TOOLS      = $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 
 ALL_OBJ = $(call obj,$(COMMON_SRC) $(SHM_SRC) $(WRITER_SRC) $(BROKER_SRC) broker/main.c \
-	  $(FRONTEND_SRC) frontend/main.c gpsctl/main.c $(HOOK_SRC) hook/main.c \
+	  $(FRONTEND_SRC) frontend/main.c $(GPSCTL_SRC) $(HOOK_SRC) hook/main.c \
 	  $(UNIT_SRC) $(wildcard tests/tools/*.c))
 
 .PHONY: all test-programs check unit e2e asan tsan check-tsan lint analyze format format-check \
@@ -173,7 +174,7 @@ $(BUILD)/gitpubsub-frontend: $(call obj,frontend/main.c) $(LIB_FRONTEND) $(LIB_S
 	$(Q)$(CC) $(ALL_LDFLAGS) $(if $(SANFLAGS),,-static-pie) -o $@ $^ $(LIBS_frontend)
 endif
 
-$(BUILD)/gpsctl: $(call obj,gpsctl/main.c) $(LIB_SHM) $(LIB_COMMON)
+$(BUILD)/gpsctl: $(call obj,$(GPSCTL_SRC)) $(LIB_SHM) $(LIB_COMMON)
 	$(msg) LD $@
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_gpsctl)
 

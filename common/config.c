@@ -553,7 +553,7 @@ int config_read(const char *path, struct config *ret)
 	config_defaults(ret);
 	err = config_load(file, ret);
 	if (err == -ENOENT && !path) {
-		log_info("no %s, using built-in defaults", file);
+		log_debug("no %s, using built-in defaults", file);
 		return 0;
 	}
 	if (err == -EINVAL)

@@ -174,6 +174,18 @@ copy_ring()
 	[[ $output =~ ^gpsctl\ [0-9]+\.[0-9]+ ]]
 }
 
+@test "the README and the man page list exactly the verbs of gpsctl's table, in its order" {
+	local verbs readme man
+	run -0 gpsctl --list-verbs
+	verbs=$output
+	[[ $verbs == *status*check*tail* ]]
+	readme=$(grep -oE '^\| `gpsctl [a-z]+' "$GPS_REPO/README.md" | sed 's/.*gpsctl //')
+	man=$(sed -n '/^\.Sh COMMANDS/,/^\.Sh OPTIONS/s/^\.It Cm \([a-z]*\).*/\1/p' \
+		"$GPS_REPO/man/gpsctl.1")
+	[[ $readme == "$verbs" ]]
+	[[ $man == "$verbs" ]]
+}
+
 @test "every program reports the one version the Makefile sets" {
 	local want prog
 	want=$(sed -n 's/^GPS_VERSION *= *//p' "$GPS_REPO/Makefile")
