@@ -127,7 +127,7 @@ $(BUILD)/gitpubsub-broker: $(call obj,broker/main.c) $(LIB_BROKER) $(LIB_WRITER)
 
 # --- the frontend's C library ---------------------------------------------------------------
 # One gitpubsub-frontend process serves each connection, so what it maps and touches at start-up
-# is paid per subscriber (issue 5: memory per idle subscriber, subscribers connected per
+# is paid per subscriber (README "Performance": memory per idle subscriber, subscribers connected per
 # second). It is a static PIE: no shared library to map, no dynamic loader to run. With glibc
 # that still leaves glibc's own relocated data, TLS and heap, ~55 KiB in every process (a
 # static PIE that only calls pause() holds 56 KiB of private pages), so the frontend is built
@@ -249,7 +249,7 @@ tsan check-tsan:
 		prove -f $(TSAN_TESTS) && echo "tsan: $(words $(TSAN_TESTS)) passed, 0 failed" || \
 		{ echo "tsan: 0 passed, $(words $(TSAN_TESTS)) failed"; exit 1; }
 
-# make torture (issue 6, README "Reliability"): what is too long for make check, at full size:
+# make torture (README "Reliability"): what is too long for make check, at full size:
 # fault 4 (1,000,000 publishes x 200 readers), fault 1 (tests/93-crash-load.bats) and the
 # 30-minute soak (SOAK_SECONDS=N to change it). About 45 minutes; ends "torture: N passed, M failed".
 .PHONY: torture

@@ -1,4 +1,4 @@
-# The benchmark suite (issue 5; bench/README.md), included by the top Makefile.
+# The benchmark suite (README "Performance"; bench/README.md), included by the top Makefile.
 #
 #   make bench        install nginx, nchan and gnuplot if missing, build, run every scenario
 #                     against our service and nchan, write bench/results/latest.md and plots

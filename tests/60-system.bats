@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# Running as a system service (issue 4): `make install` and `make uninstall` into scratch
+# Running as a system service (README "Running as a system service"): `make install` and `make uninstall` into scratch
 # trees, the installed systemd units (systemd-analyze verify must print nothing, and
 # systemd-analyze security --offline must meet the exposure limits), the sysusers file, the
 # man pages (man -l without a warning, every configuration key and gpsctl option documented),
@@ -14,7 +14,7 @@ bats_require_minimum_version 1.5.0
 
 load lib
 
-# The exposure limits of issue 4, as systemd-analyze security prints them (0.0 - 10.0).
+# The exposure limits the README sets ("Running as a system service"), as systemd-analyze security prints them (0.0 - 10.0).
 FRONTEND_MAX_EXPOSURE=2.0
 BROKER_MAX_EXPOSURE=3.0
 # What the default install (PREFIX=/usr/local) names, and what inetd/ and the units expect.
@@ -219,7 +219,7 @@ unit_has()
 	grep -qx -- "$2" "$1" || _gps_fail "$(basename "$1") does not set '$2'"
 }
 
-@test "the units carry what issue 4 requires" {
+@test "the units carry what the README requires of them" {
 	local unitdir
 	unitdir=$(install_prefix "$BATS_FILE_TMPDIR/prefix-keys")
 	unit_has "$unitdir/gitpubsub.socket" ListenStream=2069

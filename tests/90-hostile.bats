@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# Issue 6, hostile input: a catalogue of malformed and malicious requests, one table below. Each
+# README "Reliability", hostile input: a catalogue of malformed and malicious requests, one table below. Each
 # row is sent raw on a connection of its own and must get exactly the status PROTOCOL section 7
 # names, as a complete PROTOCOL 7.1 error answer (Server, Content-Type: text/plain, a
 # Content-Length equal to the one-line body, Connection: close, then the connection closed), and

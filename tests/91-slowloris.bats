@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# Issue 6, slowloris: 1,000 connections each trickle one byte of a request head every 9 s. The
+# README "Reliability", slowloris: 1,000 connections each trickle one byte of a request head every 9 s. The
 # header deadline (PROTOCOL 7.2: "header block not complete within 10 s" gets 408) runs from the
 # connect, not from the last byte: every one of them is answered 408 and closed between 10 and
 # 12.5 s after its connect (a deadline restarted by each byte would never end them, since the next
@@ -18,7 +18,7 @@ bats_require_minimum_version 1.5.0
 
 load lib
 
-# The attack (issue 6).
+# The attack (README "Reliability").
 SLOW_CONNS=1000
 SLOW_INTERVAL_MS=9000
 # The header deadline under test: PROTOCOL 7.2's default, set explicitly.
@@ -28,7 +28,7 @@ HEADER_TIMEOUT_S=10
 # deadline restarted by the byte sent 9 s after the connect would close it at 19 s.
 CLOSE_MIN_MS=10000
 CLOSE_MAX_MS=12500
-# The subscriber's bounds (issue 6: it "connects and receives with p99 under 1 s"): from its
+# The subscriber's bounds (README "Reliability": it "connects and receives with p99 under 1 s"): from its
 # connect to its response head, and publish-to-receive p99; and the publishing period. Its
 # connection waits in the listener's queue behind the attack's (up to the driver's backlog, a
 # frontend process each): a sanitizer build's frontends take tens of milliseconds each to start,

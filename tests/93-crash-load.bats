@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# Issue 6, fault 1: broker crashes under load. 500 subscribers stream while 10,000 messages are
+# README "Reliability", fault 1: broker crashes under load. 500 subscribers stream while 10,000 messages are
 # published on one keep-alive connection; meanwhile the broker is SIGKILLed 20 times (gitpubsub-run
 # restarts it, as systemd would) and 1% of the subscribers' frontends are SIGKILLed every second,
 # each replaced by a new subscriber (make torture runs that size; make check a scaled one, below).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2034 # BATS_FILE_TMPDIR and GPS_* are read by tests/lib.bash
 #
-# soak.bash: issue 6's soak. The whole service (gitpubsub-run) for SOAK_SECONDS (default 1800:
+# soak.bash: the soak of README "Reliability". The whole service (gitpubsub-run) for SOAK_SECONDS (default 1800:
 # 30 minutes) with 500 subscribers, 20 messages a second on one keep-alive connection, and 5% of
 # the subscribers hanging up and replaced by new ones every 5 s. Criteria:
 #   - broker memory: its RSS (VmRSS) and its private RSS (RssAnon + RssFile: the heap, whatever

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Issue 6, fault 4: wake-ups. One writer process appends small records with ring_publish() while
+ * README "Reliability", fault 4: wake-ups. One writer process appends small records with ring_publish() while
  * reader processes follow the ring the way frontend/stream.c does (load the futex word, drain to
  * head, ring_wait()). No reader may wait longer than the keepalive period (PROTOCOL 3.3, 5 s)
  * while a record it should get is in the ring. The readers' timeout is longer than that
@@ -395,7 +395,7 @@ int main(void)
 	int err;
 
 	if (total == WAKE_PUBLISHES_FULL && nreaders == WAKE_READERS_FULL)
-		diag("wake: full run, %" PRIu64 " publishes x %u readers (issue 6, fault 4)", total,
+		diag("wake: full run, %" PRIu64 " publishes x %u readers (README "Reliability", fault 4)", total,
 		     nreaders);
 	else
 		diag("wake: scaled run, %" PRIu64 " publishes x %u readers; make torture runs the "
