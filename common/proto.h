@@ -20,7 +20,7 @@
  * 200) or was refused. One connection carries any number of request/reply pairs, in order; a
  * frontend may send several requests before it reads their replies (pipelining).
  *
- * Message ids (README, "Additions to the protocol", 4.7): a request whose id the broker has
+ * Message ids (README 4.7, "Publishing exactly once"): a request whose id the broker has
  * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
  * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
  *

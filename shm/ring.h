@@ -43,7 +43,7 @@
  *   fit before the end, the writer skips to the start (pos moves to the next multiple of
  *   data_size). Records start on 8-byte boundaries.
  *
- *   The id is the publisher's X-Message-Id (README, "Additions to the protocol", 4.7): id_len
+ *   The id is the publisher's X-Message-Id (README 4.7, "Publishing exactly once"): id_len
  *   bytes, 0 when the message has none. It lives in the record, not in broker memory, so a
  *   broker that restarts rebuilds its duplicate table from the ring (broker/msgid.h). Readers
  *   that only deliver messages skip it: ring_rec_get() points topic past it.
