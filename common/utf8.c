@@ -16,24 +16,17 @@ size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret_cp, size_t *ret_bad
 		*ret_bad = 1;
 		return 0;
 	}
-	if (c < 0xE0) {
-		need = 2;
-		cp = c & 0x1FU;
-	} else if (c < 0xF0) {
-		need = 3;
-		cp = c & 0x0FU;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else {
-		need = 4;
-		cp = c & 0x07U;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	}
+	need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+	cp = c & (0x7FU >> need); /* the lead byte's payload bits */
+	/* table 3-7: only these lead bytes narrow the second byte's range */
+	if (c == 0xE0)
+		lo = 0xA0; /* no overlong 3-byte form */
+	else if (c == 0xED)
+		hi = 0x9F; /* no surrogate */
+	else if (c == 0xF0)
+		lo = 0x90; /* no overlong 4-byte form */
+	else if (c == 0xF4)
+		hi = 0x8F; /* nothing past U+10FFFF */
 	for (i = 1; i < need; i++) {
 		if (i >= n || p[i] < lo || p[i] > hi) {
 			*ret_bad = i;

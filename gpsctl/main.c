@@ -258,6 +258,18 @@ enum {
 	OPT_LIST_VERBS,
 };
 
+/* --list-verbs, --help or --version: what gpsctl says about itself. */
+static void print_about(int opt)
+{
+	if (opt == 'h')
+		usage(stdout);
+	else if (opt == 'V')
+		printf("gpsctl " GPS_VERSION "\n");
+	else
+		for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+			printf("%s\n", verbs[i].name);
+}
+
 /* Outcomes of parse_options() besides "go on" (-1): an exit status for main(). */
 #define PARSE_GO_ON (-1)
 
@@ -339,14 +351,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->prometheus = true;
 			break;
 		case OPT_LIST_VERBS:
-			for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
-				printf("%s\n", verbs[i].name);
-			return 0;
 		case 'h':
-			usage(stdout);
-			return 0;
 		case 'V':
-			printf("gpsctl " GPS_VERSION "\n");
+			print_about(opt);
 			return 0;
 		default:
 			usage(stderr);

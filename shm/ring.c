@@ -89,19 +89,34 @@ void ring_init_handle(struct ring *r, void *base, size_t map_size)
 	r->generation = h->generation;
 }
 
+/* Open shm object 'name' for reading, or reading and writing, and give its size: the fd
+ * (caller closes), or -errno. */
+static int shm_open_sized(const char *name, bool writable, off_t *ret_size)
+{
+	struct stat st;
+	int fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int err = -errno;
+
+		(void)close(fd);
+		return err;
+	}
+	*ret_size = st.st_size;
+	return fd;
+}
+
 int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 {
 	struct stat st;
 	void *base;
 	int fd, err = 0;
 
-	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	fd = shm_open_sized(name, writable, &st.st_size);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
-	}
+		return fd;
 	if (st.st_size < (off_t)RING_HDR_SIZE) {
 		*ret_size = (size_t)st.st_size;
 		err = -EPROTO; /* being created, or not ours */
@@ -123,12 +138,17 @@ out_close_fd:
 
 int ring_attach(const char *name, struct ring *ret_ring)
 {
+	return ring_open(name, false, ret_ring);
+}
+
+int ring_open(const char *name, bool writable, struct ring *ret_ring)
+{
 	struct ring r;
 	size_t size = 0; /* ring_map() sets both only on success (size on -EPROTO) */
 	void *base = NULL;
 	int err;
 
-	err = ring_map(name, false, &base, &size);
+	err = ring_map(name, writable, &base, &size);
 	if (err < 0)
 		return err;
 	err = ring_validate(base, size);
@@ -425,13 +445,9 @@ int ring_stats_attach(const char *ring_name, bool writable, struct ring_stats **
 	err = ring_stats_name(ring_name, name, sizeof(name));
 	if (err < 0)
 		return err;
-	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	fd = shm_open_sized(name, writable, &st.st_size);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
-	}
+		return fd;
 	if (st.st_size != (off_t)sizeof(struct ring_stats)) {
 		err = -EPROTO;
 		goto out_close_fd;

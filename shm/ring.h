@@ -230,44 +230,34 @@ struct ring_idx {
 
 /*
  * Every offset and size another process relies on, spelled out: a field added, moved or
- * resized fails the build here, and whoever changes the number also bumps RING_VERSION.
+ * resized fails the build here, and whoever changes a number also bumps RING_VERSION.
  */
-#define RING_ABI(type, field, off)                            \
-	_Static_assert(offsetof(struct type, field) == (off), \
-		       #type "." #field " moved: update this assertion and bump RING_VERSION")
-RING_ABI(ring_hdr, magic, 0);
-RING_ABI(ring_hdr, version, 4);
-RING_ABI(ring_hdr, layout, 8);
-RING_ABI(ring_hdr, hdr_size, 12);
-RING_ABI(ring_hdr, nidx, 16);
-RING_ABI(ring_hdr, data_size, 24);
-RING_ABI(ring_hdr, generation, 32);
-RING_ABI(ring_hdr, created_us, 40);
-RING_ABI(ring_hdr, _pad0, 48);
-RING_ABI(ring_hdr, head, 64); /* the writer-hot line starts a cache line */
-RING_ABI(ring_hdr, tail, 72);
-RING_ABI(ring_hdr, data_head, 80);
-RING_ABI(ring_hdr, data_tail, 88);
-RING_ABI(ring_hdr, last_time_us, 96);
-RING_ABI(ring_hdr, evicted_time_us, 104);
-RING_ABI(ring_hdr, wake, 112);
-RING_ABI(ring_hdr, closed, 116);
-RING_ABI(ring_hdr, stamp, 120);
-RING_ABI(ring_hdr, _pad1, 124);
-RING_ABI(ring_hdr, broker_pid, 128); /* broker info on its own line */
-RING_ABI(ring_hdr, broker_start_us, 136);
-RING_ABI(ring_hdr, published, 144);
-RING_ABI(ring_hdr, retention_us, 152);
-RING_ABI(ring_hdr, clock_offset_us, 160);
-_Static_assert(sizeof(struct ring_hdr) == 192, "ring_hdr grew: update RING_ABI and RING_VERSION");
+#define RING_AT(type, field, off) (offsetof(struct type, field) == (off))
+_Static_assert(RING_AT(ring_hdr, magic, 0) && RING_AT(ring_hdr, version, 4) &&
+		       RING_AT(ring_hdr, layout, 8) && RING_AT(ring_hdr, hdr_size, 12) &&
+		       RING_AT(ring_hdr, nidx, 16) && RING_AT(ring_hdr, data_size, 24) &&
+		       RING_AT(ring_hdr, generation, 32) && RING_AT(ring_hdr, created_us, 40) &&
+		       RING_AT(ring_hdr, _pad0, 48),
+	       "a field of the header's line 0 moved: bump RING_VERSION");
+_Static_assert(RING_AT(ring_hdr, head, 64) && RING_AT(ring_hdr, tail, 72) &&
+		       RING_AT(ring_hdr, data_head, 80) && RING_AT(ring_hdr, data_tail, 88) &&
+		       RING_AT(ring_hdr, last_time_us, 96) &&
+		       RING_AT(ring_hdr, evicted_time_us, 104) && RING_AT(ring_hdr, wake, 112) &&
+		       RING_AT(ring_hdr, closed, 116) && RING_AT(ring_hdr, stamp, 120) &&
+		       RING_AT(ring_hdr, _pad1, 124),
+	       "a field of the writer-hot line moved: bump RING_VERSION");
+_Static_assert(RING_AT(ring_hdr, broker_pid, 128) && RING_AT(ring_hdr, broker_start_us, 136) &&
+		       RING_AT(ring_hdr, published, 144) && RING_AT(ring_hdr, retention_us, 152) &&
+		       RING_AT(ring_hdr, clock_offset_us, 160) && sizeof(struct ring_hdr) == 192,
+	       "a field of the broker line moved, or one was added: bump RING_VERSION");
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page");
-RING_ABI(ring_idx, seq, 0);
-RING_ABI(ring_idx, time_us, 8);
-RING_ABI(ring_idx, pos, 16);
-RING_ABI(ring_idx, topic_len, 24);
-RING_ABI(ring_idx, id_len, 26);
-RING_ABI(ring_idx, payload_len, 28);
-_Static_assert(sizeof(struct ring_idx) == 32, "index entries are 32 bytes");
+_Static_assert(offsetof(struct ring_idx, seq) == 0 && offsetof(struct ring_idx, time_us) == 8 &&
+		       offsetof(struct ring_idx, pos) == 16 &&
+		       offsetof(struct ring_idx, topic_len) == 24 &&
+		       offsetof(struct ring_idx, id_len) == 26 &&
+		       offsetof(struct ring_idx, payload_len) == 28 &&
+		       sizeof(struct ring_idx) == 32,
+	       "a ring_idx field moved: update this assertion and bump RING_VERSION");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free across processes");
 _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free across processes");
@@ -294,14 +284,12 @@ struct ring_stats {
 	alignas(64) _Atomic uint64_t received;	  /* bytes read from clients */
 	alignas(64) _Atomic uint64_t sent;	  /* bytes written to clients */
 };
-RING_ABI(ring_stats, magic, 0);
-RING_ABI(ring_stats, version, 4);
-RING_ABI(ring_stats, _pad0, 8);
-RING_ABI(ring_stats, connections, 64);
-RING_ABI(ring_stats, subscribers, 128);
-RING_ABI(ring_stats, received, 192);
-RING_ABI(ring_stats, sent, 256);
-_Static_assert(sizeof(struct ring_stats) == 320, "stats layout");
+_Static_assert(RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
+		       RING_AT(ring_stats, _pad0, 8) && RING_AT(ring_stats, connections, 64) &&
+		       RING_AT(ring_stats, subscribers, 128) &&
+		       RING_AT(ring_stats, received, 192) && RING_AT(ring_stats, sent, 256) &&
+		       sizeof(struct ring_stats) == 320,
+	       "a ring_stats field moved: update this assertion and bump RING_VERSION");
 #define RING_STATS_SUFFIX ".stats"
 
 /* ---- process-local handles and the reader API (shm/ring.c) ------------------------------ */
@@ -340,6 +328,8 @@ static inline uint64_t ring_rec_len(const struct ring_rec *rec)
 /* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
  * failure. */
 _must_check_ int ring_attach(const char *name, struct ring *ret_ring);
+/* ring_attach(), or for the writer read-write (shm/ring-writer.c reopens an existing ring). */
+_must_check_ int ring_open(const char *name, bool writable, struct ring *ret_ring);
 /* Open and map shm object 'name' (read-only, or read-write for the writer) without validating
  * it: 0 with *ret_base and *ret_size set; -EPROTO (with *ret_size set) if it is smaller than a
  * header; -errno otherwise. ring_attach() and gpsctl's check build on it. */

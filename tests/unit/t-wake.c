@@ -395,8 +395,9 @@ int main(void)
 	int err;
 
 	if (total == WAKE_PUBLISHES_FULL && nreaders == WAKE_READERS_FULL)
-		diag("wake: full run, %" PRIu64 " publishes x %u readers (README \"Reliability\", fault 4)", total,
-		     nreaders);
+		diag("wake: full run, %" PRIu64
+		     " publishes x %u readers (README \"Reliability\", fault 4)",
+		     total, nreaders);
 	else
 		diag("wake: scaled run, %" PRIu64 " publishes x %u readers; make torture runs the "
 		     "full %" PRIu64 " x %u (WAKE_PUBLISHES, WAKE_READERS)",
