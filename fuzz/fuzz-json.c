@@ -275,8 +275,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(out || size == 0, "out of memory");
 
 	/* Two UTF-8 validators, two ways: they agree on every input. */
-	FUZZ_CHECK(!utf8_valid(in, size) == !ref_utf8_valid(data, size),
-		   "utf8_valid says %d", utf8_valid(in, size));
+	FUZZ_CHECK(!utf8_valid(in, size) == !ref_utf8_valid(data, size), "utf8_valid says %d",
+		   utf8_valid(in, size));
 
 	ok = ref_text(&r);
 	n = json_normalize(validator, (const char *)in, size, (char *)out, size);

@@ -203,7 +203,6 @@ static int reader_reattach(struct reader *rd)
 int gpsctl_tail(struct reader *rd)
 {
 	struct sigaction sa = { .sa_handler = on_stop_signal };
-	int err;
 
 	/* no SA_RESTART: the futex wait returns at once on Ctrl-C */
 	(void)sigemptyset(&sa.sa_mask);
@@ -216,8 +215,8 @@ int gpsctl_tail(struct reader *rd)
 		return 1;
 	while (!gpsctl_stop) {
 		uint32_t w = ring_wake_word(&rd->r);
+		int err = reader_drain(rd, UINT64_MAX);
 
-		err = reader_drain(rd, UINT64_MAX);
 		if (fflush(stdout) != 0)
 			return 1;
 		if (err < 0) {

@@ -68,5 +68,4 @@ void jbuf_put_json_chars(struct jbuf *b, const void *p, size_t n);
 /* 0, or the -errno that stopped an append (-ENOMEM, -E2BIG). */
 _must_check_ int jbuf_error(const struct jbuf *b);
 
-
 #endif

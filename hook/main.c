@@ -617,18 +617,18 @@ static void hook_run_free(struct hook_run *h)
 /* The run after the options: its exit status. */
 static int hook_run(struct hook_run *h)
 {
-	int err, ret;
-
 	if (hook_setup(h) < 0)
 		return EXIT_RUNTIME;
 	if (h->opts.flush && h->opts.dry_run) {
-		err = hook_print_spool(h->repo.git_dir);
+		int err = hook_print_spool(h->repo.git_dir);
+
 		if (err < 0)
 			log_error("unable to read the spool: %s", strerror(-err));
 		return err < 0 ? EXIT_RUNTIME : EXIT_OK;
 	}
 	if (!h->opts.flush) {
-		ret = hook_get_updates(h);
+		int ret = hook_get_updates(h);
+
 		if (ret != EXIT_OK)
 			return ret;
 		hook_build(h);

@@ -26,9 +26,9 @@ static bool is_pow2(uint64_t x)
 /* Refuse with a reason: -EPROTO, and the reason in why when there is room for it. */
 _printf_(3, 4) static int refuse(char *why, size_t len, const char *fmt, ...)
 {
-	va_list ap;
-
 	if (why && len) {
+		va_list ap;
+
 		va_start(ap, fmt);
 		(void)vsnprintf(why, len, fmt, ap);
 		va_end(ap);
@@ -110,26 +110,26 @@ static int shm_open_sized(const char *name, bool writable, off_t *ret_size)
 
 int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 {
-	struct stat st;
+	off_t size = 0;
 	void *base;
 	int fd, err = 0;
 
-	fd = shm_open_sized(name, writable, &st.st_size);
+	fd = shm_open_sized(name, writable, &size);
 	if (fd < 0)
 		return fd;
-	if (st.st_size < (off_t)RING_HDR_SIZE) {
-		*ret_size = (size_t)st.st_size;
+	if (size < (off_t)RING_HDR_SIZE) {
+		*ret_size = (size_t)size;
 		err = -EPROTO; /* being created, or not ours */
 		goto out_close_fd;
 	}
-	base = mmap(NULL, (size_t)st.st_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-		    MAP_SHARED, fd, 0);
+	base = mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+		    fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
 		goto out_close_fd;
 	}
 	*ret_base = base;
-	*ret_size = (size_t)st.st_size;
+	*ret_size = (size_t)size;
 
 out_close_fd:
 	(void)close(fd); /* the mapping keeps the object alive */
@@ -151,6 +151,8 @@ int ring_open(const char *name, bool writable, struct ring *ret_ring)
 	err = ring_map(name, writable, &base, &size);
 	if (err < 0)
 		return err;
+	if (!base)
+		return -EIO; /* not reached: ring_map() sets base on success */
 	err = ring_validate(base, size);
 	if (err < 0) {
 		(void)munmap(base, size);
@@ -439,16 +441,16 @@ int ring_stats_attach(const char *ring_name, bool writable, struct ring_stats **
 {
 	char name[NAME_MAX + 1];
 	struct ring_stats *s;
-	struct stat st;
+	off_t size = 0;
 	int fd, err;
 
 	err = ring_stats_name(ring_name, name, sizeof(name));
 	if (err < 0)
 		return err;
-	fd = shm_open_sized(name, writable, &st.st_size);
+	fd = shm_open_sized(name, writable, &size);
 	if (fd < 0)
 		return fd;
-	if (st.st_size != (off_t)sizeof(struct ring_stats)) {
+	if (size != (off_t)sizeof(struct ring_stats)) {
 		err = -EPROTO;
 		goto out_close_fd;
 	}
