@@ -352,7 +352,7 @@ int gpsctl_check(struct reader *rd)
 		check_pass(rd, &p, &checked);
 		if (p.n == 0)
 			break;
-		/* problems seen while the writer moved may be artefacts of the moving: look again */
+		/* problems seen while the writer moved may be its artefacts: look again */
 		if (atomic_load_explicit(&h->stamp, memory_order_acquire) == stamp &&
 		    ring_head(&rd->r) == head && ring_tail(&rd->r) == tail)
 			break;

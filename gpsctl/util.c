@@ -124,7 +124,7 @@ int gpsctl_parse_time(const char *s, uint64_t *ret_us)
 		if (*p == '.') {
 			p++;
 			for (; *p >= '0' && *p <= '9'; p++) {
-				/* digits past microseconds are dropped: the ring keeps no finer time */
+				/* past microseconds digits are dropped: the ring keeps no finer */
 				frac += (uint64_t)(*p - '0') * scale;
 				scale /= 10u;
 			}

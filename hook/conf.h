@@ -21,7 +21,8 @@
 #define CONF_DEFAULT_URL	 "http://localhost:2069/json/git/{project}"
 /* PROTOCOL's hook default: long enough for a loaded server, short enough not to annoy. */
 #define CONF_DEFAULT_TIMEOUT_MS	 5000U
-/* hook/README.md, gitpubsub.maxCommits: a push of more commits than this publishes the newest ones and a notice. */
+/* hook/README.md, gitpubsub.maxCommits: a push of more commits than this publishes the newest ones
+ * and a notice. */
 #define CONF_DEFAULT_MAX_COMMITS 100U
 /* Bounds that turn nonsense into an error rather than a stalled push or an unbounded flood. */
 #define CONF_MIN_TIMEOUT_MS	 10U

@@ -221,8 +221,8 @@ bool ring_rec_valid(const struct ring *r, const struct ring_rec *rec)
 
 /*
  * Below this, a library memcpy beats rep movsb's start-up; above it, rep movsb streams a record
- * out of the ring faster than musl's memcpy and as fast as glibc's (README "Performance", replay: measured
- * 1.3, 1.9 and 3.9 GB/s copying 1 KiB records out of 256 MiB).
+ * out of the ring faster than musl's memcpy and as fast as glibc's (README "Performance", replay:
+ * measured 1.3, 1.9 and 3.9 GB/s copying 1 KiB records out of 256 MiB).
  */
 #define RING_COPY_MOVSB_MIN 256u
 

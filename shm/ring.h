@@ -84,8 +84,8 @@
  *        waiters are other processes. A writer appending several messages in a row may do
  *        this step once, after the last: readers look at head, not at wake, so one wake-up
  *        covers every message below head. The broker does so per batch of requests, since
- *        waking a hundred readers costs far more than an append (README "Performance"). Readers need no
- *        change for it, so the version did not move.
+ *        waking a hundred readers costs far more than an append (README "Performance").
+ *        Readers need no change for it, so the version did not move.
  *   Expiry by age (PROTOCOL 8.1) is step c with the condition idx[tail].time < now - retention.
  *
  *   Reader (message seq):

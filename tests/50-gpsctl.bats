@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# gpsctl (README "gpsctl"): the read-only inspector of the history ring. Every command against a live
-# service (status, stats, dump, tail, topics, check), its JSON and Prometheus output, its exit
+# gpsctl (README "gpsctl"): the read-only inspector of the history ring. Every command against a
+# live service (status, stats, dump, tail, topics, check), its JSON and Prometheus output, its exit
 # codes, and check against copies of the ring damaged on purpose. One service for the whole
 # file, with a 64 KiB ring so that a reader can be lapped; each test publishes to topics of its
 # own and reads only those back.

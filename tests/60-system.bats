@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# Running as a system service (README "Running as a system service"): `make install` and `make uninstall` into scratch
-# trees, the installed systemd units (systemd-analyze verify must print nothing, and
-# systemd-analyze security --offline must meet the exposure limits), the sysusers file, the
-# man pages (man -l without a warning, every configuration key and gpsctl option documented),
+# Running as a system service (README "Running as a system service"): `make install` and `make
+# uninstall` into scratch trees, the installed systemd units (systemd-analyze verify must print
+# nothing, and systemd-analyze security --offline must meet the exposure limits), the sysusers file,
+# the man pages (man -l without a warning, every configuration key and gpsctl option documented),
 # and an end-to-end run of the frontend under a real inetd (openbsd-inetd) with a private
 # configuration on a loopback port, publishing and streaming through it.
 #
@@ -14,7 +14,8 @@ bats_require_minimum_version 1.5.0
 
 load lib
 
-# The exposure limits the README sets ("Running as a system service"), as systemd-analyze security prints them (0.0 - 10.0).
+# The exposure limits the README sets ("Running as a system service"), as systemd-analyze security
+# prints them (0.0 - 10.0).
 FRONTEND_MAX_EXPOSURE=2.0
 BROKER_MAX_EXPOSURE=3.0
 # What the default install (PREFIX=/usr/local) names, and what inetd/ and the units expect.

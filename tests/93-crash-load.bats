@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
 #
-# README "Reliability", fault 1: broker crashes under load. 500 subscribers stream while 10,000 messages are
-# published on one keep-alive connection; meanwhile the broker is SIGKILLed 20 times (gitpubsub-run
-# restarts it, as systemd would) and 1% of the subscribers' frontends are SIGKILLed every second,
-# each replaced by a new subscriber (make torture runs that size; make check a scaled one, below).
-# Criteria:
+# README "Reliability", fault 1: broker crashes under load. 500 subscribers stream while 10,000
+# messages are published on one keep-alive connection; meanwhile the broker is SIGKILLed 20 times
+# (gitpubsub-run restarts it, as systemd would) and 1% of the subscribers' frontends are SIGKILLed
+# every second, each replaced by a new subscriber (make torture runs that size; make check a scaled
+# one, below). Criteria:
 #   - every publish is answered 200 or 503 (PROTOCOL 4.5, 4.6), and the outages were hit (503s);
 #   - every message that got a 200 is in the history ring, once, in publish order, with the
 #     X-Timestamp and X-Cursor its 200 said;
@@ -15,10 +15,10 @@
 # frontend does not resend what may be stored: frontend/publish.c) is counted and printed: the
 # subscribers must then get it like any other stored message.
 #
-# One driver process does it all (tests/tools/crashload.c, built by make test-programs): an epoll loop over
-# every subscriber with a strict incremental chunked parser, a publisher thread recording each
-# status, X-Timestamp and X-Cursor, and the kills. The ring's content (gpsctl dump) is the truth
-# the streams are checked against. It prints its figures; this file judges them.
+# One driver process does it all (tests/tools/crashload.c, built by make test-programs): an epoll
+# loop over every subscriber with a strict incremental chunked parser, a publisher thread recording
+# each status, X-Timestamp and X-Cursor, and the kills. The ring's content (gpsctl dump) is the
+# truth the streams are checked against. It prints its figures; this file judges them.
 
 bats_require_minimum_version 1.5.0
 

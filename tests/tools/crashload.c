@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * crashload: the driver of tests/93-crash-load.bats (README "Reliability", fault 1) and of
- * tests/torture/soak.bash (README "Reliability", soak). One process: an epoll loop holding every subscriber,
- * a publisher thread on one keep-alive connection, and in soak mode a monitor thread.
+ * tests/torture/soak.bash (README "Reliability", soak). One process: an epoll loop holding every
+ * subscriber, a publisher thread on one keep-alive connection, and in soak mode a monitor thread.
  *
  * Crash mode (default): N subscribers connect; then M messages are published at an even pace over
  * --seconds while the broker is SIGKILLed --broker-kills times, evenly between the publishes

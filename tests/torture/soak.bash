@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2034 # BATS_FILE_TMPDIR and GPS_* are read by tests/lib.bash
 #
-# soak.bash: the soak of README "Reliability". The whole service (gitpubsub-run) for SOAK_SECONDS (default 1800:
-# 30 minutes) with 500 subscribers, 20 messages a second on one keep-alive connection, and 5% of
-# the subscribers hanging up and replaced by new ones every 5 s. Criteria:
+# soak.bash: the soak of README "Reliability". The whole service (gitpubsub-run) for SOAK_SECONDS
+# (default 1800: 30 minutes) with 500 subscribers, 20 messages a second on one keep-alive
+# connection, and 5% of the subscribers hanging up and replaced by new ones every 5 s. Criteria:
 #   - broker memory: its RSS (VmRSS) and its private RSS (RssAnon + RssFile: the heap, whatever
 #     the ring's shared pages do) grow by at most 1 MiB from the first sample after warm-up to
 #     the last (Pss is printed too);
@@ -17,8 +17,8 @@
 # The ring is small (256 KiB: it wraps every couple of minutes), so every page of it is touched
 # before the warm-up ends and the broker's VmRSS measures the broker, not the ring filling up.
 #
-# One driver does the work (tests/tools/crashload.c --soak, built by make test-programs); this script
-# starts the service with tests/lib.bash, judges the figures, and ends with
+# One driver does the work (tests/tools/crashload.c --soak, built by make test-programs); this
+# script starts the service with tests/lib.bash, judges the figures, and ends with
 # "soak: N passed, M failed". Exit 0 when every criterion holds, 1 otherwise, 2 on a usage error.
 #
 # Usage: tests/torture/soak.bash        (environment: SOAK_SECONDS, GPS_BUILD, GPS_MODE)

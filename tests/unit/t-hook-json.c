@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hook/jbuf.c: the JSON string escaper must turn any bytes into valid JSON in valid UTF-8
- * (PROTOCOL 10: the message is always valid JSON), replacing ill-formed UTF-8 by U+FFFD per maximal subpart.
+ * (PROTOCOL 10: the message is always valid JSON), replacing ill-formed UTF-8 by U+FFFD per maximal
+ * subpart.
  */
 #include <stdlib.h>
 #include <string.h>

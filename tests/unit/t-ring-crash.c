@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Crash inside the append (README "Reliability", fault 2). For every crash point of the writer (shm/ring.h,
- * enum ring_crash_point: one between each two steps of section 5), a forked writer process
- * appends records until it is SIGKILLed at that point, while reader processes read the ring
+ * Crash inside the append (README "Reliability", fault 2). For every crash point of the writer
+ * (shm/ring.h, enum ring_crash_point: one between each two steps of section 5), a forked writer
+ * process appends records until it is SIGKILLed at that point, while reader processes read the ring
  * continuously as frontends do and verify every record they deliver (each carries its seq and
  * a checksum, so a partial or mixed record is caught). Then ring_writer_open() recovers the
  * ring: timed (the figure: under 500 ms for a 64 MiB ring), checked field by field against

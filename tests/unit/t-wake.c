@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * README "Reliability", fault 4: wake-ups. One writer process appends small records with ring_publish() while
- * reader processes follow the ring the way frontend/stream.c does (load the futex word, drain to
- * head, ring_wait()). No reader may wait longer than the keepalive period (PROTOCOL 3.3, 5 s)
- * while a record it should get is in the ring. The readers' timeout is longer than that
- * (WAKE_TIMEOUT_MS), so only the writer's wake-ups can keep the waits under it.
+ * README "Reliability", fault 4: wake-ups. One writer process appends small records with
+ * ring_publish() while reader processes follow the ring the way frontend/stream.c does (load the
+ * futex word, drain to head, ring_wait()). No reader may wait longer than the keepalive period
+ * (PROTOCOL 3.3, 5 s) while a record it should get is in the ring. The readers' timeout is longer
+ * than that (WAKE_TIMEOUT_MS), so only the writer's wake-ups can keep the waits under it.
  *
  * Each reader measures, every time it looks at the ring (after each wake-up, and after each
  * batch it drained), the age of the oldest record it has not yet seen: now minus the record's
