@@ -92,7 +92,8 @@ want()
 	(($(ulimit -n) >= SLOW_CONNS + 100)) || ulimit -n $((SLOW_CONNS + 100))
 	start=$(date +%s)
 	timeout -k 5 $((DRIVER_DEADLINE_S + 10)) \
-		"$GPS_BUILD/tests/tools/slowloris" --port "$GPS_PORT" --ring "$GPS_RING" --conns "$SLOW_CONNS" --interval-ms "$SLOW_INTERVAL_MS" \
+		"$GPS_BUILD/tests/tools/slowloris" --port "$GPS_PORT" --ring "$GPS_RING" \
+		--conns "$SLOW_CONNS" --interval-ms "$SLOW_INTERVAL_MS" \
 		--publish-ms "$PUBLISH_MS" --deadline-s "$DRIVER_DEADLINE_S" \
 		>"$BATS_FILE_TMPDIR/figures" 2>"$BATS_FILE_TMPDIR/summary" || rc=$?
 	sed 's/^/# /' "$BATS_FILE_TMPDIR/summary" >&3
