@@ -75,7 +75,8 @@ LIB_BROKER   = $(BUILD)/lib/libbroker.a
 LIB_FRONTEND = $(BUILD)/lib/libfrontend.a
 LIB_HOOK     = $(BUILD)/lib/libhook.a
 
-PROGS = $(BUILD)/gitpubsub-broker $(BUILD)/gitpubsub-frontend $(BUILD)/gpsctl $(BUILD)/gitpubsub-hook
+PROGS = $(BUILD)/gitpubsub-broker $(BUILD)/gitpubsub-frontend $(BUILD)/gpsctl \
+	$(BUILD)/gitpubsub-hook
 SCRIPTS = $(BUILD)/gitpubsub-run
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%.t,$(UNIT_SRC))
 # The drivers of the slowloris and crash-load tests (tests/91, tests/93, tests/torture/soak.bash).
@@ -241,7 +242,8 @@ asan:
 
 # The thread sanitizer sees threads, not processes (STYLE 12): it runs the unit tests that start
 # threads, found by their pthread_create, and ends "tsan: N passed, M failed" for scripts/check.
-TSAN_TESTS = $(patsubst tests/unit/%.c,build/tsan/tests/%.t,$(shell grep -l pthread_create $(UNIT_SRC)))
+TSAN_TESTS = $(patsubst tests/unit/%.c,build/tsan/tests/%.t, \
+	     $(shell grep -l pthread_create $(UNIT_SRC)))
 tsan check-tsan:
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=build/tsan CFLAGS="-O1 -g" \
 		SANFLAGS=-fsanitize=thread HARDEN= $(TSAN_TESTS)
@@ -261,7 +263,8 @@ torture: deps
 C_SOURCES = $(COMMON_SRC) $(SHM_SRC) $(WRITER_SRC) $(wildcard broker/*.c frontend/*.c hook/*.c gpsctl/*.c) \
 	    $(UNIT_SRC) $(wildcard tests/tools/*.c fuzz/*.c bench/*.c)
 C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsctl/*.h tests/*.h fuzz/*.h bench/*.h)
-SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run scripts/lengths \
+SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run \
+		scripts/lengths \
 		tests/lib.bash tests/lib-http.bash .ci/run bench/run tests/torture/run \
 		tests/torture/soak.bash $(wildcard fuzz/run-fuzz tests/browser/kill-stream)
 
@@ -306,8 +309,8 @@ lengths:
 # gcc's -fanalyzer, warnings as errors, in a build folder of its own.
 fanalyzer:
 	$(msg) FANALYZE $(BUILD)/fanalyzer
-	$(Q)$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=$(BUILD)/fanalyzer CFLAGS="-O1 -g -fanalyzer" \
-		all test-programs
+	$(Q)$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=$(BUILD)/fanalyzer \
+		CFLAGS="-O1 -g -fanalyzer" all test-programs
 lint: format-check tidy cppcheck shellcheck lengths
 analyze: fanalyzer
 	scan-build --status-bugs $(MAKE) BUILD=build/scan all test-programs
