@@ -164,7 +164,9 @@
 
 #define RING_MAGIC   UINT32_C(0x52535047) /* "GPSR" in memory order */
 /*
- * Bump on ANY change to this file. History:
+ * Bump on ANY change to what other processes read: the shared structs and constants of this file
+ * (the RING_AT assertions below list them; process-local types and prototypes do not count).
+ * History:
  *   1  first shape.
  *   2  records carry the publisher's message id first ([id][topic][payload]); the index entry's
  *      topic_len shrank to 16 bits to make room for id_len, so entries stay 32 bytes. A version 1
