@@ -239,15 +239,13 @@ _Static_assert(RING_AT(ring_hdr, magic, 0) && RING_AT(ring_hdr, version, 4) &&
 		       RING_AT(ring_hdr, layout, 8) && RING_AT(ring_hdr, hdr_size, 12) &&
 		       RING_AT(ring_hdr, nidx, 16) && RING_AT(ring_hdr, data_size, 24) &&
 		       RING_AT(ring_hdr, generation, 32) && RING_AT(ring_hdr, created_us, 40) &&
-		       RING_AT(ring_hdr, _pad0, 48),
-	       "a field of the header's line 0 moved: bump RING_VERSION");
-_Static_assert(RING_AT(ring_hdr, head, 64) && RING_AT(ring_hdr, tail, 72) &&
-		       RING_AT(ring_hdr, data_head, 80) && RING_AT(ring_hdr, data_tail, 88) &&
-		       RING_AT(ring_hdr, last_time_us, 96) &&
+		       RING_AT(ring_hdr, _pad0, 48) && RING_AT(ring_hdr, head, 64) &&
+		       RING_AT(ring_hdr, tail, 72) && RING_AT(ring_hdr, data_head, 80) &&
+		       RING_AT(ring_hdr, data_tail, 88) && RING_AT(ring_hdr, last_time_us, 96) &&
 		       RING_AT(ring_hdr, evicted_time_us, 104) && RING_AT(ring_hdr, wake, 112) &&
 		       RING_AT(ring_hdr, closed, 116) && RING_AT(ring_hdr, stamp, 120) &&
 		       RING_AT(ring_hdr, _pad1, 124),
-	       "a field of the writer-hot line moved: bump RING_VERSION");
+	       "a field of the header's line 0 or of its writer-hot line moved: bump RING_VERSION");
 _Static_assert(RING_AT(ring_hdr, broker_pid, 128) && RING_AT(ring_hdr, broker_start_us, 136) &&
 		       RING_AT(ring_hdr, published, 144) && RING_AT(ring_hdr, retention_us, 152) &&
 		       RING_AT(ring_hdr, clock_offset_us, 160) && sizeof(struct ring_hdr) == 192,
