@@ -66,11 +66,25 @@ void config_defaults(struct config *c);
  */
 _must_check_ int config_load(const char *path, struct config *c);
 
+/*
+ * What every program starts from: the defaults, then the file at path, or at
+ * CONFIG_DEFAULT_PATH when path is NULL, where a missing file means the defaults (a missing
+ * named file is an error). Problems are logged. 0, or the -errno of config_load().
+ */
+_must_check_ int config_read(const char *path, struct config *ret);
+
 /* Write the effective configuration c to f in the file's own syntax (every key, sizes in
  * bytes, durations in ms), so it can be read back. */
 void config_write(const struct config *c, FILE *f);
 
-/* Parsers shared with the command lines. 0 or -EINVAL; *ret untouched on failure. */
+/*
+ * Parsers shared with the command lines and the hook. 0 or -EINVAL; *ret untouched on failure.
+ * A size is decimal digits and an optional K, M, G, KiB, MiB or GiB (powers of 1024, any case).
+ * A duration is decimal digits, an optional fraction of up to 9 digits, then an optional unit,
+ * exact case: ms, s (the default), m, h or d. The result is whole milliseconds: a finer
+ * fraction ("1.0005s") is refused, not rounded; so are signs, spaces, exponents and overflow.
+ * Ranges are the caller's.
+ */
 _must_check_ int config_parse_size(const char *s, uint64_t *ret);
 _must_check_ int config_parse_duration_ms(const char *s, uint64_t *ret);
 

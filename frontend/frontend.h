@@ -35,7 +35,7 @@
 #include "frontend/loop.h"
 #include "shm/ring.h"
 
-#define SERVER_NAME "GitPubSub/1.0.0"
+#define SERVER_NAME "GitPubSub/" GPS_VERSION
 
 struct pub;
 struct sub;

@@ -579,7 +579,16 @@ static int parse_workers(const char *s, uint32_t *ret)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks; NULL or unset: the configuration's. */
+struct options {
+	const char *config, *ring, *socket, *mode;
+	uint32_t workers;
+	bool workers_set;
+};
+
+/* Read the command line into o: 0 to go on, 1 when done (help or version printed: exit 0),
+ * -1 on a usage error (said: exit 2). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -591,24 +600,18 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *config_path = NULL, *ring_name = NULL, *socket_path = NULL, *mode = NULL;
-	static struct frontend fe;
-	uint32_t workers = 0;
-	bool workers_set = false;
-	char why[256];
-	int opt, err, n;
+	int opt;
 
-	log_open(argv[0]);
 	while ((opt = getopt_long(argc, argv, "c:r:s:m:w:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			config_path = optarg;
+			o->config = optarg;
 			break;
 		case 'r':
-			ring_name = optarg;
+			o->ring = optarg;
 			break;
 		case 's':
-			socket_path = optarg;
+			o->socket = optarg;
 			break;
 		case 'm':
 			if (strcmp(optarg, "multiplexed") != 0 &&
@@ -617,60 +620,78 @@ int main(int argc, char **argv)
 					"gitpubsub-frontend: --mode is 'multiplexed' or "
 					"'per-connection', not '%s'\n",
 					optarg);
-				return 2;
+				return -1;
 			}
-			mode = optarg;
+			o->mode = optarg;
 			break;
 		case 'w':
-			if (parse_workers(optarg, &workers) < 0) {
+			if (parse_workers(optarg, &o->workers) < 0) {
 				fprintf(stderr,
 					"gitpubsub-frontend: --workers is a number from 0 to %u\n",
 					MAX_WORKERS);
-				return 2;
+				return -1;
 			}
-			workers_set = true;
+			o->workers_set = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return 1;
 		case 'V':
-			printf("gitpubsub-frontend 1.0.0\n");
-			return 0;
+			printf("gitpubsub-frontend " GPS_VERSION "\n");
+			return 1;
 		default:
 			usage(stderr);
-			return 2;
+			return -1;
 		}
 	}
+	return 0;
+}
+
+/* The configuration, with the command line's overrides, and the trusted peers; false when it
+ * cannot be read (logged). */
+static bool configure(struct frontend *fe, const struct options *o)
+{
+	char why[256];
+
+	if (config_read(o->config, &fe->cfg) < 0)
+		return false;
+	if (o->ring)
+		(void)snprintf(fe->cfg.ring_name, sizeof(fe->cfg.ring_name), "%s", o->ring);
+	if (o->socket)
+		(void)snprintf(fe->cfg.socket_path, sizeof(fe->cfg.socket_path), "%s", o->socket);
+	if (o->mode)
+		(void)snprintf(fe->cfg.frontend_mode, sizeof(fe->cfg.frontend_mode), "%s", o->mode);
+	if (o->workers_set)
+		fe->cfg.workers = o->workers;
+	fe->trust = malloc(sizeof(*fe->trust));
+	if (!fe->trust) {
+		log_error("unable to check peers against trustedPeers: out of memory; trusting "
+			  "nobody");
+	} else if (trust_parse(fe->cfg.trusted_peers, fe->trust, why, sizeof(why)) < 0) {
+		log_error("trustedPeers: %s; trusting nobody", why);
+		free(fe->trust);
+		fe->trust = NULL;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	static struct frontend fe;
+	struct options o = { 0 };
+	int n;
+
+	log_open(argv[0]);
+	n = parse_options(argc, argv, &o);
+	if (n != 0)
+		return n > 0 ? 0 : 2;
 	(void)signal(SIGPIPE, SIG_IGN); /* EPIPE from a write is the client leaving */
 	/* The connection is ours to the end, whatever becomes of the listener that spawned us:
 	 * systemd-socket-activate gives its children PR_SET_PDEATHSIG, and it exits when accept()
 	 * or fork() fails (fd or process limit), which would end every open stream with it. */
 	(void)prctl(PR_SET_PDEATHSIG, 0);
-
-	config_defaults(&fe.cfg);
-	err = config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, &fe.cfg);
-	if (err < 0 && !(err == -ENOENT && !config_path)) {
-		log_error("unable to load configuration '%s': %s",
-			  config_path ? config_path : CONFIG_DEFAULT_PATH, strerror(-err));
+	if (!configure(&fe, &o))
 		return 1;
-	}
-	if (ring_name)
-		(void)snprintf(fe.cfg.ring_name, sizeof(fe.cfg.ring_name), "%s", ring_name);
-	if (socket_path)
-		(void)snprintf(fe.cfg.socket_path, sizeof(fe.cfg.socket_path), "%s", socket_path);
-	if (mode)
-		(void)snprintf(fe.cfg.frontend_mode, sizeof(fe.cfg.frontend_mode), "%s", mode);
-	if (workers_set)
-		fe.cfg.workers = workers;
-	fe.trust = malloc(sizeof(*fe.trust));
-	if (!fe.trust)
-		log_error("unable to check peers against trustedPeers: out of memory; trusting "
-			  "nobody");
-	else if (trust_parse(fe.cfg.trusted_peers, fe.trust, why, sizeof(why)) < 0) {
-		log_error("trustedPeers: %s; trusting nobody", why);
-		free(fe.trust);
-		fe.trust = NULL;
-	}
 
 	n = listen_fds();
 	if (n < 0) {

@@ -529,7 +529,7 @@ static size_t header_count(const struct http_request *req, const char *name)
 }
 
 /*
- * X-Message-Id headers (README, "Additions to the protocol", 4.7): none (0), one or several equal
+ * X-Message-Id headers (README 4.7, "Publishing exactly once"): none (0), one or several equal
  * ones (1, *ret_id and *ret_len set), an invalid value (-1), or several that differ (-2).
  */
 static int message_id(const struct http_request *req, const char **ret_id, size_t *ret_len)

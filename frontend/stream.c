@@ -36,20 +36,12 @@
 /* Tries at one entry that reads torn while it is below the head before the reader gives up on
  * it with a gap notice: a live writer rewrites an entry within microseconds, so three tries
  * miss only an entry that stays unreadable (a corrupt ring); it never spins. */
-#define TORN_TRIES	   3u
 /*
  * SSE "retry:" (README 3.10): how long a browser waits before it reconnects. Two seconds: a
  * frontend killed or restarted is back well within it, and a thousand browsers reconnecting after
  * a blip do not come back all in the same instant as they would with 0.
  */
 #define SSE_RETRY_MS	   2000u
-
-/* Where a stream starts (PROTOCOL 3.5, README 3.9). */
-struct resume {
-	enum { RESUME_LIVE, RESUME_TIME, RESUME_CURSOR } kind;
-	uint64_t since;	   /* RESUME_TIME: X-Fetch-Since in us */
-	struct cursor cur; /* RESUME_CURSOR */
-};
 
 /* A write being built in the process's scratch buffer for one subscriber. */
 struct out {
@@ -361,29 +353,14 @@ static void fmt_time(char *buf, size_t len, uint64_t us)
 	(void)snprintf(buf, len, "%" PRIu64 ".%06" PRIu64, us / 1000000u, us % 1000000u);
 }
 
-/* A resume time that is valid right now (PROTOCOL 3.3): nothing unsent is older. */
-static uint64_t resume_time(const struct ring *r)
-{
-	uint64_t t, head;
-
-	if (ring_keepalive_time(r, &t, &head) < 0)
-		t = atomic_load_explicit(&r->hdr->last_time_us, memory_order_relaxed) + 1;
-	return t;
-}
-
 /* PROTOCOL 3.4: one notice, then the stream goes on at resume_seq. */
-static bool add_gap(struct sub *s, struct out *o, uint64_t missed, uint64_t resume_seq,
-		    uint32_t flags)
+static bool add_gap(struct sub *s, struct out *o, const struct ring_gap *gap, uint32_t flags)
 {
-	const struct ring *r = &s->c->fe->ring;
-	struct ring_rec rec;
 	char text[160], event[192], ts[32];
+	uint64_t missed = gap->missed;
 	size_t tlen, elen;
 
-	if (ring_rec_get(r, resume_seq, &rec) == 0)
-		fmt_time(ts, sizeof(ts), rec.time_us);
-	else
-		fmt_time(ts, sizeof(ts), resume_time(r));
+	fmt_time(ts, sizeof(ts), gap->resume_us);
 	tlen = printed(snprintf(text, sizeof(text),
 				"{\"gap\": {\"missed\": %" PRIu64 ", \"resume\": %s}}", missed, ts),
 		       sizeof(text));
@@ -391,7 +368,7 @@ static bool add_gap(struct sub *s, struct out *o, uint64_t missed, uint64_t resu
 		       sizeof(event));
 	if (!frame_room(o, elen))
 		return false;
-	s->next = resume_seq;
+	s->next = gap->resume_seq;
 	if (!add_notice(s, o, text, tlen, event, elen, flags))
 		return false;
 	log_info("%s: gap notice, %" PRIu64 " messages missed", s->c->peer, missed);
@@ -440,65 +417,70 @@ static bool add_keepalive(struct sub *s, struct out *o, uint64_t t)
 	return add_notice(s, o, text, tlen, event, elen, 0);
 }
 
+/* A gap of missed messages, going on at resume_seq. */
+static struct ring_gap gap_at(const struct ring *r, uint64_t missed, uint64_t resume_seq)
+{
+	struct ring_gap gap = { .missed = missed, .resume_seq = resume_seq };
+
+	gap.resume_us = ring_resume_time(r, resume_seq);
+	return gap;
+}
+
 /*
- * Frame the messages from s->next up to head that match into o, until o is full. Returns
+ * Frame the messages from s->next up to head that match into o, until o is full, through the
+ * ring's reader (shm/ring.h): a message lapped or unreadable becomes a gap notice. Returns
  * whether head was reached.
  */
 static bool fill(struct sub *s, struct out *o, uint64_t head)
 {
 	const struct ring *r = &s->c->fe->ring;
-	unsigned torn = 0;
+	struct ring_cursor cur;
 
-	while (s->next < head) {
+	ring_cursor_init(&cur, s->next);
+	while (cur.next < head) {
 		struct ring_rec rec;
-		uint64_t tail;
-		int err = ring_rec_get(r, s->next, &rec);
+		struct ring_gap gap;
+		uint8_t *p;
+		size_t h;
+		int err = ring_next(r, &cur, &rec, &gap);
 
 		if (err == -EAGAIN)
 			return true; /* not published yet: the writer is at it */
-		if (err == 0 && (size_t)rec.payload_len + FRAME_OVERHEAD > o->cap - BATCH_BYTES) {
-			/* stored under a larger body limit than ours: too big to frame here */
-			if (!add_gap(s, o, 1, s->next + 1, 0))
-				return false;
+		if (err == RING_NEXT_GAP) {
+			if (!add_gap(s, o, &gap, 0))
+				return false; /* said next time: s->next is still before it */
 			continue;
 		}
-		if (err == 0) {
-			/* the topic, copied into the frame's room and matched, then the payload
-			 * over it; each copy checked whole afterwards (seqlock) */
-			uint8_t *p = frame_room(o, MAX(rec.topic_len, rec.payload_len));
-			size_t h;
-
-			if (!p)
+		if ((size_t)rec.payload_len + FRAME_OVERHEAD > o->cap - BATCH_BYTES) {
+			/* stored under a larger body limit than ours: too big to frame here */
+			gap = gap_at(r, 1, cur.next + 1);
+			if (!add_gap(s, o, &gap, 0))
 				return false;
-			ring_copy_from(p, rec.topic, rec.topic_len);
-			if (ring_rec_valid(r, &rec) &&
-			    !stream_key_match(s->group->key, s->group->keylen, p, rec.topic_len)) {
-				s->next++;
-				torn = 0;
-				continue;
-			}
-			h = frame_head(s->fmt, p, rec.payload_len, r->generation, s->next);
-			ring_copy_from(p + h, rec.payload, rec.payload_len);
-			if (ring_rec_valid(r, &rec)) {
-				h += rec.payload_len;
-				h += frame_tail(s->fmt, p + h);
-				s->next++;
-				torn = 0;
-				frame_done(o, h, s->next, 0);
-				continue;
-			}
+			ring_cursor_advance(&cur);
+			continue;
 		}
-		/* the entry is gone or torn: lapped, or a writer at work on it */
-		tail = ring_tail(r);
-		if (tail > s->next) {
-			if (!add_gap(s, o, tail - s->next, tail, 0))
-				return false;
-			torn = 0;
-		} else if (++torn >= TORN_TRIES) {
-			if (!add_gap(s, o, 1, s->next + 1, 0))
-				return false;
-			torn = 0;
+		/* the topic, copied into the frame's room and matched, then the payload over it;
+		 * each copy checked whole afterwards (seqlock): a torn one is read again */
+		p = frame_room(o, MAX(rec.topic_len, rec.payload_len));
+		if (!p)
+			return false;
+		ring_copy_from(p, rec.topic, rec.topic_len);
+		if (!ring_rec_valid(r, &rec))
+			continue;
+		if (!stream_key_match(s->group->key, s->group->keylen, p, rec.topic_len)) {
+			ring_cursor_advance(&cur);
+			s->next = cur.next;
+			continue;
 		}
+		h = frame_head(s->fmt, p, rec.payload_len, r->generation, cur.next);
+		ring_copy_from(p + h, rec.payload, rec.payload_len);
+		if (!ring_rec_valid(r, &rec))
+			continue;
+		h += rec.payload_len;
+		h += frame_tail(s->fmt, p + h);
+		ring_cursor_advance(&cur);
+		s->next = cur.next;
+		frame_done(o, h, s->next, 0);
 	}
 	return true;
 }
@@ -585,8 +567,10 @@ static void pump(struct sub *s)
 		if (s->id_due)
 			(void)add_id_block(s, o); /* an empty write has room for it */
 		if (s->gap_due) {
+			struct ring_gap gap = gap_at(&fe->ring, s->gap_missed, s->next);
+
 			s->gap_due = false;
-			(void)add_gap(s, o, s->gap_missed, s->next, MARK_START_GAP);
+			(void)add_gap(s, o, &gap, MARK_START_GAP);
 		}
 		/* PROTOCOL 3.3: every message below the keepalive's head goes out before it */
 		if (s->keepalive_due && ring_keepalive_time(&fe->ring, &kt, &kh) == 0) {
@@ -711,182 +695,6 @@ void stream_free(struct conn *c)
 
 /* ---- where a stream starts ---- */
 
-/* X-Fetch-Since (PROTOCOL 3.5): plain decimal, optional fraction, rounded up to the
- * microsecond (times are whole microseconds: t >= v iff t >= ceil(v)). Huge values saturate
- * (the future replays nothing). 0 or -EINVAL. */
-static int parse_since(const char *v, size_t len, uint64_t *ret)
-{
-	uint64_t sec = 0, frac = 0;
-	size_t i = 0, digits = 0;
-	bool more = false, sat = false;
-
-	while (i < len && v[i] >= '0' && v[i] <= '9') {
-		if (sec > (UINT64_MAX / 1000000u - 9) / 10)
-			sat = true;
-		else
-			sec = sec * 10 + (uint64_t)(v[i] - '0');
-		i++;
-		digits++;
-	}
-	if (digits == 0)
-		return -EINVAL;
-	if (i < len && v[i] == '.') {
-		size_t fd = 0;
-		i++;
-		while (i < len && v[i] >= '0' && v[i] <= '9') {
-			if (fd < 6)
-				frac = frac * 10 + (uint64_t)(v[i] - '0');
-			else if (v[i] != '0')
-				more = true;
-			fd++;
-			i++;
-		}
-		if (fd == 0)
-			return -EINVAL;
-		for (; fd < 6; fd++)
-			frac *= 10;
-	}
-	if (i != len)
-		return -EINVAL;
-	*ret = sat ? UINT64_MAX : sec * 1000000u + frac + (more ? 1 : 0);
-	return 0;
-}
-
-/*
- * Where the stream starts: the live head, the replay point of X-Fetch-Since, or the message after
- * a cursor (README 3.9). Sets s->next, and s->gap_due and s->gap_missed when the start calls for
- * a gap notice (PROTOCOL 3.4), which goes out after the stream's preamble.
- */
-static void start_position(struct sub *s, const struct resume *rs)
-{
-	const struct ring *r = &s->c->fe->ring;
-	uint64_t first = 0, lo, tail, head, evicted;
-	unsigned tries = 0;
-
-	s->gap_due = false;
-	switch (rs->kind) {
-	case RESUME_LIVE:
-		s->next = ring_head(r);
-		return;
-	case RESUME_CURSOR:
-		/* tail first: head only grows, so the head read after it is not below it */
-		tail = ring_tail(r);
-		head = ring_head(r);
-		s->gap_due =
-			cursor_start(&rs->cur, r->generation, tail, head, &s->next, &s->gap_missed);
-		return;
-	case RESUME_TIME:
-		break;
-	}
-	/* -EAGAIN only under a writer that laps the index during the search: bounded, then the
-	 * oldest held message is where the replay starts */
-	while (ring_find_time(r, rs->since, &first, &lo) < 0 && ++tries < 100)
-		first = 0;
-	tail = ring_tail(r);
-	evicted = atomic_load_explicit(&r->hdr->evicted_time_us, memory_order_relaxed);
-	s->next = MAX(first, tail);
-	/* PROTOCOL 3.4: messages at or after 'since' are gone: say how many we know of */
-	if (evicted && evicted >= rs->since) {
-		s->gap_due = true;
-		s->gap_missed = first < tail ? tail - first : 1;
-	}
-}
-
-/*
- * Every header called name holds a cursor, all the same one (1, *ret set), or there is none
- * (0). A header that is not a cursor is a 400 (README 3.9: -1, answered); so is an empty one,
- * unless empty_absent: a browser sends Last-Event-ID only with a value, other clients may send
- * it empty to mean "no id yet".
- */
-static int header_cursor(struct conn *c, const struct http_request *req, const char *name,
-			 bool empty_absent, struct cursor *ret)
-{
-	size_t nlen = strlen(name);
-	bool found = false;
-	char why[128];
-
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-		struct cursor cur;
-
-		if (h->name_len != nlen || strncasecmp(h->name, name, nlen) != 0)
-			continue;
-		if (h->value_len == 0 && empty_absent)
-			continue;
-		if (cursor_parse(h->value, h->value_len, &cur) < 0) {
-			(void)snprintf(why, sizeof(why), "%s is not a cursor", name);
-			conn_fail(c, 400, why);
-			return -1;
-		}
-		if (found && (cur.gen != ret->gen || cur.seq != ret->seq)) {
-			(void)snprintf(why, sizeof(why), "conflicting %s headers", name);
-			conn_fail(c, 400, why);
-			return -1;
-		}
-		found = true;
-		*ret = cur;
-	}
-	return found;
-}
-
-/*
- * Where the request asks its stream to start. The most exact request wins: X-Fetch-Since-Cursor,
- * then Last-Event-ID (a reconnecting EventSource: newer than its URL), then ?lastEventId= in the
- * query, then X-Fetch-Since (PROTOCOL 3.5). Each one present must be well-formed: false when
- * answered 400.
- */
-static bool parse_resume(struct conn *c, const struct http_request *req, struct resume *rs)
-{
-	char qval[CURSOR_MAX + 1];
-	struct cursor cur;
-	size_t qlen = 0;
-	int q, h;
-
-	rs->kind = RESUME_LIVE;
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *hd = &req->headers[i];
-		uint64_t v;
-
-		if (hd->name_len != 13 || strncasecmp(hd->name, "X-Fetch-Since", 13) != 0)
-			continue;
-		if (parse_since(hd->value, hd->value_len, &v) < 0) {
-			conn_fail(c, 400, "X-Fetch-Since must be a plain decimal unix time");
-			return false;
-		}
-		if (rs->kind == RESUME_TIME && v != rs->since) {
-			conn_fail(c, 400, "conflicting X-Fetch-Since headers");
-			return false;
-		}
-		rs->kind = RESUME_TIME;
-		rs->since = v;
-	}
-	q = cursor_query_value(req->target, req->target_len, "lastEventId", qval, sizeof(qval),
-			       &qlen);
-	if (q < 0 || (q > 0 && qlen > 0 && cursor_parse(qval, qlen, &cur) < 0)) {
-		conn_fail(c, 400, "lastEventId is not a cursor");
-		return false;
-	}
-	if (q > 0 && qlen > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-	h = header_cursor(c, req, "Last-Event-ID", true, &cur);
-	if (h < 0)
-		return false;
-	if (h > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-	h = header_cursor(c, req, "X-Fetch-Since-Cursor", false, &cur);
-	if (h < 0)
-		return false;
-	if (h > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-	return true;
-}
-
 /* The parsed pattern of a subscription: sized for the longest topic, so one per process, its
  * pages touched only as far as a topic reaches. */
 static struct topic_pattern *pattern_buf(void)
@@ -965,7 +773,7 @@ void stream_begin(struct conn *c, const struct http_request *req)
 
 	if (!topic_key(c, req, &key, &key_len))
 		return;
-	if (!parse_resume(c, req, &rs)) {
+	if (!resume_parse(c, req, &rs)) {
 		free(key);
 		return;
 	}
@@ -996,7 +804,7 @@ void stream_begin(struct conn *c, const struct http_request *req)
 		s->fmt = chunked ? FMT_CHUNKED : FMT_LINES;
 	s->id_due = s->retry_due = sse;
 	/* before the head: whatever is published once the client has it is in its stream */
-	start_position(s, &rs);
+	resume_position(s, &rs);
 	/* the head is the first thing the stream has to write */
 	memcpy(s->pend, head, n);
 	s->pend_len = n;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "frontend/cursor.h"
 #include "frontend/frontend.h"
 
 enum stream_format {
@@ -76,6 +77,19 @@ struct group {
 	size_t keylen;
 	uint8_t key[]; /* the topic pattern, as stream.c encodes it */
 };
+
+/* Where a stream starts (PROTOCOL 3.5, README 3.9). */
+struct resume {
+	enum { RESUME_LIVE, RESUME_TIME, RESUME_CURSOR } kind;
+	uint64_t since;	   /* RESUME_TIME: X-Fetch-Since in us */
+	struct cursor cur; /* RESUME_CURSOR */
+};
+
+/* resume.c: where the request asks its stream to start; false when answered 400. */
+bool resume_parse(struct conn *c, const struct http_request *req, struct resume *rs);
+/* Where s starts on the ring: s->next, and s->gap_due / s->gap_missed when the start calls for
+ * a gap notice (PROTOCOL 3.4). */
+void resume_position(struct sub *s, const struct resume *rs);
 
 /* Whether the stored topic[0..len) is covered by the encoded pattern key[0..keylen). */
 bool stream_key_match(const uint8_t *key, size_t keylen, const uint8_t *topic, size_t len);

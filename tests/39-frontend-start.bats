@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
 #
-# The frontend's start-up and its memory (issue 5): one gitpubsub-frontend process serves each
-# connection, so what it maps and keeps is paid per subscriber. It finds its connection the way
-# sd_listen_fds(3) says (LISTEN_PID/LISTEN_FDS, else stdin) without linking libsystemd, and an
-# idle stream keeps no more pages than it needs.
+# The frontend's start-up and its memory (README "Performance"): one gitpubsub-frontend process
+# serves each connection, so what it maps and keeps is paid per subscriber. It finds its connection
+# the way sd_listen_fds(3) says (LISTEN_PID/LISTEN_FDS, else stdin) without linking libsystemd, and
+# an idle stream keeps no more pages than it needs.
 
 bats_require_minimum_version 1.5.0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# Issue 6, faults 2, 3, 5 and 6 (fault 2, a crash at every step of the append, is
+# README "Reliability", faults 2, 3, 5 and 6 (fault 2, a crash at every step of the append, is
 # tests/unit/t-ring-crash.c; here, the next broker start on a crashed 64 MiB ring is timed):
 #   2  the broker SIGKILLed while publishing into a full 64 MiB ring: the next start is ready
 #      (the ring recovered) in under 500 ms, and the service goes on
@@ -38,7 +38,7 @@ NPROC_UID=61792
 # How long a listener restart may take before the test fails (ms).
 RESTART_LIMIT_MS=3000
 # Fault 2 end to end: a 64 MiB ring filled past a lap with 1 MiB messages, and the bound on the
-# next broker start (issue 6: "recovers the ring in under 500 ms for a 64 MiB ring").
+# next broker start (README "Reliability": "recovers the ring in under 500 ms for a 64 MiB ring").
 REC_RING=64M
 REC_MESSAGE=$((1 << 20))
 REC_FILL=80
