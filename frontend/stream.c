@@ -45,7 +45,8 @@
 
 /* A write being built in the process's scratch buffer for one subscriber. */
 struct out {
-	uint8_t *buf; /* CHUNK_HEAD_ROOM bytes after the scratch buffer's start */
+	uint8_t *base; /* the scratch buffer */
+	uint8_t *buf;  /* CHUNK_HEAD_ROOM bytes after its start */
 	size_t len, cap;
 	struct mark marks[BATCH_FRAMES];
 	size_t nmarks;
@@ -502,7 +503,7 @@ static bool send_out(struct sub *s, struct out *o)
 		uint8_t size[CHUNK_HEAD_ROOM];
 		size_t h = stream_chunk_head(size, len);
 
-		p -= h;
+		p = o->base + (CHUNK_HEAD_ROOM - h);
 		memcpy(p, size, h);
 		memcpy(p + h + len, "\r\n", STRLEN("\r\n"));
 		len += h + 2;
@@ -551,7 +552,7 @@ static void pump(struct sub *s)
 	struct frontend *fe = s->c->fe;
 	struct out *o = &out_state;
 
-	if (s->blocked || !fe->ring.hdr || s->c->state != CONN_STREAM)
+	if (s->blocked || !fe->ring.hdr || !fe->scratch || s->c->state != CONN_STREAM)
 		return;
 	if (s->pend_len && !write_pend(s))
 		return;
@@ -559,6 +560,7 @@ static void pump(struct sub *s)
 		uint64_t head = ring_head(&fe->ring), kt = 0, kh = 0;
 		bool done, ka = false;
 
+		o->base = fe->scratch;
 		o->buf = fe->scratch + CHUNK_HEAD_ROOM;
 		o->cap = fe->scratch_cap - CHUNK_HEAD_ROOM;
 		o->len = 0;
