@@ -2,9 +2,10 @@
 # Variant builds (asan, tsan) run this same file again with another BUILD folder.
 
 BUILD     ?= build
-# The version every program reports (--version, the hook's User-Agent, the Server header): set
-# here only. After changing it, `make clean`: objects do not depend on this line.
-GPS_VERSION = 1.0.0
+# The version every program reports (--version, the hook's User-Agent, the Server header) and
+# the Debian package's: written in one place, the first line of debian/changelog, "gitpubsub
+# (1.0.0) unstable; ...", where dpkg needs it. Every object depends on that file (below).
+GPS_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 CC        ?= cc
 CSTD       = -std=c11
 CPPFLAGS  += -I. -D_GNU_SOURCE -DGPS_VERSION='"$(GPS_VERSION)"'
@@ -204,6 +205,8 @@ $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c)
 -include $(ALL_OBJ:.o=.d)
 # Reached only through the pattern rules above, these would be deleted as intermediate files.
 .SECONDARY: $(call obj,$(UNIT_SRC) $(wildcard tests/tools/*.c))
+# -MMD sees headers, not flags: a new version in debian/changelog rebuilds what compiled it in.
+$(ALL_OBJ) $(MUSL_OBJ): debian/changelog
 
 # The benchmark suite and the fuzzers keep their rules beside their sources.
 -include bench/bench.mk fuzz/fuzz.mk
