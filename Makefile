@@ -376,5 +376,22 @@ uninstall:
 	$(Q)rmdir "$(DESTDIR)$(LIBEXECDIR)/gitpubsub" "$(DESTDIR)$(CONFDIR)" 2>/dev/null || true
 	$(msg) UNINSTALL "$(DESTDIR)$(PREFIX)"
 
+# make deb: the Debian packages (debian/), built by dpkg-buildpackage from a clean copy of the
+# tree (the files git tracks, as they are in the working tree: no build output, nothing
+# untracked), so that they are what a fresh clone gives. The .debs land in $(BUILD)/, and
+# lintian must find no error and no warning in them.
+DEB_DIR = $(BUILD)/deb
+.PHONY: deb
+deb:
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(VERSION)
+	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_DIR)/gitpubsub-$(VERSION)
+	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(VERSION)"
+	$(Q)cd $(DEB_DIR)/gitpubsub-$(VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
+		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	$(Q)rm -f $(BUILD)/gitpubsub*_*.deb && cp $(DEB_DIR)/*.deb $(BUILD)/
+	$(msg) LINTIAN "$(DEB_DIR)/gitpubsub_$(VERSION)_*.changes"
+	$(Q)lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls $(BUILD)/gitpubsub*_$(VERSION)_*.deb
+
 clean:
 	rm -rf build
