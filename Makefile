@@ -269,7 +269,8 @@ C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsct
 SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run \
 		scripts/lengths \
 		tests/lib.bash tests/lib-http.bash .ci/run bench/run tests/torture/run \
-		tests/torture/soak.bash $(wildcard fuzz/run-fuzz tests/browser/kill-stream)
+		tests/torture/soak.bash tests/box debian/gitpubsub.prerm debian/gitpubsub.postrm \
+		$(wildcard fuzz/run-fuzz tests/browser/kill-stream)
 
 # make static (in make check): every analyser below, each to its end, then "static: N passed,
 # M failed". make lint is the quick subset; make analyze adds scan-build.
