@@ -385,7 +385,8 @@ DEB_DIR = $(BUILD)/deb
 .PHONY: deb
 deb:
 	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(VERSION)
-	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_DIR)/gitpubsub-$(VERSION)
+	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | \
+		tar -xf - -C $(DEB_DIR)/gitpubsub-$(VERSION)
 	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(VERSION)"
 	$(Q)cd $(DEB_DIR)/gitpubsub-$(VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
 		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }

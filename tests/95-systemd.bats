@@ -60,6 +60,14 @@ publish()
 }
 has_head() { grep -q '^HTTP/1.1 200 OK' "$1"; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
+# quiet_journal [ARGS...]: no warning or error from or about a gitpubsub unit (this boot, or
+# as ARGS say), else print them and fail.
+quiet_journal()
+{
+	local j
+	j=$(journalctl -q -b -p warning --no-pager -u "gitpubsub*" "$@")
+	[ -z "$j" ] || { echo "$j" >&2; return 1; }
+}
 # "! cmd" never stops a set -e script: the failures below say what they found.
 refute() { if "$@"; then echo "unexpected success: $*" >&2; return 1; fi; }
 EOF
@@ -152,8 +160,7 @@ enabled" ]
 		grep -q "^X-Subscribers: 1" <<<"$head"
 		kill "$(cat /tmp/t1.pid)"
 		[ -z "$(systemctl --failed --no-legend)" ]
-		journal=$(journalctl -q -b -p warning --no-pager -u "gitpubsub*")
-		[ -z "$journal" ] || { echo "$journal"; exit 1; }'
+		quiet_journal'
 }
 
 @test "2: restart gitpubsub-broker.service under 50 subscribers: none dropped, none misses a message" {
@@ -228,7 +235,8 @@ enabled" ]
 		publish json "{\"after\":\"reboot\"}"
 		until_ok 10 grep -qx "{\"after\":\"reboot\"}." /tmp/t5
 		kill "$(cat /tmp/t5.pid)"
-		[ -z "$(systemctl --failed --no-legend)" ]'
+		[ -z "$(systemctl --failed --no-legend)" ]
+		quiet_journal'
 }
 
 # loadgen_figure KEY: the value of KEY in loadgen's result line, in $output.
@@ -237,18 +245,32 @@ loadgen_figure()
 	sed -n "s/^result .* $1=\([^ ]*\).*/\1/p" <<<"$output"
 }
 
+# only_socket SOCKET ALL...: SOCKET enabled and listening, every other one of ALL disabled and
+# stopped with the service it started (an Accept=no socket's service holds the listening socket
+# and would keep port 2069), as an administrator switches between them: they share the port.
+only_socket()
+{
+	local want=$1 s
+	shift
+	for s in "$@"; do
+		[ "$s" = "$want" ] && continue
+		"$BOX" run "$STATE" systemctl disable -q --now "$s"
+		box_sh 'for u in $(systemctl show -P Triggers '"$s"'); do
+			case $u in *@.service) ;; *) systemctl stop "$u" ;; esac
+		done'
+	done
+	"$BOX" run "$STATE" systemctl enable -q --now "$want"
+}
+
 @test "6: connect to first byte, connections/s and subscribers held at 1 MiB/s, per socket unit" {
 	run -0 "$BOX" run "$STATE" dpkg-query -L gitpubsub
-	local sockets=() s other lg=(/srv/gps/loadgen --port 2069)
+	local sockets=() s lg=(/srv/gps/loadgen --port 2069)
 	for s in "${lines[@]}"; do
 		[[ $s == */systemd/system/*.socket ]] && sockets+=("${s##*/}")
 	done
 	[ ${#sockets[@]} -ge 1 ]
 	for s in "${sockets[@]}"; do
-		# One socket at a time: they all listen on port 2069.
-		for other in "${sockets[@]}"; do
-			"$BOX" run "$STATE" systemctl disable -q --now "$other"
-		done
+		only_socket "$s" "${sockets[@]}"
 		"$BOX" run "$STATE" systemctl enable -q --now "$s"
 		box_sh 'until_ok 10 curl -sSf --max-time 5 -o /dev/null -I http://localhost:2069/'
 
@@ -273,10 +295,8 @@ loadgen_figure()
 			"$(loadgen_figure p50_us) us, p99 $(loadgen_figure p99_us) us, loss 0"
 	done
 	# Back to the default.
-	for other in "${sockets[@]}"; do
-		"$BOX" run "$STATE" systemctl disable -q --now "$other"
-	done
-	"$BOX" run "$STATE" systemctl enable -q --now gitpubsub.socket
+	only_socket gitpubsub.socket "${sockets[@]}"
+	box_sh 'until_ok 10 curl -sSf --max-time 5 -o /dev/null -I http://localhost:2069/'
 }
 
 @test "upgrade to a build with a bumped version while a subscriber streams: the stream continues" {
@@ -285,18 +305,23 @@ loadgen_figure()
 		until_ok 10 has_head /tmp/up
 		publish json/up "{\"before\":\"upgrade\"}"
 		until_ok 10 grep -qx "{\"before\":\"upgrade\"}." /tmp/up
-		echo "$(systemctl show -P MainPID gitpubsub-broker.service)" >/tmp/up.broker'
+		systemctl show -P MainPID gitpubsub-broker.service >/tmp/up.broker
+		systemctl show -P ActiveEnterTimestampMonotonic gitpubsub.socket >/tmp/up.socket
+		date +%s >/tmp/up.since'
 	run -0 "$BOX" run "$STATE" apt-get install -y -q /srv/gps/next/gitpubsub_"$NEXT"_"$ARCH".deb
 	box_sh '
 		[ "$(dpkg-query -W -f="\${Version}" gitpubsub)" = "'"$NEXT"'" ]
 		[ "$(gpsctl --version)" = "gpsctl '"$NEXT"'" ]
-		# The broker was restarted (the new one runs), the socket left listening.
+		# The broker was restarted (the new one runs), the socket left listening all along.
 		until_ok 10 systemctl is-active -q gitpubsub-broker.service gitpubsub.socket
 		[ "$(systemctl show -P MainPID gitpubsub-broker.service)" != "$(cat /tmp/up.broker)" ]
+		[ "$(systemctl show -P ActiveEnterTimestampMonotonic gitpubsub.socket)" = \
+			"$(cat /tmp/up.socket)" ]
 		publish json/up "{\"after\":\"upgrade\"}"
 		until_ok 10 grep -qx "{\"after\":\"upgrade\"}." /tmp/up
 		kill -0 "$(cat /tmp/up.pid)"
-		[ -z "$(systemctl --failed --no-legend)" ]'
+		[ -z "$(systemctl --failed --no-legend)" ]
+		quiet_journal --since "@$(cat /tmp/up.since)"'
 }
 
 @test "apt remove gitpubsub: every unit stopped, nothing listens, the configuration stays" {
