@@ -227,7 +227,13 @@ unit: $(UNIT_TESTS)
 	prove -f $(UNIT_TESTS)
 
 e2e: all test-programs
-	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' tests/*.bats
+	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' \
+		$(filter-out tests/95-systemd.bats,$(wildcard tests/*.bats))
+
+# The packages under a real booted systemd (tests/95-systemd.bats; root): make check's last stage.
+.PHONY: e2e-systemd
+e2e-systemd: all test-programs
+	@scripts/run-tests $(BUILD) systemd
 
 # make check: the whole suite, the sanitizer builds' tests, the fuzzers and the analysers, each
 # stage to its end, then one line "N passed, M failed" (scripts/check).

@@ -11,14 +11,14 @@
 # `make check`, in its own stage (scripts/check): not under ASan, which would test nothing
 # more here. The box has its own loopback (--private-network), so port 2069 collides with
 # nothing. teardown_file takes the box down; tests/box's watchdog does it if the runner is
-# killed. The root file system is cached in $GPS_BUILD/systemd/root (mmdebstrap when missing).
+# killed. The root file system is cached in $GPS_BUILD/box/root (mmdebstrap when missing).
 
 bats_require_minimum_version 1.5.0
 
 REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 : "${GPS_BUILD:=$REPO/build}"
 BOX=$REPO/tests/box
-ROOT=$GPS_BUILD/systemd/root
+ROOT=$GPS_BUILD/box/root
 # The exposure limits of issue 4, as systemd-analyze security prints them (0.0 - 10.0).
 FRONTEND_MAX_EXPOSURE=2.0
 BROKER_MAX_EXPOSURE=3.0
@@ -87,7 +87,7 @@ diag()
 
 setup_file()
 {
-	export STATE=$GPS_BUILD/systemd/box-$$
+	export STATE=$GPS_BUILD/box/box-$$
 	export VERSION NEXT ARCH
 	ARCH=$(dpkg --print-architecture)
 	VERSION=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$REPO/debian/changelog")
