@@ -92,12 +92,18 @@ setup_file()
 	ARCH=$(dpkg --print-architecture)
 	VERSION=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$REPO/debian/changelog")
 	NEXT=$VERSION+test1
-	# The packages, as `make deb` builds them (with lintian); its log is looked at by test 1.
+	# The packages, as `make deb` builds them (with lintian); test 1 looks at its log.
 	local make_build=$GPS_BUILD
 	[[ $GPS_BUILD == "$REPO"/* ]] && make_build=${GPS_BUILD#"$REPO"/}
 	echo 0 >"$BATS_FILE_TMPDIR/deb.rc"
-	make -C "$REPO" --no-print-directory BUILD="$make_build" deb >"$BATS_FILE_TMPDIR/deb.log" 2>&1 ||
-		echo $? >"$BATS_FILE_TMPDIR/deb.rc"
+	# Bounded, as everything here (it takes 30 s, lintian included).
+	timeout -k 10 600 make -C "$REPO" --no-print-directory BUILD="$make_build" deb \
+		>"$BATS_FILE_TMPDIR/deb.log" 2>&1 || echo $? >"$BATS_FILE_TMPDIR/deb.rc"
+	# Without packages no test can run: say why here, where bats shows it.
+	if [ "$(cat "$BATS_FILE_TMPDIR/deb.rc")" != 0 ]; then
+		tail -n 40 "$BATS_FILE_TMPDIR/deb.log" >&2
+		return 1
+	fi
 	# The same sources with a bumped version, for the upgrade: a changelog entry on top.
 	local next=$BATS_FILE_TMPDIR/next/gitpubsub-$NEXT
 	mkdir -p "$next"
@@ -108,7 +114,7 @@ setup_file()
 		cat "$next/debian/changelog"
 	} >"$next/debian/changelog.new"
 	mv "$next/debian/changelog.new" "$next/debian/changelog"
-	(cd "$next" && dpkg-buildpackage -us -uc -b -j2 >../build.log 2>&1)
+	(cd "$next" && timeout -k 10 600 dpkg-buildpackage -us -uc -b -j2 >../build.log 2>&1)
 
 	"$BOX" root "$ROOT"
 	"$BOX" up "$ROOT" "$STATE" "$$"
