@@ -390,16 +390,16 @@ uninstall:
 DEB_DIR = $(BUILD)/deb
 .PHONY: deb
 deb:
-	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(VERSION)
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
 	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | \
-		tar -xf - -C $(DEB_DIR)/gitpubsub-$(VERSION)
-	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(VERSION)"
-	$(Q)cd $(DEB_DIR)/gitpubsub-$(VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
+		tar -xf - -C $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
+	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(GPS_VERSION)"
+	$(Q)cd $(DEB_DIR)/gitpubsub-$(GPS_VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
 		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
 	$(Q)rm -f $(BUILD)/gitpubsub*_*.deb && cp $(DEB_DIR)/*.deb $(BUILD)/
-	$(msg) LINTIAN "$(DEB_DIR)/gitpubsub_$(VERSION)_*.changes"
+	$(msg) LINTIAN "$(DEB_DIR)/gitpubsub_$(GPS_VERSION)_*.changes"
 	$(Q)lintian --fail-on error,warning $(DEB_DIR)/*.changes
-	@ls $(BUILD)/gitpubsub*_$(VERSION)_*.deb
+	@ls $(BUILD)/gitpubsub*_$(GPS_VERSION)_*.deb
 
 clean:
 	rm -rf build
