@@ -2,9 +2,10 @@
 # Variant builds (asan, tsan) run this same file again with another BUILD folder.
 
 BUILD     ?= build
-# The version every program reports (--version, the hook's User-Agent, the Server header): set
-# here only. After changing it, `make clean`: objects do not depend on this line.
-GPS_VERSION = 1.0.0
+# The version every program reports (--version, the hook's User-Agent, the Server header) and
+# the Debian package's: written in one place, the first line of debian/changelog, "gitpubsub
+# (1.0.0) unstable; ...", where dpkg needs it. Every object depends on that file (below).
+GPS_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 CC        ?= cc
 CSTD       = -std=c11
 CPPFLAGS  += -I. -D_GNU_SOURCE -DGPS_VERSION='"$(GPS_VERSION)"'
@@ -204,6 +205,8 @@ $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c)
 -include $(ALL_OBJ:.o=.d)
 # Reached only through the pattern rules above, these would be deleted as intermediate files.
 .SECONDARY: $(call obj,$(UNIT_SRC) $(wildcard tests/tools/*.c))
+# -MMD sees headers, not flags: a new version in debian/changelog rebuilds what compiled it in.
+$(ALL_OBJ) $(MUSL_OBJ): debian/changelog
 
 # The benchmark suite and the fuzzers keep their rules beside their sources.
 -include bench/bench.mk fuzz/fuzz.mk
@@ -224,7 +227,13 @@ unit: $(UNIT_TESTS)
 	prove -f $(UNIT_TESTS)
 
 e2e: all test-programs
-	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' tests/*.bats
+	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' \
+		$(filter-out tests/95-systemd.bats,$(wildcard tests/*.bats))
+
+# The packages under a real booted systemd (tests/95-systemd.bats; root): make check's last stage.
+.PHONY: e2e-systemd
+e2e-systemd: all test-programs
+	@scripts/run-tests $(BUILD) systemd
 
 # make check: the whole suite, the sanitizer builds' tests, the fuzzers and the analysers, each
 # stage to its end, then one line "N passed, M failed" (scripts/check).
@@ -266,7 +275,8 @@ C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsct
 SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run \
 		scripts/lengths \
 		tests/lib.bash tests/lib-http.bash .ci/run bench/run tests/torture/run \
-		tests/torture/soak.bash $(wildcard fuzz/run-fuzz tests/browser/kill-stream)
+		tests/torture/soak.bash tests/box debian/gitpubsub.prerm debian/gitpubsub.postrm \
+		$(wildcard fuzz/run-fuzz tests/browser/kill-stream)
 
 # make static (in make check): every analyser below, each to its end, then "static: N passed,
 # M failed". make lint is the quick subset; make analyze adds scan-build.
@@ -372,6 +382,24 @@ uninstall:
 	fi
 	$(Q)rmdir "$(DESTDIR)$(LIBEXECDIR)/gitpubsub" "$(DESTDIR)$(CONFDIR)" 2>/dev/null || true
 	$(msg) UNINSTALL "$(DESTDIR)$(PREFIX)"
+
+# make deb: the Debian packages (debian/), built by dpkg-buildpackage from a clean copy of the
+# tree (the files git tracks, as they are in the working tree: no build output, nothing
+# untracked), so that they are what a fresh clone gives. The .debs land in $(BUILD)/, and
+# lintian must find no error and no warning in them.
+DEB_DIR = $(BUILD)/deb
+.PHONY: deb
+deb:
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
+	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | \
+		tar -xf - -C $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
+	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(GPS_VERSION)"
+	$(Q)cd $(DEB_DIR)/gitpubsub-$(GPS_VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
+		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	$(Q)rm -f $(BUILD)/gitpubsub*_*.deb && cp $(DEB_DIR)/*.deb $(BUILD)/
+	$(msg) LINTIAN "$(DEB_DIR)/gitpubsub_$(GPS_VERSION)_*.changes"
+	$(Q)lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls $(BUILD)/gitpubsub*_$(GPS_VERSION)_*.deb
 
 clean:
 	rm -rf build
