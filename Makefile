@@ -23,10 +23,12 @@ ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(SANFLAGS)
 
 PKG_CONFIG ?= pkg-config
 LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null)
-LIBS_frontend =  # static, and no libsystemd: see "the frontend's C library" below
+# The frontend is static and has no libsystemd (see "the frontend's C library" below); of
+# liburcu it takes the futex wrappers (urcu/futex.h), whose fallback lives in liburcu-common.
+LIBS_frontend = -lurcu-common
 LIBS_hook     = $(shell $(PKG_CONFIG) --libs libcurl libcrypto 2>/dev/null)
 LIBS_gpsctl   =
-LIBS_tests    = -lpthread
+LIBS_tests    = -lpthread -lurcu-common
 
 # Quiet by default, like the kernel: `make V=1` shows the commands.
 ifeq ($(V),1)
@@ -144,14 +146,20 @@ FRONTEND_LIBC ?= $(if $(SANFLAGS),glibc,$(if $(and $(MUSL_GCC),$(wildcard $(MUSL
 ifeq ($(FRONTEND_LIBC),musl)
 MUSL_OBJ  = $(patsubst %.c,$(BUILD)/musl/%.o,$(FRONTEND_SRC) frontend/main.c $(SHM_SRC) $(COMMON_SRC))
 # musl ships no kernel headers: this folder shows the compiler linux/ and asm/ (the kernel's
-# UAPI, which does not depend on the C library) and nothing else of /usr/include.
+# UAPI, which does not depend on the C library), liburcu's headers (urcu/, spread by Debian
+# over /usr/include and its multiarch folder) and nothing else of /usr/include.
 MUSL_KHDR = $(BUILD)/musl/include
 $(MUSL_KHDR)/.stamp:
-	@mkdir -p $(@D)
+	@mkdir -p $(@D)/urcu
 	$(Q)ln -sfn /usr/include/linux $(@D)/linux
 	$(Q)ln -sfn /usr/include/asm-generic $(@D)/asm-generic
 	$(Q)ln -sfn /usr/include/$(MULTIARCH)/asm $(@D)/asm
+	$(Q)for f in /usr/include/urcu/* /usr/include/$(MULTIARCH)/urcu/*; do \
+		ln -sfn "$$f" "$(@D)/urcu/$${f##*/}" || exit 1; done
 	@touch $@
+# liburcu-common's archive by its path: a -L to the multiarch folder would also offer musl's
+# link glibc's libc.a. It needs only what musl has too (pthread, poll, errno, assert).
+MUSL_URCU_A = /usr/lib/$(MULTIARCH)/liburcu-common.a
 
 $(BUILD)/musl/%.o: %.c | $(MUSL_KHDR)/.stamp
 	@mkdir -p $(@D)
@@ -164,7 +172,7 @@ $(BUILD)/gitpubsub-frontend: $(MUSL_OBJ) $(PAGE_OBJ)
 	$(Q)$(MUSL_GCC) -static-pie -nostartfiles -Wl,-static,-pie,--no-dynamic-linker,-z,text \
 		$(ALL_LDFLAGS) -o $@ $(MUSL_LIBDIR)/rcrt1.o $(MUSL_LIBDIR)/crti.o \
 		$(shell $(MUSL_GCC) -print-file-name=crtbeginS.o) $^ \
-		$(shell $(MUSL_GCC) -print-file-name=crtendS.o) $(MUSL_LIBDIR)/crtn.o $(LIBS_frontend)
+		$(shell $(MUSL_GCC) -print-file-name=crtendS.o) $(MUSL_LIBDIR)/crtn.o $(MUSL_URCU_A)
 
 -include $(MUSL_OBJ:.o=.d)
 # main.c's glibc object too: the unit tests build the other frontend sources with $(CC), and a
