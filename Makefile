@@ -229,7 +229,7 @@ deps:
 run:
 	@scripts/install-deps run
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all
-	exec $(BUILD)/gitpubsub-run --listen 127.0.0.1:2069
+	exec $(BUILD)/gitpubsub-run --mux --listen 127.0.0.1:2069
 
 unit: $(UNIT_TESTS)
 	prove -f $(UNIT_TESTS)
