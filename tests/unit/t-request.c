@@ -111,6 +111,34 @@ static void test_pipeline(void)
 	conn_close(c, "test done");
 }
 
+static void test_connection_lines(void)
+{
+	struct conn *c = connect_test(false);
+
+	/* RFC 9110 5.3: several lines are one list; RFC 9112 9.6: nothing after a close */
+	feed(c, "HEAD / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+		"HEAD /2 HTTP/1.1\r\n\r\n");
+	is(count(sent(c), "HTTP/1.1 200 OK\r\n"), 1,
+	   "1.2: a close in a second Connection line counts");
+	ok(strstr(sent(c), "Connection: close\r\n") != NULL, "1.2: it is answered with close");
+	is(c->state, CONN_LINGER, "1.2: and the pipelined request after it is not served");
+	conn_close(c, "test done");
+}
+
+static void test_expect(void)
+{
+	struct conn *c = connect_test(true);
+
+	feed(c, "POST /t HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+	is_str(sent(c), "HTTP/1.1 100 Continue\r\n\r\n", "4.2: Expect: 100-continue is answered");
+	conn_close(c, "test done");
+	c = connect_test(true);
+	feed(c, "POST /t HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+	is(c->out_len, 0, "RFC 9110 15.2: but not to HTTP/1.0, which has no 1xx answers");
+	is(c->state, CONN_BODY, "the body is read all the same");
+	conn_close(c, "test done");
+}
+
 static void test_errors(void)
 {
 	static const struct {
@@ -182,6 +210,8 @@ int main(void)
 	setup();
 	test_head();
 	test_pipeline();
+	test_connection_lines();
+	test_expect();
 	test_errors();
 	test_431();
 	test_publish_without_broker();
