@@ -324,7 +324,14 @@ LENGTHS_EXEMPT ?= frontend/http.c:chunked_step \
 		  broker/main.c:handle_request broker/main.c:main
 lengths:
 	$(Q)LENGTHS_EXEMPT="$(LENGTHS_EXEMPT)" scripts/lengths 100 900 $(PRODUCT_SOURCES)
-# gcc's -fanalyzer, warnings as errors, in a build folder of its own.
+# gcc's -fanalyzer, warnings as errors, in a build folder of its own. gcc 12's analyzer loses
+# track of buffers that frontend/publish.c and stream.c allocate into their per-connection
+# structs (struct pub, struct sub: freed by publish_free(), stream_free() and write_pend()) and
+# calls each one a leak ("leak of '<unknown>'"); ASan's leak checker, which runs the same code
+# in make check, finds none. Only that check, only those files, only under -fanalyzer.
+ANALYZER_LEAK_FP = frontend/publish frontend/stream
+$(foreach f,$(ANALYZER_LEAK_FP),$(BUILD)/obj/$(f).o $(BUILD)/musl/$(f).o): \
+	ALL_CFLAGS += $(if $(findstring -fanalyzer,$(CFLAGS)),-Wno-analyzer-malloc-leak)
 fanalyzer:
 	$(msg) FANALYZE $(BUILD)/fanalyzer
 	$(Q)$(MAKE) --no-print-directory -j$(BUILD_JOBS) BUILD=$(BUILD)/fanalyzer \

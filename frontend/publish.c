@@ -386,10 +386,13 @@ static void queue_ready(struct conn *c)
 			return;
 		}
 	}
+	/* an empty id, topic ("/") or body may have no buffer: copy only what there is */
 	memcpy(d, &req, sizeof(req));
-	memcpy(d + sizeof(req), p->id, p->id_len);
-	memcpy(d + sizeof(req) + p->id_len, p->topic, p->topic_len);
-	if (!in_memfd)
+	if (p->id_len)
+		memcpy(d + sizeof(req), p->id, p->id_len);
+	if (p->topic_len)
+		memcpy(d + sizeof(req) + p->id_len, p->topic, p->topic_len);
+	if (!in_memfd && p->body_len)
 		memcpy(d + sizeof(req) + p->id_len + p->topic_len, p->body, p->body_len);
 	q->off = p->batch_len;
 	q->len = sizeof(req) + p->id_len + p->topic_len + (in_memfd ? 0 : p->body_len);
