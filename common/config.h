@@ -14,6 +14,7 @@
  *
  *   [Server]   port (1-65535), IP (listen address)                          compat
  *   [Clients]  trustedPeers (whitespace-separated list, see common/trust.h)  compat
+ *              publishOrigins (whitespace-separated web origins; default none)
  *   [Limits]   maxBodySize, maxTargetSize, maxHeaderSize (sizes),
  *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
  *   [Stream]   keepalive, sendTimeout (durations), allowOrigin (header value, may be empty)
@@ -36,6 +37,7 @@ struct config {
 	char listen_ip[64];	    /* [Server] IP; default "127.0.0.1" */
 	uint32_t port;		    /* [Server] port; default 2069 */
 	char trusted_peers[4096];   /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
+	char publish_origins[1024]; /* [Clients] publishOrigins: web origins that may publish */
 	uint64_t max_body;	    /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
 	uint32_t max_target;	    /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
 	uint32_t max_header;	    /* [Limits] maxHeaderSize; default 16 KiB */

@@ -169,6 +169,10 @@ size_t response_page(char *buf, size_t cap, size_t page_len, const char *allow_o
 
 /* ---- request.c: the request loop ---- */
 
+/* Whether req may publish or see statistics: c's peer is trusted (PROTOCOL 5), and the request
+ * is no browser's for a page whose origin is not in [Clients] publishOrigins (an Origin not
+ * listed, or Sec-Fetch-Site other than none or same-origin). */
+bool request_trusted(const struct conn *c, const struct http_request *req);
 /* Watch c in fe's loop and serve it; false if it could not be watched (closed). */
 bool request_start(struct conn *c);
 /* Parse and handle what c->in holds, as far as it goes (called after reads and answers). */

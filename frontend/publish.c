@@ -648,6 +648,13 @@ void publish_begin(struct conn *c, const struct http_request *req, size_t hlen)
 		conn_fail(c, 403, "Only trusted sources may send data!");
 		return;
 	}
+	/* a trusted address, but a browser publishing for a page of another origin */
+	if (!request_trusted(c, req)) {
+		conn_fail(c, 403,
+			  "publishes from web pages are refused unless their origin is in "
+			  "[Clients] publishOrigins");
+		return;
+	}
 	p = pub_get(c);
 	if (!p) {
 		conn_fail(c, 500, "out of memory");

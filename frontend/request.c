@@ -34,6 +34,40 @@ static bool headers_list(const struct http_request *req, const char *name, const
 	return false;
 }
 
+/* Whether the whitespace-separated list holds word[0..len) exactly. */
+static bool list_has(const char *list, const char *word, size_t len)
+{
+	for (const char *p = list; *p;) {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		n = strcspn(p, " \t");
+		if (n && n == len && memcmp(p, word, len) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+bool request_trusted(const struct conn *c, const struct http_request *req)
+{
+	const struct http_header *origin = http_find_header(req, "Origin");
+	const struct http_header *site = http_find_header(req, "Sec-Fetch-Site");
+
+	if (!c->trusted)
+		return false;
+	/* A browser names the page's origin; curl, the hook and other programs send neither
+	 * header. A page on any site a user of this machine opens could otherwise publish
+	 * through the user's trusted address, or read statistics (DNS rebinding). */
+	if (origin)
+		return list_has(c->fe->cfg.publish_origins, origin->value, origin->value_len);
+	if (site && !(site->value_len == 4 && strncasecmp(site->value, "none", 4) == 0) &&
+	    !(site->value_len == 11 && strncasecmp(site->value, "same-origin", 11) == 0))
+		return false;
+	return true;
+}
+
 /* PROTOCOL 1.2: keep-alive unless a Connection line says close (any of them: RFC 9112 9.6
  * forbids serving what follows a close), or HTTP/1.0 without keep-alive. */
 static bool wants_keep_alive(const struct http_request *req)
@@ -66,15 +100,17 @@ static bool declares_body(const struct http_request *req)
 	return false;
 }
 
-/* HEAD (PROTOCOL 6): statistics for trusted peers, a bare health check for the rest. */
-static void handle_head(struct conn *c)
+/* HEAD (PROTOCOL 6): statistics for trusted peers, a bare health check for the rest (and for a
+ * browser's request from another origin). */
+static void handle_head(struct conn *c, const struct http_request *req)
 {
 	struct frontend *fe = c->fe;
 	struct response_stats st = { 0 };
+	bool trusted = request_trusted(c, req);
 	char buf[HEAD_ANSWER_MAX];
 	size_t n;
 
-	if (c->trusted) {
+	if (trusted) {
 		if (fanout_attach(fe) == 0) {
 			const struct ring *r = &fe->ring;
 			uint64_t now = io_now_real_us(), tail = ring_tail(r), head = ring_head(r);
@@ -99,7 +135,7 @@ static void handle_head(struct conn *c)
 			st.sent = atomic_load_explicit(&fe->stats->sent, memory_order_relaxed);
 		}
 	}
-	n = response_head(buf, sizeof(buf), c->trusted ? &st : NULL, c->keep_alive);
+	n = response_head(buf, sizeof(buf), trusted ? &st : NULL, c->keep_alive);
 	if (!n) {
 		conn_fail(c, 500, "response head too long");
 		return;
@@ -133,7 +169,7 @@ static void handle_request(struct conn *c, const struct http_request *req, size_
 	} else if (get) {
 		stream_begin(c, req); /* the rest of the connection is the stream (PROTOCOL 1.3) */
 	} else if (head) {
-		handle_head(c);
+		handle_head(c, req);
 		conn_consume(c, hlen);
 	} else if (publish) {
 		publish_begin(c, req, hlen);
