@@ -575,7 +575,7 @@ static void hook_send(struct hook_run *h)
 	err = h->have_curl ? post_open(&h->post, h->url) : -EIO;
 	if (err < 0) {
 		h->st.bad_url = err == -EINVAL;
-		log_debug("unable to post to '%s': %s", h->url, strerror(-err));
+		log_debug("unable to post: %s", strerror(-err));
 		h->st.no_post = true;
 		h->st.lost = h->msgs.n - h->spooled;
 	} else {

@@ -62,6 +62,32 @@ static struct curl_slist *post_headers(const char *msg_id)
 	return h2;
 }
 
+/*
+ * url as messages show it: the user and password of its authority (http://user:secret@host/)
+ * replaced by "***", so a credential in gitpubsub.url never reaches the pusher's screen or a
+ * log. Caller frees; NULL when out of memory.
+ */
+static char *url_shown(const char *url)
+{
+	const char *auth = strstr(url, "://"), *end, *at = NULL;
+	char *s;
+
+	if (!auth)
+		return strdup(url);
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	for (const char *q = auth; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (!at)
+		return strdup(url);
+	s = malloc(strlen(url) + 4);
+	if (!s)
+		return NULL;
+	(void)sprintf(s, "%.*s***%s", (int)(auth - url), url, at);
+	return s;
+}
+
 int post_open(struct post *p, const char *url)
 {
 	struct curl_slist *h = NULL;
@@ -72,8 +98,13 @@ int post_open(struct post *p, const char *url)
 	if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
 		return -EINVAL;
 	p->url = strdup(url);
-	if (!p->url)
+	p->shown = url_shown(url);
+	if (!p->url || !p->shown) {
+		free(p->url);
+		free(p->shown);
+		p->url = p->shown = NULL;
 		return -ENOMEM;
+	}
 	c = curl_easy_init();
 	if (!c)
 		goto out_nomem;
@@ -99,7 +130,8 @@ int post_open(struct post *p, const char *url)
 		curl_slist_free_all(h);
 		curl_easy_cleanup(c);
 		free(p->url);
-		p->url = NULL;
+		free(p->shown);
+		p->url = p->shown = NULL;
 		return -EINVAL;
 	}
 	p->curl = c;
@@ -110,7 +142,8 @@ out_nomem:
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
 	free(p->url);
-	p->url = NULL;
+	free(p->shown);
+	p->url = p->shown = NULL;
 	return -ENOMEM;
 }
 
@@ -120,6 +153,7 @@ void post_close(struct post *p)
 		curl_easy_cleanup(p->curl);
 	curl_slist_free_all(p->headers);
 	free(p->url);
+	free(p->shown);
 	*p = (struct post){ 0 };
 }
 
@@ -195,17 +229,17 @@ const char *post_strerror(const struct post *p, int err)
 	case -ETIMEDOUT:
 		return "the server did not answer in time";
 	case -ECONNREFUSED:
-		(void)snprintf(buf, sizeof(buf), "could not connect to %s", p->url);
+		(void)snprintf(buf, sizeof(buf), "could not connect to %s", p->shown);
 		return buf;
 	case -EHOSTUNREACH:
-		(void)snprintf(buf, sizeof(buf), "could not find the server of %s", p->url);
+		(void)snprintf(buf, sizeof(buf), "could not find the server of %s", p->shown);
 		return buf;
 	case -EBADMSG:
 	case -EPROTO:
 		(void)snprintf(buf, sizeof(buf), "the server answered HTTP %ld", p->status);
 		return buf;
 	default:
-		(void)snprintf(buf, sizeof(buf), "could not send to %s (%s)", p->url,
+		(void)snprintf(buf, sizeof(buf), "could not send to %s (%s)", p->shown,
 			       curl_easy_strerror((CURLcode)p->curl_code));
 		return buf;
 	}

@@ -16,6 +16,7 @@ struct post {
 	void *curl;    /* CURL *; opaque here so only post.c needs curl.h */
 	void *headers; /* struct curl_slist * */
 	char *url;     /* owned */
+	char *shown;   /* owned: url without its credentials, for messages */
 	long status;   /* HTTP status of the last answer, 0 if none came */
 	int curl_code; /* CURLcode of the last transfer */
 	long connects; /* connections opened so far: 1 for a whole run when reuse works */

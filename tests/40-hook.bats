@@ -517,3 +517,18 @@ EOF
 	run -1 env -C / "$HOOK" --flush
 	[[ $output == *"not inside a git repository"* ]]
 }
+
+@test "credentials in gitpubsub.url never appear in the hook's output" {
+	local closed url
+	closed=$(free_port)
+	url=$(git -C "$BARE" config gitpubsub.url)
+	git -C "$BARE" config gitpubsub.url "http://alice:s3cr3t-pw@127.0.0.1:$closed/json/git/{project}"
+	commit cred.txt "With a password in the URL"
+	run -0 gitc push origin main
+	git -C "$BARE" config gitpubsub.url "$url"
+	echo "$output"
+	[[ $output == *"could not connect to http://***@127.0.0.1:$closed/json/git/proj.git"* ]]
+	[[ $output != *s3cr3t* && $output != *alice* ]]
+	# nor does anything the hook keeps
+	run -1 grep -rl s3cr3t "$BARE/gitpubsub"
+}
