@@ -543,8 +543,10 @@ static void pump(struct sub *s);
 
 void stream_pump(struct sub *s)
 {
+	struct frontend *fe = s->c->fe; /* pump() frees s when the stream ends */
+
 	pump(s);
-	trim_scratch(s->c->fe);
+	trim_scratch(fe);
 }
 
 static void pump(struct sub *s)
@@ -822,6 +824,8 @@ void stream_begin(struct conn *c, const struct http_request *req)
 	c->state = CONN_STREAM;
 	if (c->fd >= 0)
 		conn_stream_watch(c, false);
+	if (c->state != CONN_STREAM)
+		return; /* it could not be watched: closed, and s with it */
 	s->acked_at_us = fe->loop.now_us;
 	timer_arm(&fe->loop, &c->timer, TIMER_KEEPALIVE, keepalive_tick);
 	log_debug("%s: streaming", c->peer);
