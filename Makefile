@@ -18,7 +18,8 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(WERROR) $(HARDEN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(SANFLAGS)
 
 PKG_CONFIG ?= pkg-config
-LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null)
+# libnats and liburcu: cluster mode (broker/cluster.h), linked always, used with [Cluster] nats
+LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd libnats liburcu-cds 2>/dev/null) -lpthread
 LIBS_frontend =  # static, and no libsystemd: see "the frontend's C library" below
 LIBS_hook     = $(shell $(PKG_CONFIG) --libs libcurl libcrypto 2>/dev/null)
 LIBS_gpsctl   =

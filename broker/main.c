@@ -2,11 +2,17 @@
 /*
  * gitpubsub-broker: the single writer of the history ring.
  *
- * One thread, one epoll loop: the local socket where frontends hand over publishes
- * (common/proto.h), a signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages
- * once a second. Each publish is validated (broker/json.h), appended (shm/ring.h) and only then
- * answered, so a 200 always means "in the ring".
+ * One epoll loop: the local socket where frontends hand over publishes (common/proto.h), a
+ * signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages once a second. Each
+ * publish is validated (broker/json.h), appended (shm/ring.h) and only then answered, so a 200
+ * always means "in the ring".
+ *
+ * Cluster mode ([Cluster] nats, broker/cluster.h): a validated publish goes to the JetStream
+ * stream instead, and is answered once JetStream acknowledged it and this node's ring holds it
+ * (consumed back from the stream, which is the only way into the ring then). Answers wait in
+ * struct pending, in request order, since a frontend pairs replies with requests by order.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -22,6 +28,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "broker/cluster.h"
 #include "broker/json.h"
 #include "broker/msgid.h"
 #include "common/config.h"
@@ -42,6 +49,14 @@
  * broker's own fds (listener, signals, timer) are registered with data.u64 = fd too. */
 #define CONN_FD_MASK	UINT64_C(0xffffffff)
 #define CONN_REFUSED	(UINT64_C(1) << 32)
+/* Cluster mode: publishes waiting for JetStream (or answers queued behind one), at most. A
+ * frontend that would add one more is disconnected (its publisher gets 503), never answered out
+ * of order. */
+#define MAX_PENDING	16384u
+#define CLUSTER_TICK_MS 50 /* how often publish deadlines are looked at */
+/* How long a starting broker waits to copy the stream before it says it is ready anyway (the
+ * runner gives it 10 s): subscribers are answered from a ring caught up with the stream. */
+#define CATCHUP_MAX_MS	8000u
 
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
@@ -60,6 +75,35 @@ struct broker {
 	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
 	uint64_t msgid_window_us;
 	uint64_t duplicates; /* publishes answered from the id table */
+	/* cluster mode (broker/cluster.h); cl NULL on one machine */
+	struct cluster *cl;
+	struct ring_params rp;	  /* how the ring was opened: reopened for a new stream */
+	struct ring_stats *stats; /* the cluster lines of the statistics (shm/ring.h section 8) */
+	struct pending *pend;	  /* MAX_PENDING answers, by token % MAX_PENDING */
+	uint64_t pend_first;	  /* token of the oldest answer not sent */
+	uint64_t pend_next;	  /* token of the next publish */
+	uint32_t *fd_mark;	  /* flush_answers(): fds with an earlier answer not ready */
+	size_t fd_mark_cap;
+	uint32_t mark_epoch;
+	uint64_t stream_last; /* the stream's last seq, last seen */
+	int ready_fd;	      /* signalled once caught up with the stream; -1 once done */
+	uint64_t ready_deadline_us;
+};
+
+enum pending_state {
+	PEND_FREE,  /* answered, or its frontend left */
+	PEND_SENT,  /* sent to JetStream, no acknowledgement yet */
+	PEND_ACKED, /* acknowledged as seq, not in this node's ring yet */
+	PEND_DONE,  /* resp is the answer, to be sent in order */
+};
+
+struct pending {
+	enum pending_state state;
+	int fd;
+	uint64_t deadline_us; /* CLOCK_MONOTONIC: a 503 then */
+	uint64_t seq;	      /* PEND_ACKED: the stream's sequence */
+	uint32_t flags;	      /* PEND_ACKED: PROTO_RESP_DUPLICATE when JetStream had it */
+	struct proto_resp resp;
 };
 
 static void usage(FILE *f)
@@ -99,18 +143,45 @@ static int send_resp(int fd, const struct proto_resp *r)
 	return 0;
 }
 
+/* Cluster mode: a slot for the next answer on fd, in request order; NULL when MAX_PENDING wait. */
+static struct pending *pend_push(struct broker *b, int fd)
+{
+	struct pending *p;
+
+	if (b->pend_next - b->pend_first >= MAX_PENDING)
+		return NULL;
+	p = &b->pend[b->pend_next++ % MAX_PENDING];
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	return p;
+}
+
+/* An answer: at once on one machine; in cluster mode after the earlier ones on fd. */
+static int answer(struct broker *b, int fd, const struct proto_resp *r)
+{
+	struct pending *p;
+
+	if (!b->cl)
+		return send_resp(fd, r);
+	p = pend_push(b, fd);
+	if (!p)
+		return -ENOBUFS;
+	p->state = PEND_DONE;
+	p->resp = *r;
+	return 0;
+}
+
 /* A refusal: status and the one-line reason the publisher sees. */
-static int reply(int fd, uint32_t status, const char *reason)
+static int reply(struct broker *b, int fd, uint32_t status, const char *reason)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status };
 
 	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason);
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /* A 200: message seq of the current ring, published at time_us. */
-static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t time_us,
-			uint32_t flags)
+static int reply_stored(struct broker *b, int fd, uint64_t seq, uint64_t time_us, uint32_t flags)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC,
 				.status = 200,
@@ -120,7 +191,7 @@ static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t t
 				.flags = flags,
 				.reason = "Message sent!" };
 
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /*
@@ -147,6 +218,60 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
 }
 
 /*
+ * Append b->msg[0..len) with its id and topic to the ring at time now_us (0: the ring clock) and
+ * remember the id (README 4.7). The one way into the ring, on one machine and in a cluster.
+ */
+static int store(struct broker *b, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
+		 uint32_t topic_len, uint32_t len, uint64_t now_us, uint64_t *ret_seq,
+		 uint64_t *ret_time_us)
+{
+	uint64_t seq, t;
+	int err = ring_publish_id(&b->w, id, id_len, topic, topic_len, (const uint8_t *)b->msg, len,
+				  now_us, &seq, &t);
+
+	if (err < 0)
+		return err;
+	b->published++;
+	if (id_len && b->msgid_window_us) {
+		/* first forget what the append evicted: it frees the hash slot seq reuses */
+		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
+		msgid_insert(&b->ids, msgid_hash(&b->ids, id, id_len), seq);
+	}
+	if (log_get_level() >= LOG_DEBUG) {
+		char path[256];
+		(void)topic_format(topic, topic_len, path, sizeof(path));
+		log_debug("stored seq %llu to '%s', %u bytes", (unsigned long long)seq, path, len);
+	}
+	*ret_seq = seq;
+	*ret_time_us = t;
+	return 0;
+}
+
+/* Cluster mode: hand the message to JetStream; its answer comes with a CLUSTER_ACK event. */
+static int publish_cluster(struct broker *b, int fd, const uint8_t *id, uint32_t id_len,
+			   const uint8_t *topic, uint32_t topic_len, uint32_t len)
+{
+	const uint64_t token = b->pend_next;
+	struct pending *p = pend_push(b, fd);
+	int err;
+
+	if (!p)
+		return -ENOBUFS;
+	err = cluster_publish(b->cl, token, id, id_len, topic, topic_len, b->msg, len);
+	if (err < 0) {
+		p->state = PEND_DONE;
+		p->resp = (struct proto_resp){ .magic = PROTO_MAGIC, .status = 503 };
+		(void)snprintf(p->resp.reason, sizeof(p->resp.reason), "%s",
+			       err == -ENOTCONN ? "the cluster (NATS) is unreachable"
+						: "unable to send the message to the cluster");
+		return 0;
+	}
+	p->state = PEND_SENT;
+	p->deadline_us = io_now_mono_us() + (uint64_t)b->cfg.publish_timeout_ms * 1000u;
+	return 0;
+}
+
+/*
  * Read one request on fd, handle it, answer it: 1 done, 0 none was waiting, <0 drop the
  * connection. *refused says whether the last request on fd was refused: in and out, since a
  * chained request after a refused one is refused unread (common/proto.h, PROTO_REQ_CHAINED).
@@ -166,7 +291,7 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	struct cmsghdr *cm;
 	const uint8_t *topic, *id;
 	const char *body;
-	uint64_t seq, t, id_hash = 0, inline_len;
+	uint64_t seq, t, inline_len;
 	ssize_t n, mlen;
 	int body_fd = -1, err;
 	bool ok = false;
@@ -182,7 +307,7 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 			memcpy(&body_fd, CMSG_DATA(cm), sizeof(int));
 
 	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
+		err = reply(b, fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	memcpy(&req, b->dgram, sizeof(req));
@@ -193,40 +318,40 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
 	    inline_len > PROTO_INLINE_MAX ||
 	    (uint64_t)req.id_len + req.topic_len + inline_len != (uint64_t)n - sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
+		err = reply(b, fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	body = (const char *)topic + req.topic_len;
 	if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
 		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
 		 * processed; the frontend had sent this one along before it knew */
-		err = reply(fd, 400, "not stored: a request before it was refused");
+		err = reply(b, fd, 400, "not stored: a request before it was refused");
 		goto out;
 	}
 	if (!topic_stored_valid(topic, req.topic_len)) {
-		err = reply(fd, 400, "invalid topic");
+		err = reply(b, fd, 400, "invalid topic");
 		goto out;
 	}
 	if (req.id_len && !proto_id_valid(id, req.id_len)) {
-		err = reply(fd, 400, "invalid X-Message-Id");
+		err = reply(b, fd, 400, "invalid X-Message-Id");
 		goto out;
 	}
 	if (req.id_len && b->msgid_window_us) {
-		id_hash = msgid_hash(&b->ids, id, req.id_len);
-		err = reply_if_duplicate(b, fd, id, req.id_len, id_hash);
+		err = reply_if_duplicate(b, fd, id, req.id_len,
+					 msgid_hash(&b->ids, id, req.id_len));
 		ok = err > 0;
 		if (err != 0)
 			goto out;
 	}
 	if (req.body_len > b->cfg.max_body) {
-		err = reply(fd, 413, "body larger than the limit");
+		err = reply(b, fd, 413, "body larger than the limit");
 		goto out;
 	}
 	if (body_fd >= 0) {
 		err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
 		if (err < 0) {
 			log_warning("unable to read a published body: %s", strerror(-err));
-			err = reply(fd, 400, "unable to read the body");
+			err = reply(b, fd, 400, "unable to read the body");
 			goto out;
 		}
 		body = b->body;
@@ -234,37 +359,30 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	mlen = json_normalize(b->json, body, (size_t)req.body_len, b->msg, b->cfg.max_body);
 	if (mlen == -E2BIG) {
 		b->refused++;
-		err = reply(fd, 400, "JSON has too many values");
+		err = reply(b, fd, 400, "JSON has too many values");
 		goto out;
 	}
 	if (mlen < 0) {
 		b->refused++;
-		err = reply(fd, 400, "Invalid JSON data posted :(");
+		err = reply(b, fd, 400, "Invalid JSON data posted :(");
+		goto out;
+	}
+	if (RING_MAX_RECORD(b->w.r.data_size) <
+	    (uint64_t)req.id_len + req.topic_len + (size_t)mlen) {
+		err = reply(b, fd, 413, "message larger than the history ring can hold");
+		goto out;
+	}
+	if (b->cl) {
+		err = publish_cluster(b, fd, id, req.id_len, topic, req.topic_len, (uint32_t)mlen);
+		ok = true; /* not known yet: what is chained after it is sent along (README) */
 		goto out;
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
-	err = ring_publish_id(&b->w, id, req.id_len, topic, req.topic_len, (const uint8_t *)b->msg,
-			      (uint32_t)mlen, 0, &seq, &t);
-	if (err == -EMSGSIZE) {
-		err = reply(fd, 413, "message larger than the history ring can hold");
-		goto out;
-	}
+	err = store(b, id, req.id_len, topic, req.topic_len, (uint32_t)mlen, 0, &seq, &t);
 	if (err < 0) {
 		log_error("unable to append to the ring: %s", strerror(-err));
-		err = reply(fd, 503, "unable to store the message");
+		err = reply(b, fd, 503, "unable to store the message");
 		goto out;
-	}
-	b->published++;
-	if (id_hash) {
-		/* first forget what the append evicted: it frees the hash slot seq reuses */
-		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
-		msgid_insert(&b->ids, id_hash, seq);
-	}
-	if (log_get_level() >= LOG_DEBUG) {
-		char path[256];
-		(void)topic_format(topic, req.topic_len, path, sizeof(path));
-		log_debug("published seq %llu to '%s', %zd bytes", (unsigned long long)seq, path,
-			  mlen);
 	}
 	err = reply_stored(b, fd, seq, t, 0);
 	ok = true;
@@ -301,6 +419,262 @@ static int handle_requests(struct broker *b, uint64_t conn)
 			return -errno;
 	}
 	return err < 0 ? err : 0;
+}
+
+static void signal_ready(int ready_fd)
+{
+	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "\n", 1);
+		(void)close(ready_fd);
+	}
+}
+
+/* ---- cluster mode: answers in order, events from the stream ---------------------------- */
+
+static void pend_done(struct pending *p, uint32_t status, const char *reason)
+{
+	p->state = PEND_DONE;
+	p->resp = (struct proto_resp){ .magic = PROTO_MAGIC, .status = status };
+	(void)snprintf(p->resp.reason, sizeof(p->resp.reason), "%s", reason);
+}
+
+/* fd is closed: its answers have nowhere to go. */
+static void pend_forget(struct broker *b, int fd)
+{
+	for (uint64_t k = b->pend_first; k < b->pend_next; k++)
+		if (b->pend[k % MAX_PENDING].fd == fd)
+			b->pend[k % MAX_PENDING].state = PEND_FREE;
+}
+
+/* Whether fd was marked in this round of flush_answers; marks it. */
+static bool fd_marked(struct broker *b, int fd, bool mark)
+{
+	if ((size_t)fd >= b->fd_mark_cap) {
+		size_t cap = MAX((size_t)fd + 1, b->fd_mark_cap * 2);
+		uint32_t *m = realloc(b->fd_mark, cap * sizeof(*m));
+
+		if (!m)
+			return true; /* hold its answers back until memory is found */
+		memset(m + b->fd_mark_cap, 0, (cap - b->fd_mark_cap) * sizeof(*m));
+		b->fd_mark = m;
+		b->fd_mark_cap = cap;
+	}
+	if (b->fd_mark[fd] == b->mark_epoch)
+		return true;
+	if (mark)
+		b->fd_mark[fd] = b->mark_epoch;
+	return false;
+}
+
+/* Send every ready answer whose fd has no earlier answer still waiting. */
+static void flush_answers(struct broker *b)
+{
+	if (++b->mark_epoch == 0)
+		b->mark_epoch = 1; /* 0 is what a new mark slot holds */
+	for (uint64_t k = b->pend_first; k < b->pend_next; k++) {
+		struct pending *p = &b->pend[k % MAX_PENDING];
+
+		if (p->state == PEND_FREE)
+			continue;
+		if (p->state != PEND_DONE) {
+			(void)fd_marked(b, p->fd, true);
+			continue;
+		}
+		if (fd_marked(b, p->fd, false))
+			continue;
+		if (send_resp(p->fd, &p->resp) < 0)
+			log_info("unable to answer a frontend: it left");
+		p->state = PEND_FREE;
+	}
+	while (b->pend_first < b->pend_next &&
+	       b->pend[b->pend_first % MAX_PENDING].state == PEND_FREE)
+		b->pend_first++;
+}
+
+/* Answer what JetStream acknowledged and the ring now holds; 503 what waited too long. */
+static void resolve_answers(struct broker *b)
+{
+	const struct ring *r = &b->w.r;
+	const uint64_t head = ring_head(r), tail = ring_tail(r), now = io_now_mono_us();
+	const uint64_t grace = (uint64_t)b->cfg.publish_timeout_ms * 1000u;
+
+	for (uint64_t k = b->pend_first; k < b->pend_next; k++) {
+		struct pending *p = &b->pend[k % MAX_PENDING];
+		const struct ring_idx *e;
+
+		if (p->state == PEND_SENT && now >= p->deadline_us) {
+			pend_done(p, 503, "the cluster did not acknowledge the message in time");
+			continue;
+		}
+		if (p->state != PEND_ACKED)
+			continue;
+		if (p->seq >= head) {
+			/* acknowledged, but this node has not consumed it yet: a while more */
+			if (now >= p->deadline_us + grace)
+				pend_done(p, 503, "stored in the cluster, not yet on this node");
+			continue;
+		}
+		e = &r->idx[p->seq & r->idx_mask];
+		if (p->seq < tail ||
+		    atomic_load_explicit(&e->seq, memory_order_relaxed) != p->seq) {
+			pend_done(p, 503, "stored in the cluster, no longer held on this node");
+			continue;
+		}
+		if (p->flags & PROTO_RESP_DUPLICATE)
+			b->duplicates++;
+		p->state = PEND_DONE;
+		p->resp = (struct proto_resp){
+			.magic = PROTO_MAGIC,
+			.status = 200,
+			.seq = p->seq,
+			.time_us = atomic_load_explicit(&e->time_us, memory_order_relaxed),
+			.generation = r->generation,
+			.flags = p->flags,
+			.reason = "Message sent!",
+		};
+	}
+}
+
+static void on_ack(struct broker *b, const struct cluster_event *ev)
+{
+	struct pending *p;
+
+	if (ev->token < b->pend_first || ev->token >= b->pend_next)
+		return; /* answered already: too late */
+	p = &b->pend[ev->token % MAX_PENDING];
+	if (p->state != PEND_SENT)
+		return;
+	if (ev->failed) {
+		pend_done(p, 503, "the cluster refused the message");
+		return;
+	}
+	p->state = PEND_ACKED;
+	p->seq = ev->seq;
+	p->flags = ev->duplicate ? PROTO_RESP_DUPLICATE : 0;
+}
+
+/* shm/ring.h section 8: the stream is another one (recreated): so is the ring. */
+static int switch_ring(struct broker *b, uint64_t generation)
+{
+	struct ring_params rp = b->rp;
+	bool created;
+	int err;
+
+	rp.generation = generation;
+	rp.recreate = true;
+	ring_stats_detach(b->stats);
+	b->stats = NULL;
+	ring_writer_close(&b->w);
+	err = ring_writer_open(b->cfg.ring_name, &rp, &b->w, &created);
+	if (err < 0)
+		return err;
+	b->w.defer_wake = true;
+	msgid_clear(&b->ids);
+	if (ring_stats_attach(b->cfg.ring_name, true, &b->stats) < 0)
+		b->stats = NULL;
+	log_notice("the stream is another one (made at %llu us): ring '%s' %s, generation %llu",
+		   (unsigned long long)generation, b->cfg.ring_name,
+		   created ? "made again" : "kept", (unsigned long long)b->w.r.generation);
+	return 0;
+}
+
+/* One message of the stream, in stream order, into the ring. */
+static int on_message(struct broker *b, const struct cluster_event *ev)
+{
+	const uint8_t *id = ev->data, *topic = ev->data + ev->id_len;
+	const char *payload = (const char *)topic + ev->topic_len;
+	uint64_t head, seq, t;
+	ssize_t mlen;
+	int err;
+
+	if (ev->generation != b->w.r.generation) {
+		err = switch_ring(b, ev->generation);
+		if (err < 0) {
+			log_error("unable to make ring '%s' again: %s", b->cfg.ring_name,
+				  strerror(-err));
+			return err;
+		}
+	}
+	head = ring_head(&b->w.r);
+	if (ev->seq < head)
+		return 0; /* held already: a consumer that started again */
+	if (ev->seq > head) {
+		log_warning("stream: messages %llu to %llu are gone; subscribers get a gap notice",
+			    (unsigned long long)head, (unsigned long long)ev->seq - 1);
+		ring_skip_to(&b->w, ev->seq);
+	}
+	/* published by a broker, so normalised already; anything else must be JSON too */
+	mlen = json_normalize(b->json, payload, ev->payload_len, b->msg, b->cfg.max_body);
+	if (mlen < 0 || !topic_stored_valid(topic, ev->topic_len)) {
+		log_warning("stream: message %llu is not a JSON message of a valid topic; skipped",
+			    (unsigned long long)ev->seq);
+		return 0;
+	}
+	err = store(b, id, ev->id_len, topic, ev->topic_len, (uint32_t)mlen, ev->time_us, &seq, &t);
+	if (err < 0) {
+		log_warning("stream: message %llu cannot be stored (%s); skipped",
+			    (unsigned long long)ev->seq, strerror(-err));
+		return 0;
+	}
+	return 0;
+}
+
+static void on_stream(struct broker *b, const struct cluster_event *ev)
+{
+	if (!ev->failed)
+		b->stream_last = ev->last_seq;
+	/* ready once caught up, or when there is nothing to catch up with yet (NATS away) */
+	if (b->ready_fd >= 0 &&
+	    (ev->failed || ev->last_seq == 0 ||
+	     (ev->generation == b->w.r.generation && ring_head(&b->w.r) > ev->last_seq))) {
+		signal_ready(b->ready_fd);
+		b->ready_fd = -1;
+	}
+	if (!b->stats)
+		return;
+	atomic_store_explicit(&b->stats->cluster,
+			      ev->failed ? RING_CLUSTER_DOWN : RING_CLUSTER_CONNECTED,
+			      memory_order_relaxed);
+	(void)snprintf(b->stats->cluster_server, sizeof(b->stats->cluster_server), "%s",
+		       ev->server);
+	(void)snprintf(b->stats->cluster_stream, sizeof(b->stats->cluster_stream), "%s",
+		       b->cfg.stream);
+}
+
+/* Everything the cluster thread and the NATS library queued. <0: the ring is lost. */
+static int cluster_events(struct broker *b)
+{
+	struct cluster_event *ev;
+	int err = 0;
+
+	cluster_clear_fd(b->cl);
+	while (err >= 0 && (ev = cluster_next(b->cl))) {
+		if (ev->type == CLUSTER_MSG)
+			err = on_message(b, ev);
+		else if (ev->type == CLUSTER_ACK)
+			on_ack(b, ev);
+		else
+			on_stream(b, ev);
+		free(ev);
+	}
+	cluster_position(b->cl, b->w.r.generation, ring_head(&b->w.r));
+	if (b->stats) {
+		const uint64_t held = ring_head(&b->w.r) - 1;
+
+		atomic_store_explicit(&b->stats->cluster_seq, MAX(b->stream_last, held),
+				      memory_order_relaxed);
+		atomic_store_explicit(&b->stats->cluster_lag,
+				      b->stream_last > held ? b->stream_last - held : 0,
+				      memory_order_relaxed);
+	}
+	if (b->ready_fd >= 0 && io_now_mono_us() >= b->ready_deadline_us) {
+		log_warning("not caught up with the stream after %u ms; serving anyway",
+			    CATCHUP_MAX_MS);
+		signal_ready(b->ready_fd);
+		b->ready_fd = -1;
+	}
+	return err;
 }
 
 static int peer_allowed(int fd)
@@ -399,13 +773,44 @@ static int setup_fds(struct broker *b)
 	return 0;
 }
 
+/* JetStream stream names: no space, '.', '*', '>' or path separator; we ask for less. */
+static bool stream_name_valid(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+	return true;
+}
+
+/* Cluster mode: the answers' queue, the statistics, the cluster thread and its eventfd. */
+static int setup_cluster(struct broker *b)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int err;
+
+	b->pend = calloc(MAX_PENDING, sizeof(*b->pend));
+	if (!b->pend)
+		return -ENOMEM;
+	if (ring_stats_attach(b->cfg.ring_name, true, &b->stats) < 0)
+		b->stats = NULL; /* statistics are not worth refusing to start */
+	err = cluster_start(&b->cfg, b->w.r.generation, ring_head(&b->w.r), &b->cl);
+	if (err < 0)
+		return err;
+	ev.data.u64 = (uint64_t)cluster_fd(b->cl);
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, cluster_fd(b->cl), &ev) < 0)
+		return -errno;
+	return 0;
+}
+
 /* The loop; returns at SIGTERM/SIGINT. */
 static int serve(struct broker *b)
 {
 	struct epoll_event evs[MAX_EVENTS];
 
 	for (;;) {
-		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, -1);
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, b->cl ? CLUSTER_TICK_MS : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -442,24 +847,27 @@ static int serve(struct broker *b)
 				if (gone)
 					log_debug("expired %llu messages older than the retention",
 						  (unsigned long long)gone);
+			} else if (b->cl && fd == cluster_fd(b->cl)) {
+				continue; /* below, every round */
 			} else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 				if (handle_requests(b, evs[i].data.u64) < 0) {
 					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 					(void)close(fd);
+					if (b->cl)
+						pend_forget(b, fd);
 				}
 			}
 		}
+		if (b->cl) {
+			int err = cluster_events(b);
+
+			if (err < 0)
+				return err;
+			resolve_answers(b);
+			flush_answers(b);
+		}
 		/* step g of shm/ring.h section 5, once for everything this round stored */
 		ring_wake_flush(&b->w);
-	}
-}
-
-static void signal_ready(int ready_fd)
-{
-	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
-	if (ready_fd >= 0) {
-		(void)!write(ready_fd, "\n", 1);
-		(void)close(ready_fd);
 	}
 }
 
@@ -581,6 +989,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (b.cfg.nats[0] && !stream_name_valid(b.cfg.stream)) {
+		log_error("invalid [Cluster] stream '%s': letters, digits, '-' and '_' only",
+			  b.cfg.stream);
+		free_buffers(&b);
+		return 1;
+	}
+	rp.stream_time = b.cfg.nats[0] != '\0'; /* shm/ring.h section 8 */
 	rp.data_size = b.cfg.ring_size;
 	rp.retention_us = b.cfg.retention_s * 1000000u;
 	err = ring_writer_open(b.cfg.ring_name, &rp, &b.w, &created);
@@ -609,6 +1024,7 @@ int main(int argc, char **argv)
 		free_buffers(&b);
 		return 1;
 	}
+	b.rp = rp;
 	if (RING_MAX_RECORD(b.w.r.data_size) < b.cfg.max_body + PROTO_MAX_TOPIC)
 		log_warning("ringSize %llu holds messages of at most %llu bytes, less than "
 			    "maxBodySize %llu: larger bodies will get 413",
@@ -647,19 +1063,37 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	err = setup_fds(&b);
+	if (err == 0 && b.cfg.nats[0])
+		err = setup_cluster(&b);
 	if (err < 0) {
 		log_error("unable to set up the event loop: %s", strerror(-err));
+		cluster_stop(b.cl);
+		free(b.pend);
+		ring_stats_detach(b.stats);
 		ring_writer_close(&b.w);
 		free_buffers(&b);
 		return 1;
 	}
 	(void)ring_expire(&b.w, io_now_real_us());
-	log_info("ready on '%s'", b.cfg.socket_path);
-	signal_ready(ready_fd);
+	b.ready_fd = -1;
+	if (b.cl) {
+		/* ready once the ring caught up with the stream (cluster_events) */
+		b.ready_fd = ready_fd;
+		b.ready_deadline_us = io_now_mono_us() + CATCHUP_MAX_MS * 1000u;
+		log_info("listening on '%s', catching up with stream '%s'", b.cfg.socket_path,
+			 b.cfg.stream);
+	} else {
+		log_info("ready on '%s'", b.cfg.socket_path);
+		signal_ready(ready_fd);
+	}
 
 	err = serve(&b);
 	(void)sd_notify(0, "STOPPING=1");
 	(void)unlink(b.cfg.socket_path);
+	cluster_stop(b.cl);
+	free(b.pend);
+	free(b.fd_mark);
+	ring_stats_detach(b.stats);
 	ring_writer_close(&b.w);
 	json_validator_free(b.json);
 	msgid_free(&b.ids);

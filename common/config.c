@@ -90,6 +90,14 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
 	CONFIG_KEY("History", "messageIdWindow", CONFIG_DURATION_S0, msgid_window_s),
 	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
+	CONFIG_KEY("Cluster", "nats", CONFIG_HEADER, nats),
+	CONFIG_KEY("Cluster", "stream", CONFIG_STRING, stream),
+	CONFIG_KEY("Cluster", "replicas", CONFIG_COUNT32, replicas),
+	CONFIG_KEY("Cluster", "publishTimeout", CONFIG_DURATION_MS, publish_timeout_ms),
+	CONFIG_KEY("Cluster", "credentials", CONFIG_HEADER, credentials),
+	CONFIG_KEY("Cluster", "tlsCA", CONFIG_HEADER, tls_ca),
+	CONFIG_KEY("Cluster", "tlsCert", CONFIG_HEADER, tls_cert),
+	CONFIG_KEY("Cluster", "tlsKey", CONFIG_HEADER, tls_key),
 };
 
 struct config_suffix {
@@ -130,6 +138,9 @@ void config_defaults(struct config *c)
 	c->msgid_window_s = UINT64_C(10) * 60;
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
+	(void)snprintf(c->stream, sizeof(c->stream), "%s", "GITPUBSUB");
+	c->replicas = 3;
+	c->publish_timeout_ms = 5 * 1000;
 }
 
 /* Leading decimal digits of *ps into *ret, advancing *ps. At least one digit; no overflow. */
@@ -560,4 +571,10 @@ void config_write(const struct config *c, FILE *f)
 		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms, c->allow_origin,
 		(unsigned long long)c->retention_s, (unsigned long long)c->ring_size, c->ring_name,
 		(unsigned long long)c->msgid_window_s, c->socket_path);
+	if (c->nats[0]) /* one machine: the output stays what it was before clusters */
+		fprintf(f,
+			"\n[Cluster]\nnats: %s\nstream: %s\nreplicas: %u\npublishTimeout: %ums\n"
+			"credentials: %s\ntlsCA: %s\ntlsCert: %s\ntlsKey: %s\n",
+			c->nats, c->stream, c->replicas, c->publish_timeout_ms, c->credentials,
+			c->tls_ca, c->tls_cert, c->tls_key);
 }

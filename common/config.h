@@ -20,6 +20,9 @@
  *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name"),
  *              messageIdWindow (duration, 0 turns it off)
  *   [Broker]   socket (path of the broker's local socket)
+ *   [Cluster]  nats (NATS server URLs, comma-separated; empty: single machine), stream (name),
+ *              replicas (count), publishTimeout (duration), credentials, tlsCA, tlsCert,
+ *              tlsKey (file paths, may be empty)
  *
  * Sizes take an optional suffix K, M, G (powers of 1024; "KiB", "MiB", "GiB" also accepted).
  * Durations take ms, s, m, h, d; a bare number is seconds.
@@ -47,6 +50,15 @@ struct config {
 	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
 	uint64_t msgid_window_s;    /* [History] messageIdWindow; default 10 min; 0: off */
 	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
+	/* [Cluster] (README, "Running a cluster"): all empty or default means one machine */
+	char nats[1024];	     /* nats: server URLs; "" (the default): no cluster */
+	char stream[64];	     /* stream: the JetStream stream; default "GITPUBSUB" */
+	uint32_t replicas;	     /* replicas: of a stream we create; default 3 */
+	uint32_t publish_timeout_ms; /* publishTimeout: wait for JetStream's ack; default 5 s */
+	char credentials[256];	     /* credentials: a .creds file; "" none */
+	char tls_ca[256];	     /* tlsCA: CA certificates to verify servers; "" none */
+	char tls_cert[256];	     /* tlsCert: client certificate chain; "" none */
+	char tls_key[256];	     /* tlsKey: its private key; "" none */
 };
 
 /* Fill c with the defaults above. */
