@@ -62,6 +62,7 @@ struct cluster {
 	natsSubscription *sub;
 	uint64_t sub_generation; /* the stream the consumer reads */
 	bool warned_config, reported_down;
+	uint64_t consumed; /* messages the consumer gave since the last look at the stream */
 	uint64_t next_check_us;
 };
 
@@ -191,7 +192,7 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
 	/* no seq: an error answer, or a "no responders" status (no stream for the subject) */
 	ev->failed = strstr(text, "\"error\"") != NULL || ev->seq == 0;
 	if (ev->failed)
-		log_info("JetStream refused publish %" PRIu64 ": %.200s", ev->token, text);
+		log_debug("JetStream refused publish %" PRIu64 ": %.200s", ev->token, text);
 	natsMsg_Destroy(m);
 	post(c, ev);
 }
@@ -214,9 +215,28 @@ static void post_stream(struct cluster *c, bool failed, uint64_t last_seq)
 	post(c, ev);
 }
 
+#define MAX_SERVERS 32 /* URLs in [Cluster] nats */
+
+/* The servers of [Cluster] nats, split at commas (natsOptions_SetURL's list does not work in
+ * libnats 3.4: "No server available" however many answer). */
+static natsStatus set_servers(const struct cluster *c, natsOptions *o)
+{
+	char list[sizeof(c->cfg.nats)];
+	const char *urls[MAX_SERVERS];
+	char *save = NULL, *tok;
+	int n = 0;
+
+	memcpy(list, c->cfg.nats, sizeof(list));
+	for (tok = strtok_r(list, ",", &save); tok && n < MAX_SERVERS;
+	     tok = strtok_r(NULL, ",", &save))
+		if (*tok)
+			urls[n++] = tok;
+	return n ? natsOptions_SetServers(o, urls, n) : NATS_INVALID_ARG;
+}
+
 static int set_options(const struct cluster *c, natsOptions *o)
 {
-	natsStatus s = natsOptions_SetURL(o, c->cfg.nats);
+	natsStatus s = set_servers(c, o);
 
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, "gitpubsub-broker");
@@ -478,6 +498,7 @@ static void consume(struct cluster *c)
 		}
 		ev = msg_event(c, m);
 		natsMsg_Destroy(m);
+		c->consumed++;
 		if (ev)
 			post(c, ev);
 	}
@@ -520,6 +541,17 @@ static void *cluster_main(void *arg)
 						    c->cfg.stream);
 				unsubscribe(c);
 			}
+			/* the ring is behind and the consumer gave nothing for a whole period: an
+			 * ordered consumer that lost its server (all of NATS restarted) may take
+			 * long to notice; start it again where the ring is */
+			if (gen && c->sub && !c->consumed &&
+			    last >= atomic_load_explicit(&c->ring_next, memory_order_acquire)) {
+				log_info("stream consumer stalled behind seq %" PRIu64
+					 "; starting again",
+					 last);
+				unsubscribe(c);
+			}
+			c->consumed = 0;
 			if (gen && !c->sub)
 				subscribe(c, gen);
 		}
@@ -543,6 +575,17 @@ int cluster_start(const struct config *cfg, uint64_t generation, uint64_t next_s
 	if (!c)
 		return -ENOMEM;
 	c->cfg = *cfg;
+	/* "nats://a:4222, nats://b:4222": the library wants the list without blanks */
+	{
+		char *w = c->cfg.nats;
+
+		for (const char *r = cfg->nats;; r++) {
+			if (*r != ' ' && *r != '\t')
+				*w++ = *r;
+			if (!*r)
+				break;
+		}
+	}
 	err = cluster_subject(cfg->stream, c->subject, sizeof(c->subject));
 	if (err < 0)
 		goto out_free;

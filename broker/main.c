@@ -54,6 +54,9 @@
  * of order. */
 #define MAX_PENDING	16384u
 #define CLUSTER_TICK_MS 50 /* how often publish deadlines are looked at */
+/* An acknowledged publish waits this long after its deadline for this node to consume it; the
+ * frontend waits publishTimeout + 2 s for the answer (frontend/publish.c). */
+#define APPEND_GRACE_US 1000000u
 /* How long a starting broker waits to copy the stream before it says it is ready anyway (the
  * runner gives it 10 s): subscribers are answered from a ring caught up with the stream. */
 #define CATCHUP_MAX_MS	8000u
@@ -497,7 +500,6 @@ static void resolve_answers(struct broker *b)
 {
 	const struct ring *r = &b->w.r;
 	const uint64_t head = ring_head(r), tail = ring_tail(r), now = io_now_mono_us();
-	const uint64_t grace = (uint64_t)b->cfg.publish_timeout_ms * 1000u;
 
 	for (uint64_t k = b->pend_first; k < b->pend_next; k++) {
 		struct pending *p = &b->pend[k % MAX_PENDING];
@@ -511,7 +513,7 @@ static void resolve_answers(struct broker *b)
 			continue;
 		if (p->seq >= head) {
 			/* acknowledged, but this node has not consumed it yet: a while more */
-			if (now >= p->deadline_us + grace)
+			if (now >= p->deadline_us + APPEND_GRACE_US)
 				pend_done(p, 503, "stored in the cluster, not yet on this node");
 			continue;
 		}

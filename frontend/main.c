@@ -232,6 +232,12 @@ static bool handle_head(struct conn *c, bool keep_alive)
 			(unsigned long long)conns, (unsigned long long)rx, (unsigned long long)tx,
 			(unsigned long long)held, (unsigned long long)bytes,
 			(unsigned long long)oldest);
+		/* cluster mode (shm/ring.h section 8): messages of the stream not in this ring yet */
+		if (c->stats && atomic_load_explicit(&c->stats->cluster, memory_order_relaxed))
+			n += (size_t)snprintf(
+				buf + n, sizeof(buf) - n, "X-Cluster-Lag: %llu\r\n",
+				(unsigned long long)atomic_load_explicit(&c->stats->cluster_lag,
+									 memory_order_relaxed));
 	}
 	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
 			      keep_alive ? "" : "Connection: close\r\n");

@@ -158,7 +158,10 @@ static int recv_replies(struct conn *c, size_t n, size_t *ret_got)
 		int r = recvmmsg(c->broker_fd, msgs + got, (unsigned)(n - got), MSG_DONTWAIT, NULL);
 
 		if (r < 0 && errno == EAGAIN) {
-			r = io_poll1(c->broker_fd, POLLIN, BROKER_TIMEOUT_MS);
+			/* cluster mode: the broker answers within [Cluster] publishTimeout + 1 s */
+			r = io_poll1(c->broker_fd, POLLIN,
+				     c->cfg.nats[0] ? (int)c->cfg.publish_timeout_ms + 2000
+						    : BROKER_TIMEOUT_MS);
 			if (r == 0)
 				err = -ETIMEDOUT;
 			if (r <= 0 && err == 0)

@@ -749,6 +749,9 @@ void stream_handle(struct conn *c, const struct http_request *req)
 			s.next = ring_tail(&s.r);
 			if (s.fmt == STREAM_SSE)
 				sse_id_block(&s, false);
+			/* shm/ring.h section 8: a cluster's stream was recreated: PROTOCOL 3.4 */
+			if (atomic_load_explicit(&s.r.hdr->stream_time, memory_order_relaxed))
+				emit_gap(&s, s.next - 1, s.next);
 			continue;
 		}
 		trim_out(&s);
