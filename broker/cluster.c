@@ -4,7 +4,8 @@
  * on the cluster thread or on the NATS library's threads, except cluster_publish(),
  * cluster_position() and the queue's consumer, which the broker's loop calls.
  */
-#define _LGPL_SOURCE /* liburcu: the queue's operations inlined */
+/* liburcu: the queue's operations inlined (its documented switch, hence the name) */
+#define _LGPL_SOURCE /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp) */
 #include "broker/cluster.h"
 
 #include <errno.h>
@@ -170,9 +171,10 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
 	struct cluster *c = closure;
 	struct cluster_event *ev = calloc(1, sizeof(*ev));
 	const char *subj = natsMsg_GetSubject(m), *dot = strrchr(subj, '.');
-	char text
-		[512]; /* a JetStream answer: {"stream":"X","seq":N,"duplicate":true} or an error */
-	int len = natsMsg_GetDataLength(m);
+	/* a JetStream answer: {"stream":"X","seq":N,"duplicate":true} or an error */
+	char text[512];
+	const int len = natsMsg_GetDataLength(m);
+	const size_t n = len > 0 ? MIN((size_t)len, sizeof(text) - 1) : 0;
 
 	(void)nc;
 	(void)sub;
@@ -181,9 +183,9 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
 		natsMsg_Destroy(m);
 		return;
 	}
-	len = len < (int)sizeof(text) - 1 ? len : (int)sizeof(text) - 1;
-	memcpy(text, natsMsg_GetData(m) ? natsMsg_GetData(m) : "", (size_t)(len > 0 ? len : 0));
-	text[len > 0 ? len : 0] = '\0';
+	if (n)
+		memcpy(text, natsMsg_GetData(m), n);
+	text[n] = '\0';
 	ev->type = CLUSTER_ACK;
 	ev->token = strtoull(dot + 1, NULL, 10);
 	ev->generation = atomic_load_explicit(&c->stream_generation, memory_order_relaxed);
@@ -274,7 +276,7 @@ static int connect_once(struct cluster *c)
 	natsOptions *o = NULL;
 	char subj[INBOX_MAX + 2];
 	natsStatus s;
-	int err = -ENOMEM;
+	int err;
 
 	if (natsOptions_Create(&o) != NATS_OK)
 		return -ENOMEM;
@@ -528,7 +530,7 @@ static void *cluster_main(void *arg)
 		}
 		now = now_us();
 		if (now >= c->next_check_us) {
-			c->next_check_us = now + STREAM_CHECK_MS * 1000u;
+			c->next_check_us = now + (uint64_t)STREAM_CHECK_MS * 1000u;
 			gen = check_stream(c, &last);
 			if (gen)
 				atomic_store_explicit(&c->stream_generation, gen,

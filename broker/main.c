@@ -1081,7 +1081,7 @@ int main(int argc, char **argv)
 	if (b.cl) {
 		/* ready once the ring caught up with the stream (cluster_events) */
 		b.ready_fd = ready_fd;
-		b.ready_deadline_us = io_now_mono_us() + CATCHUP_MAX_MS * 1000u;
+		b.ready_deadline_us = io_now_mono_us() + (uint64_t)CATCHUP_MAX_MS * 1000u;
 		log_info("listening on '%s', catching up with stream '%s'", b.cfg.socket_path,
 			 b.cfg.stream);
 	} else {

@@ -721,7 +721,7 @@ void stream_handle(struct conn *c, const struct http_request *req)
 
 	for (;;) {
 		uint32_t w = ring_wake_word(&s.r);
-		uint64_t now;
+		uint64_t now, before;
 		bool woke;
 
 		(void)drain(&s);
@@ -746,11 +746,14 @@ void stream_handle(struct conn *c, const struct http_request *req)
 				check_client(&s);
 				(void)usleep(ATTACH_RETRY_MS * 1000u);
 			}
+			before = s.next;
 			s.next = ring_tail(&s.r);
 			if (s.fmt == STREAM_SSE)
 				sse_id_block(&s, false);
-			/* shm/ring.h section 8: a cluster's stream was recreated: PROTOCOL 3.4 */
-			if (atomic_load_explicit(&s.r.hdr->stream_time, memory_order_relaxed))
+			/* shm/ring.h section 8: a cluster's stream was recreated: PROTOCOL 3.4 (not
+			 * when the old ring never held a message: a node's first copy of a stream) */
+			if (atomic_load_explicit(&s.r.hdr->stream_time, memory_order_relaxed) &&
+			    before > 1)
 				emit_gap(&s, s.next - 1, s.next);
 			continue;
 		}

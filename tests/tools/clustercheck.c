@@ -113,8 +113,9 @@ static int publish_one(int *fd, int port, const struct pub *p, long k)
 		cl = strcasestr(resp, "\r\nContent-Length:");
 		if (cl && cl < end && have < (size_t)(end + 4 - resp) + strtoul(cl + 17, NULL, 10))
 			continue;
-		if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+		if (strncmp(resp, "HTTP/1.", 7) != 0 || have < 12)
 			goto broken;
+		status = (int)strtol(resp + 9, NULL, 10);
 		cl = strcasestr(resp, "\r\nConnection: close");
 		if (cl && cl < end) {
 			(void)close(*fd);
@@ -177,7 +178,7 @@ static int cmd_publish(int argc, char **argv)
 		if (c == 'n')
 			p.count = strtol(optarg, NULL, 10);
 		else if (c == 'c')
-			p.conns = atoi(optarg);
+			p.conns = (int)strtol(optarg, NULL, 10);
 		else if (c == 't')
 			p.tag = optarg;
 		else if (c == 'T')
@@ -272,6 +273,7 @@ static int cmd_check(int argc, char **argv)
 					      { "tag", required_argument, NULL, 't' },
 					      { 0 } };
 	const char *acked_path = NULL, *tag = "m";
+	char line[128];
 	struct seen s[MAX_STREAMS] = { 0 };
 	bool clean = true;
 	long k, status, max_n = 0;
@@ -290,17 +292,26 @@ static int cmd_check(int argc, char **argv)
 	ns = argc - optind;
 	if (!acked_path || ns < 1 || ns > MAX_STREAMS)
 		return 2;
-	acked = calloc(MAX_COUNT, 1);
 	f = fopen(acked_path, "r");
-	if (!acked || !f) {
+	if (!f) {
 		perror(acked_path);
 		return 1;
 	}
-	while (fscanf(f, "%ld %ld", &k, &status) == 2)
+	acked = calloc(MAX_COUNT, 1);
+	if (!acked) {
+		fclose(f);
+		return 1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *end;
+
+		k = strtol(line, &end, 10);
+		status = strtol(end, NULL, 10);
 		if (k >= 0 && k < MAX_COUNT && status == 200) {
 			acked[k] = 1;
 			max_n = k + 1 > max_n ? k + 1 : max_n;
 		}
+	}
 	fclose(f);
 	for (int i = 0; i < ns; i++) {
 		char *got = calloc(MAX_COUNT, 1);
@@ -308,6 +319,10 @@ static int cmd_check(int argc, char **argv)
 
 		if (!got || read_stream(argv[optind + i], tag, &s[i]) < 0) {
 			perror(argv[optind + i]);
+			free(got);
+			for (int j = 0; j <= i; j++)
+				free(s[j].order);
+			free(acked);
 			return 1;
 		}
 		for (long j = 0; j < s[i].len; j++) {
