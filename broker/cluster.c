@@ -517,7 +517,7 @@ static void *cluster_main(void *arg)
 	struct cluster *c = arg;
 
 	while (!atomic_load(&c->stop)) {
-		uint64_t now, gen, last = 0;
+		uint64_t now, last = 0;
 
 		if (!c->conn) {
 			if (connect_once(c) < 0) {
@@ -530,6 +530,8 @@ static void *cluster_main(void *arg)
 		}
 		now = now_us();
 		if (now >= c->next_check_us) {
+			uint64_t gen;
+
 			c->next_check_us = now + (uint64_t)STREAM_CHECK_MS * 1000u;
 			gen = check_stream(c, &last);
 			if (gen)

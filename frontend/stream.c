@@ -721,7 +721,7 @@ void stream_handle(struct conn *c, const struct http_request *req)
 
 	for (;;) {
 		uint32_t w = ring_wake_word(&s.r);
-		uint64_t now, before;
+		uint64_t now;
 		bool woke;
 
 		(void)drain(&s);
@@ -736,6 +736,8 @@ void stream_handle(struct conn *c, const struct http_request *req)
 		if (s.next < ring_head(&s.r))
 			continue; /* more arrived while we were writing */
 		if (ring_closed(&s.r)) {
+			uint64_t before;
+
 			/* section 6 of shm/ring.h: the ring was replaced; follow it from its start */
 			ring_detach(&s.r);
 			/* the old object may still be there (a recreate cut short): wait for a

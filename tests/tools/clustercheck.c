@@ -170,7 +170,7 @@ static int cmd_publish(int argc, char **argv)
 	pthread_t th[MAX_CONNS];
 	long counts[600] = { 0 };
 	struct timespec t0, t1;
-	int c;
+	int c, started;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'p' && parse_ports(optarg, &p) == 0)
@@ -193,14 +193,18 @@ static int cmd_publish(int argc, char **argv)
 	if (!p.status)
 		return 1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < p.conns; i++) {
-		w[i] = (struct worker){ .p = &p, .index = i };
-		if (pthread_create(&th[i], NULL, worker_main, &w[i]) != 0)
-			return 1;
+	for (started = 0; started < p.conns; started++) {
+		w[started] = (struct worker){ .p = &p, .index = started };
+		if (pthread_create(&th[started], NULL, worker_main, &w[started]) != 0)
+			break; /* join those started, then fail */
 	}
-	for (int i = 0; i < p.conns; i++)
+	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (started < p.conns) {
+		free(p.status);
+		return 1;
+	}
 	for (long k = 0; k < p.count; k++) {
 		printf("%ld %d\n", k, p.status[k]);
 		if (p.status[k] >= 0 && p.status[k] < 600)
@@ -276,7 +280,7 @@ static int cmd_check(int argc, char **argv)
 	char line[128];
 	struct seen s[MAX_STREAMS] = { 0 };
 	bool clean = true;
-	long k, status, max_n = 0;
+	long max_n = 0;
 	char *acked;
 	FILE *f;
 	int c, ns;
@@ -304,9 +308,8 @@ static int cmd_check(int argc, char **argv)
 	}
 	while (fgets(line, sizeof(line), f)) {
 		char *end;
+		const long k = strtol(line, &end, 10), status = strtol(end, NULL, 10);
 
-		k = strtol(line, &end, 10);
-		status = strtol(end, NULL, 10);
 		if (k >= 0 && k < MAX_COUNT && status == 200) {
 			acked[k] = 1;
 			max_n = k + 1 > max_n ? k + 1 : max_n;
