@@ -9,6 +9,7 @@
 # (tests/tools/clustercheck.c) looks only at its own messages.
 
 load lib
+bats_require_minimum_version 1.5.0
 
 NODES=3
 # How long a test waits for every subscriber to hold what was acknowledged.
