@@ -1,4 +1,4 @@
-# The benchmark suite (issue 5; bench/README.md), included by the top Makefile.
+# The benchmark suite (README "Performance"; bench/README.md), included by the top Makefile.
 #
 #   make bench        install nginx, nchan and gnuplot if missing, build, run every scenario
 #                     against our service and nchan, write bench/results/latest.md and plots
@@ -7,11 +7,11 @@
 # REPS=N sets the number of repetitions of `make bench` (default 3).
 #
 # The load generator is built with the project's flags into $(BUILD)/bench/loadgen, as part of
-# `all`, so every variant build (asan, ...) has its own and the smoke test uses it.
+# test-programs, so every variant build (asan, ...) has its own and the smoke test uses it.
 
 LOADGEN = $(BUILD)/bench/loadgen
 
-all: $(LOADGEN)
+test-programs: $(LOADGEN)
 
 # shm/topic.c's hex digits read the chunk sizes: the library is linked, not copied.
 $(LOADGEN): $(call obj,bench/loadgen.c) $(LIB_SHM)
@@ -29,10 +29,10 @@ $(call obj,bench/loadgen.c): ALL_CFLAGS += $(if $(findstring -fanalyzer,$(CFLAGS
 .PHONY: bench bench-smoke
 bench:
 	@scripts/install-deps bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(LOADGEN)
 	bench/run --build $(BUILD) $(if $(REPS),--reps $(REPS))
 
-bench-smoke: all
+bench-smoke: all $(LOADGEN)
 	bench/run --smoke --build $(BUILD)
 
 # The top Makefile's static analysis covers the suite: bench/*.c is in C_SOURCES (format-check,

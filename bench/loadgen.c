@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loadgen: the load generator of the benchmark suite (issue 5).
+ * loadgen: the load generator of the benchmark suite (README "Performance").
  *
  * One process, one epoll loop, no threads: many subscriber connections, each parsing its
  * response head, then the chunked stream (PROTOCOL 3.2) or a close-delimited one (3.6)

@@ -26,6 +26,7 @@
 #include <jsmn.h>
 
 #include "broker/json.h"
+#include "common/utf8.h"
 
 /* jsmn keeps offsets in int: a longer body cannot be described by its tokens. */
 #define JSON_MAX_LEN ((size_t)INT_MAX)
@@ -71,62 +72,6 @@ static int json_is_primitive_byte(uint8_t c)
 {
 	return json_is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' ||
 	       c == '-' || c == '.';
-}
-
-/*
- * Length of the UTF-8 sequence at s (RFC 3629 table 3-7), or 0 if it is invalid or runs past
- * avail. The second byte's range rules out overlongs (E0, F0), surrogates (ED) and code points
- * above U+10FFFF (F4); C0, C1 and F5..FF never start a sequence.
- */
-static size_t json_utf8_seq(const uint8_t *s, size_t avail)
-{
-	uint8_t c = s[0], lo = 0x80, hi = 0xbf;
-	size_t n, k;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2)
-		return 0;
-	if (c < 0xe0) {
-		n = 2;
-	} else if (c < 0xf0) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c < 0xf5) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (avail < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (k = 2; k < n; k++)
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-	return n;
-}
-
-int json_utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0, n;
-
-	while (i < len) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		n = json_utf8_seq(s + i, len - i);
-		if (!n)
-			return 0;
-		i += n;
-	}
-	return 1;
 }
 
 /* Whether s[0..len) is true, false, null or an RFC 8259 number. */
@@ -184,7 +129,10 @@ static int json_string_ok(const uint8_t *s, size_t len)
 		if (c < 0x20)
 			return 0;
 		if (c >= 0x80) {
-			n = json_utf8_seq(s + i, len - i);
+			uint32_t cp;
+			size_t bad;
+
+			n = utf8_decode(s + i, len - i, &cp, &bad);
 			if (!n)
 				return 0;
 			i += n;

@@ -46,7 +46,4 @@ void json_validator_free(struct json_validator *v);
 _must_check_ ssize_t json_normalize(struct json_validator *v, const char *in, size_t len, char *out,
 				    size_t outcap);
 
-/* Whether s[0..len) is valid UTF-8 (RFC 3629). */
-int json_utf8_valid(const unsigned char *s, size_t len);
-
 #endif

@@ -38,7 +38,6 @@
 #include "shm/ring.h"
 #include "shm/topic.h"
 
-#define VERSION		"1.0.0"
 #define MAX_EVENTS	64
 #define LISTEN_BACKLOG	512 /* a reconnect storm of frontends must not see ECONNREFUSED */
 #define EXPIRE_PERIOD_S 1   /* how often age retention runs */
@@ -943,7 +942,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("gitpubsub-broker " VERSION "\n");
+			printf("gitpubsub-broker " GPS_VERSION "\n");
 			return 0;
 		default:
 			usage(stderr);
@@ -958,19 +957,8 @@ int main(int argc, char **argv)
 	if (verbosity)
 		log_set_level(log_get_level() + verbosity);
 
-	config_defaults(&b.cfg);
-	err = config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, &b.cfg);
-	if (err == -ENOENT && !config_path) {
-		log_info("no %s, using built-in defaults", CONFIG_DEFAULT_PATH);
-	} else if (err < 0) {
-		if (err != -EINVAL)
-			log_error("unable to read configuration '%s': %s",
-				  config_path ? config_path : CONFIG_DEFAULT_PATH, strerror(-err));
-		else
-			log_error("invalid configuration '%s'",
-				  config_path ? config_path : CONFIG_DEFAULT_PATH);
+	if (config_read(config_path, &b.cfg) < 0)
 		return 1;
-	}
 	if (ring_name)
 		(void)snprintf(b.cfg.ring_name, sizeof(b.cfg.ring_name), "%s", ring_name);
 	if (socket_path)

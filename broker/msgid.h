@@ -3,7 +3,7 @@
 #define GPS_BROKER_MSGID_H
 
 /*
- * The broker's table of recent message ids (README, "Additions to the protocol", 4.7): which
+ * The broker's table of recent message ids (README 4.7, "Publishing exactly once"): which
  * held message, if any, a publisher's X-Message-Id already names.
  *
  * The ids themselves are not kept here: they are stored in the ring with their messages

@@ -54,6 +54,8 @@ enum config_type {
 	CONFIG_RING,	    /* shm object name: "/name", no other '/' */
 	CONFIG_PATH,	    /* socket path: non-empty, fits sun_path */
 	CONFIG_HEADER,	    /* a response header's value: printable ASCII, may be empty */
+	CONFIG_COUNT32_0,   /* uint32_t plain decimal, 0 allowed ("as many as fit") */
+	CONFIG_MODE,	    /* [Frontend] mode: "multiplexed" or "per-connection" */
 };
 
 struct config_key {
@@ -90,6 +92,9 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
 	CONFIG_KEY("History", "messageIdWindow", CONFIG_DURATION_S0, msgid_window_s),
 	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
+	CONFIG_KEY("Frontend", "mode", CONFIG_MODE, frontend_mode),
+	CONFIG_KEY("Frontend", "workers", CONFIG_COUNT32_0, workers),
+	CONFIG_KEY("Frontend", "maxConnections", CONFIG_COUNT32_0, max_connections),
 	CONFIG_KEY("Cluster", "nats", CONFIG_HEADER, nats),
 	CONFIG_KEY("Cluster", "stream", CONFIG_STRING, stream),
 	CONFIG_KEY("Cluster", "replicas", CONFIG_COUNT32, replicas),
@@ -138,6 +143,7 @@ void config_defaults(struct config *c)
 	c->msgid_window_s = UINT64_C(10) * 60;
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
+	(void)snprintf(c->frontend_mode, sizeof(c->frontend_mode), "%s", "multiplexed");
 	(void)snprintf(c->stream, sizeof(c->stream), "%s", "GITPUBSUB");
 	c->replicas = 3;
 	c->publish_timeout_ms = 5 * 1000;
@@ -261,153 +267,208 @@ static void config_set_string(struct config *c, const struct config_key *k, cons
 }
 
 /*
+ * One setter per type of value: check value against k, store it in c and return 0, or return
+ * -EINVAL with the reason in why[0..len) and c untouched.
+ */
+typedef int (*config_setter)(struct config *c, const struct config_key *k, const char *value,
+			     char *why, size_t len);
+
+/* Whether value fits k's field, terminator included; if not, why says so. */
+static bool config_fits(const struct config_key *k, const char *value, char *why, size_t len)
+{
+	if (strlen(value) < k->size)
+		return true;
+	(void)snprintf(why, len, "longer than %zu bytes", k->size - 1);
+	return false;
+}
+
+static int config_set_text(struct config *c, const struct config_key *k, const char *value,
+			   char *why, size_t len)
+{
+	if (*value == '\0') {
+		(void)snprintf(why, len, "empty");
+		return -EINVAL;
+	}
+	if (!config_fits(k, value, why, len))
+		return -EINVAL;
+	config_set_string(c, k, value);
+	return 0;
+}
+
+static int config_set_ring(struct config *c, const struct config_key *k, const char *value,
+			   char *why, size_t len)
+{
+	if (!config_fits(k, value, why, len))
+		return -EINVAL;
+	/* shm_open(3): portable names are one '/' and then at least one other byte */
+	if (value[0] != '/' || strlen(value) < 2 || strchr(value + 1, '/')) {
+		(void)snprintf(why, len,
+			       "a ring name is '/' and a name without '/', like '/gitpubsub'");
+		return -EINVAL;
+	}
+	config_set_string(c, k, value);
+	return 0;
+}
+
+static int config_set_header(struct config *c, const struct config_key *k, const char *value,
+			     char *why, size_t len)
+{
+	if (!config_fits(k, value, why, len))
+		return -EINVAL;
+	/* it is sent as it is in a response head: nothing that could end or split a line */
+	for (const char *p = value; *p; p++) {
+		if (*p < 0x20 || *p > 0x7e) {
+			(void)snprintf(why, len, "only printable ASCII may be sent in a header");
+			return -EINVAL;
+		}
+	}
+	config_set_string(c, k, value);
+	return 0;
+}
+
+static int config_set_peers(struct config *c, const struct config_key *k, const char *value,
+			    char *why, size_t len)
+{
+	struct trust peers;
+
+	if (!config_fits(k, value, why, len))
+		return -EINVAL;
+	/* refuse a bad list now, at start-up, rather than when a peer first publishes */
+	if (trust_parse(value, &peers, why, len) < 0)
+		return -EINVAL;
+	config_set_string(c, k, value);
+	return 0;
+}
+
+/* A plain decimal number in [min, max]; message is the reason given otherwise. */
+static int config_set_number(struct config *c, const struct config_key *k, const char *value,
+			     uint64_t min, uint64_t max, const char *message, char *why, size_t len)
+{
+	const char *p = value;
+	uint64_t v;
+
+	if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v < min || v > max) {
+		(void)snprintf(why, len, "%s", message);
+		return -EINVAL;
+	}
+	config_set_u32(c, k, v);
+	return 0;
+}
+
+static int config_set_port(struct config *c, const struct config_key *k, const char *value,
+			   char *why, size_t len)
+{
+	return config_set_number(c, k, value, 1, 65535, "a port is a number from 1 to 65535", why,
+				 len);
+}
+
+static int config_set_count(struct config *c, const struct config_key *k, const char *value,
+			    char *why, size_t len)
+{
+	return config_set_number(c, k, value, 1, UINT32_MAX,
+				 "expected a number from 1 to 4294967295", why, len);
+}
+
+static int config_set_count0(struct config *c, const struct config_key *k, const char *value,
+			     char *why, size_t len)
+{
+	return config_set_number(c, k, value, 0, UINT32_MAX,
+				 "expected a number from 0 to 4294967295", why, len);
+}
+
+static int config_set_mode(struct config *c, const struct config_key *k, const char *value,
+			   char *why, size_t len)
+{
+	if (strcmp(value, "multiplexed") != 0 && strcmp(value, "per-connection") != 0) {
+		(void)snprintf(why, len, "expected 'multiplexed' or 'per-connection'");
+		return -EINVAL;
+	}
+	config_set_string(c, k, value);
+	return 0;
+}
+
+static int config_set_size(struct config *c, const struct config_key *k, const char *value,
+			   char *why, size_t len)
+{
+	bool small = k->type == CONFIG_SIZE32;
+	uint64_t v;
+
+	if (config_parse_size(value, &v) < 0) {
+		(void)snprintf(why, len, "expected a size like '65536', '64K', '2M' or '1GiB'");
+		return -EINVAL;
+	}
+	if (v == 0 || (small && v > UINT32_MAX)) {
+		(void)snprintf(why, len, "%s",
+			       small ? "must be from 1 byte to 4G - 1" : "must be at least 1 byte");
+		return -EINVAL;
+	}
+	if (small)
+		config_set_u32(c, k, v);
+	else
+		config_set_u64(c, k, v);
+	return 0;
+}
+
+static int config_set_duration(struct config *c, const struct config_key *k, const char *value,
+			       char *why, size_t len)
+{
+	uint64_t v;
+
+	if (config_parse_duration_ms(value, &v) < 0) {
+		(void)snprintf(why, len,
+			       "expected a duration like '5', '250ms', '5s', '10m', '48h' or '2d'");
+		return -EINVAL;
+	}
+	if (k->type == CONFIG_DURATION_MS) {
+		if (v == 0 || v > UINT32_MAX) {
+			(void)snprintf(why, len, "must be from 1ms to 49 days");
+			return -EINVAL;
+		}
+		config_set_u32(c, k, v);
+		return 0;
+	}
+	/* retention is kept in whole seconds; a fraction of one is dropped */
+	if (k->type == CONFIG_DURATION_S0 && v != 0 && v < MS_PER_S) {
+		(void)snprintf(why, len, "must be 0 (off) or at least 1s");
+		return -EINVAL;
+	}
+	if (k->type == CONFIG_DURATION_S && v < MS_PER_S) {
+		(void)snprintf(why, len, "must be at least 1s");
+		return -EINVAL;
+	}
+	config_set_u64(c, k, v / MS_PER_S);
+	return 0;
+}
+
+static const config_setter config_setters[] = {
+	[CONFIG_STRING] = config_set_text,	   [CONFIG_PATH] = config_set_text,
+	[CONFIG_RING] = config_set_ring,	   [CONFIG_HEADER] = config_set_header,
+	[CONFIG_PEERS] = config_set_peers,	   [CONFIG_PORT] = config_set_port,
+	[CONFIG_COUNT32] = config_set_count,	   [CONFIG_SIZE32] = config_set_size,
+	[CONFIG_SIZE64] = config_set_size,	   [CONFIG_DURATION_MS] = config_set_duration,
+	[CONFIG_DURATION_S] = config_set_duration, [CONFIG_DURATION_S0] = config_set_duration,
+	[CONFIG_COUNT32_0] = config_set_count0,	   [CONFIG_MODE] = config_set_mode,
+};
+
+_Static_assert(ARRAY_SIZE(config_setters) == CONFIG_MODE + 1, "a setter for every type");
+
+/*
  * Check value against k's type and store it in c. A bad value is logged and leaves c alone:
  * the field keeps its default or earlier value. 0 or -EINVAL.
  */
 _must_check_ static int config_set(struct config *c, const char *path, unsigned line,
 				   const struct config_key *k, const char *value)
 {
-	struct trust peers;
 	char why[160];
-	size_t len = strlen(value);
-	uint64_t v;
 
-	switch (k->type) {
-	case CONFIG_STRING:
-	case CONFIG_PATH:
-		if (len == 0) {
-			config_bad_value(path, line, k, value, "empty");
-			return -EINVAL;
-		}
-		if (len >= k->size) {
-			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
-			config_bad_value(path, line, k, value, why);
-			return -EINVAL;
-		}
-		config_set_string(c, k, value);
+	if (config_setters[k->type](c, k, value, why, sizeof(why)) == 0)
 		return 0;
-
-	case CONFIG_RING:
-		if (len >= k->size) {
-			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
-			config_bad_value(path, line, k, value, why);
-			return -EINVAL;
-		}
-		/* shm_open(3): portable names are one '/' and then at least one other byte */
-		if (value[0] != '/' || len < 2 || strchr(value + 1, '/')) {
-			config_bad_value(
-				path, line, k, value,
-				"a ring name is '/' and a name without '/', like '/gitpubsub'");
-			return -EINVAL;
-		}
-		config_set_string(c, k, value);
-		return 0;
-
-	case CONFIG_HEADER:
-		if (len >= k->size) {
-			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
-			config_bad_value(path, line, k, value, why);
-			return -EINVAL;
-		}
-		/* it is sent as it is in a response head: nothing that could end or split a line */
-		for (size_t i = 0; i < len; i++) {
-			if (value[i] < 0x20 || value[i] > 0x7e) {
-				config_bad_value(path, line, k, value,
-						 "only printable ASCII may be sent in a header");
-				return -EINVAL;
-			}
-		}
-		config_set_string(c, k, value);
-		return 0;
-
-	case CONFIG_PEERS:
-		if (len >= k->size) {
-			(void)snprintf(why, sizeof(why), "longer than %zu bytes", k->size - 1);
-			config_bad_value(path, line, k, value, why);
-			return -EINVAL;
-		}
-		/* refuse a bad list now, at start-up, rather than when a peer first publishes */
-		if (trust_parse(value, &peers, why, sizeof(why)) < 0) {
-			log_error("%s:%u: invalid value for key '%s' in section '[%s]': %s", path,
-				  line, k->key, k->section, why);
-			return -EINVAL;
-		}
-		config_set_string(c, k, value);
-		return 0;
-
-	case CONFIG_PORT: {
-		const char *p = value;
-
-		if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v == 0 || v > 65535) {
-			config_bad_value(path, line, k, value,
-					 "a port is a number from 1 to 65535");
-			return -EINVAL;
-		}
-		config_set_u32(c, k, v);
-		return 0;
-	}
-
-	case CONFIG_COUNT32: {
-		const char *p = value;
-
-		if (config_parse_digits(&p, &v) < 0 || *p != '\0' || v == 0 || v > UINT32_MAX) {
-			config_bad_value(path, line, k, value,
-					 "expected a number from 1 to 4294967295");
-			return -EINVAL;
-		}
-		config_set_u32(c, k, v);
-		return 0;
-	}
-
-	case CONFIG_SIZE32:
-	case CONFIG_SIZE64:
-		if (config_parse_size(value, &v) < 0) {
-			config_bad_value(path, line, k, value,
-					 "expected a size like '65536', '64K', '2M' or '1GiB'");
-			return -EINVAL;
-		}
-		if (v == 0 || (k->type == CONFIG_SIZE32 && v > UINT32_MAX)) {
-			config_bad_value(path, line, k, value,
-					 k->type == CONFIG_SIZE32 ? "must be from 1 byte to 4G - 1"
-								  : "must be at least 1 byte");
-			return -EINVAL;
-		}
-		if (k->type == CONFIG_SIZE32)
-			config_set_u32(c, k, v);
-		else
-			config_set_u64(c, k, v);
-		return 0;
-
-	case CONFIG_DURATION_MS:
-	case CONFIG_DURATION_S:
-	case CONFIG_DURATION_S0:
-		if (config_parse_duration_ms(value, &v) < 0) {
-			config_bad_value(
-				path, line, k, value,
-				"expected a duration like '5', '250ms', '5s', '10m', '48h' or '2d'");
-			return -EINVAL;
-		}
-		if (k->type == CONFIG_DURATION_MS) {
-			if (v == 0 || v > UINT32_MAX) {
-				config_bad_value(path, line, k, value,
-						 "must be from 1ms to 49 days");
-				return -EINVAL;
-			}
-			config_set_u32(c, k, v);
-			return 0;
-		}
-		/* retention is kept in whole seconds; a fraction of one is dropped */
-		if (k->type == CONFIG_DURATION_S0 && v != 0 && v < MS_PER_S) {
-			config_bad_value(path, line, k, value, "must be 0 (off) or at least 1s");
-			return -EINVAL;
-		}
-		if (k->type == CONFIG_DURATION_S && v < MS_PER_S) {
-			config_bad_value(path, line, k, value, "must be at least 1s");
-			return -EINVAL;
-		}
-		config_set_u64(c, k, v / MS_PER_S);
-		return 0;
-	}
+	/* trust_parse's reason quotes the bad entry itself; a list too long is quoted here */
+	if (k->type == CONFIG_PEERS && strlen(value) < k->size)
+		log_error("%s:%u: invalid value for key '%s' in section '[%s]': %s", path, line,
+			  k->key, k->section, why);
+	else
+		config_bad_value(path, line, k, value, why);
 	return -EINVAL;
 }
 
@@ -556,6 +617,24 @@ int config_load(const char *path, struct config *c)
 	return ret;
 }
 
+int config_read(const char *path, struct config *ret)
+{
+	const char *file = path ? path : CONFIG_DEFAULT_PATH;
+	int err;
+
+	config_defaults(ret);
+	err = config_load(file, ret);
+	if (err == -ENOENT && !path) {
+		log_debug("no %s, using built-in defaults", file);
+		return 0;
+	}
+	if (err == -EINVAL)
+		log_error("invalid configuration '%s'", file);
+	else if (err < 0)
+		log_error("unable to read configuration '%s': %s", file, strerror(-err));
+	return err;
+}
+
 void config_write(const struct config *c, FILE *f)
 {
 	fprintf(f,
@@ -565,12 +644,14 @@ void config_write(const struct config *c, FILE *f)
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
 		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
 		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nmessageIdWindow: %llus\n\n"
-		"[Broker]\nsocket: %s\n",
+		"[Broker]\nsocket: %s\n\n"
+		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
 		c->port, c->listen_ip, c->trusted_peers, (unsigned long long)c->max_body,
 		c->max_target, c->max_header, c->max_header_lines, c->header_timeout_ms,
 		c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms, c->allow_origin,
 		(unsigned long long)c->retention_s, (unsigned long long)c->ring_size, c->ring_name,
-		(unsigned long long)c->msgid_window_s, c->socket_path);
+		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
+		c->max_connections);
 	if (c->nats[0]) /* one machine: the output stays what it was before clusters */
 		fprintf(f,
 			"\n[Cluster]\nnats: %s\nstream: %s\nreplicas: %u\npublishTimeout: %ums\n"

@@ -20,6 +20,9 @@
  *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name"),
  *              messageIdWindow (duration, 0 turns it off)
  *   [Broker]   socket (path of the broker's local socket)
+ *   [Frontend] mode ("multiplexed" or "per-connection": what a frontend given a listening
+ *              socket does), workers, maxConnections (counts; 0: one per CPU, as many as
+ *              the file limit allows)
  *   [Cluster]  nats (NATS server URLs, comma-separated; empty: single machine), stream (name),
  *              replicas (count), publishTimeout (duration), credentials, tlsCA, tlsCert,
  *              tlsKey (file paths, may be empty)
@@ -50,6 +53,9 @@ struct config {
 	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
 	uint64_t msgid_window_s;    /* [History] messageIdWindow; default 10 min; 0: off */
 	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
+	char frontend_mode[16];	    /* [Frontend] mode; default "multiplexed" */
+	uint32_t workers;	    /* [Frontend] workers; default 0: one per CPU */
+	uint32_t max_connections;   /* [Frontend] maxConnections per worker; 0: the fd limit's */
 	/* [Cluster] (README, "Running a cluster"): all empty or default means one machine */
 	char nats[1024];	     /* nats: server URLs; "" (the default): no cluster */
 	char stream[64];	     /* stream: the JetStream stream; default "GITPUBSUB" */
@@ -72,11 +78,25 @@ void config_defaults(struct config *c);
  */
 _must_check_ int config_load(const char *path, struct config *c);
 
+/*
+ * What every program starts from: the defaults, then the file at path, or at
+ * CONFIG_DEFAULT_PATH when path is NULL, where a missing file means the defaults (a missing
+ * named file is an error). Problems are logged. 0, or the -errno of config_load().
+ */
+_must_check_ int config_read(const char *path, struct config *ret);
+
 /* Write the effective configuration c to f in the file's own syntax (every key, sizes in
  * bytes, durations in ms), so it can be read back. */
 void config_write(const struct config *c, FILE *f);
 
-/* Parsers shared with the command lines. 0 or -EINVAL; *ret untouched on failure. */
+/*
+ * Parsers shared with the command lines and the hook. 0 or -EINVAL; *ret untouched on failure.
+ * A size is decimal digits and an optional K, M, G, KiB, MiB or GiB (powers of 1024, any case).
+ * A duration is decimal digits, an optional fraction of up to 9 digits, then an optional unit,
+ * exact case: ms, s (the default), m, h or d. The result is whole milliseconds: a finer
+ * fraction ("1.0005s") is refused, not rounded; so are signs, spaces, exponents and overflow.
+ * Ranges are the caller's.
+ */
 _must_check_ int config_parse_size(const char *s, uint64_t *ret);
 _must_check_ int config_parse_duration_ms(const char *s, uint64_t *ret);
 

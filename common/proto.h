@@ -15,12 +15,12 @@
  * PROTO_INLINE_MAX bytes. A larger body travels as one file descriptor in SCM_RIGHTS instead: a
  * memfd holding it at offset 0, which keeps a 2 MiB body out of the socket buffers (one write
  * into the memfd, one pread in the broker). Inline, an everyday publish costs no fd passing, no
- * memfd write and no pread (issue 5), and a frontend can hand over several at once.
+ * memfd write and no pread (README "Performance"), and a frontend can hand over several at once.
  * Reply: one datagram, struct proto_resp, sent only after the message is in the ring (status
  * 200) or was refused. One connection carries any number of request/reply pairs, in order; a
  * frontend may send several requests before it reads their replies (pipelining).
  *
- * Message ids (README, "Additions to the protocol", 4.7): a request whose id the broker has
+ * Message ids (README 4.7, "Publishing exactly once"): a request whose id the broker has
  * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
  * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
  *

@@ -3,89 +3,218 @@
 #define GPS_FRONTEND_FRONTEND_H
 
 /*
- * One gitpubsub-frontend process serves one client connection: main.c reads requests and
- * answers HEAD and errors, publish.c takes POST/PUT bodies to the broker, stream.c turns the
- * ring into a subscriber's stream. Everything here is per process, so there is no locking.
+ * gitpubsub-frontend, in layers, each calling only the one below it:
+ *
+ *   main.c      how the process came to be: one connection (inetd, Accept=yes, a forked child)
+ *               or a listening socket (per-connection children, or multiplexed workers)
+ *   request.c   the request loop of PROTOCOL 1.2-1.3: parse, dispatch, HEAD
+ *   publish.c   POST/PUT: bodies, batches to the broker, answers          (PROTOCOL 4)
+ *   stream.c    GET: a subscriber's position, framing, keepalives, gaps   (PROTOCOL 3)
+ *   fanout.c    the process's ring: one wake-up per ring advance, each message framed once
+ *               and written to every subscriber it matches
+ *   response.c  every response head, in one place
+ *   conn.c      the transport: buffers, reads, writes, deadlines, closing
+ *   loop.c      epoll and timers
+ *
+ * One process serves one connection or thousands through the same code; everything here is per
+ * process, so nothing is locked (the ring waiter thread of fanout.c only writes an eventfd).
  */
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "common/config.h"
 #include "common/macro.h"
 #include "common/trust.h"
 #include "frontend/http.h"
+#include "frontend/loop.h"
 #include "shm/ring.h"
 
-#define SERVER_NAME "GitPubSub/1.0.0"
+#define SERVER_NAME "GitPubSub/" GPS_VERSION
 
-struct conn {
-	int fd; /* the client's socket: fd 3 (systemd Accept=yes) or fd 0 (inetd) */
-	struct config cfg;
-	const char *ring_name;
-	bool trusted;
-	char peer[INET6_ADDRSTRLEN + 8]; /* for logs: "addr port" */
+struct pub;
+struct sub;
+struct group;
 
-	char *in;   /* request bytes not yet consumed */
-	char *head; /* the current request's head (in_cap bytes): the request points here */
-	size_t in_len, in_cap;
-	struct ring_stats *stats; /* NULL if the broker never ran: counting is best effort */
-
-	int broker_fd; /* connection to the broker, opened on the first publish */
-	int memfd;     /* carries bodies to the broker; reused */
-	uint64_t requests;
+enum conn_state {
+	CONN_HEAD,   /* reading a request head */
+	CONN_BODY,   /* reading a publish body */
+	CONN_BROKER, /* publishes handed to the broker; the client waits for their answers */
+	CONN_STREAM, /* a subscription stream (the rest of the connection) */
+	CONN_LINGER, /* answered with an error; reading what the client still sends, then closing */
+	CONN_CLOSED, /* closed; freed once the loop is done with this round */
 };
 
-/* Send all of buf to the client, counting it; 0 or -errno (-EAGAIN: send timeout). */
-_must_check_ int conn_send(struct conn *c, const void *buf, size_t len);
+struct conn {
+	struct frontend *fe;
+	struct conn *prev, *next; /* fe->conns, or fe->dead once closed */
+	struct loop_io io;
+	struct timer timer; /* the one deadline of the current state */
+	int fd;		    /* the client's socket; -1: a test's connection without one */
+	enum conn_state state;
+	bool trusted;
+	bool keep_alive;		 /* the current request leaves the connection open */
+	bool read_closed;		 /* the client half-closed (end of input) */
+	uint64_t requests;		 /* request heads read */
+	char peer[INET6_ADDRSTRLEN + 8]; /* for logs: "addr port" */
 
-/* Answer with an error (PROTOCOL 7.1), linger briefly so the client reads it, and exit. */
-_noreturn_ void conn_fail(struct conn *c, int status, const char *reason);
+	/* Input: request bytes not yet consumed. Grows on demand up to in_max: an everyday
+	 * request needs one small buffer, a subscriber none once its stream has started. */
+	char *in;
+	size_t in_len, in_cap, in_max;
+	/* Output: response bytes the client has not taken yet (streams write on their own). */
+	char *out;
+	size_t out_off, out_len, out_cap;
 
-/* Read more request bytes into c->in before the monotonic deadline (us). >0 bytes read,
- * 0 at end of input, -ETIMEDOUT at the deadline, -ENOBUFS when c->in is full, or -errno. */
-_must_check_ ssize_t conn_fill(struct conn *c, uint64_t deadline_us);
+	/* An error to answer once the publishes before it are answered (PROTOCOL 1.3). */
+	int fail_status;
+	char fail_reason[128];
+	size_t linger_bytes; /* CONN_LINGER: bytes dropped so far */
 
-/* Drop the first n bytes of c->in. */
+	struct pub *pub; /* publish state, from the first POST/PUT on */
+	struct sub *sub; /* CONN_STREAM */
+};
+
+/* The process: its loop, its connections, its view of the ring. */
+struct frontend {
+	struct loop loop;
+	struct config cfg;
+	const char *ring_name;
+	struct trust *trust; /* [Clients] trustedPeers, parsed once; NULL: trust nobody */
+	struct ring_stats *stats;
+	struct conn *conns, *dead;
+	size_t nconns, max_conns;
+	bool single;   /* serves the one connection it was given, then exits */
+	bool draining; /* SIGTERM: no new connections, streams end, publishes are answered */
+
+	/* The listening socket (multiplexed workers). */
+	int listen_fd;
+	struct loop_io listen_io;
+	struct timer accept_timer; /* pause after EMFILE */
+	bool accepting;
+
+	/* The ring, shared by every stream of the process (fanout.c). */
+	struct ring ring;	 /* hdr NULL while not attached */
+	struct timer ring_timer; /* re-attach retry */
+	uint64_t pos;		 /* head when the last fan-out round ended */
+	struct group *groups;	 /* subscribers by topic */
+	size_t nsubs;
+	int wake_fd; /* eventfd the waiter thread writes; -1 without one */
+	struct loop_io wake_io;
+	pthread_t waiter;
+	bool waiter_running;
+	struct fanout_batch *batch; /* the messages of the current round, framed once */
+	uint8_t *scratch;	    /* one stream's bytes on the way to its socket */
+	size_t scratch_cap;
+};
+
+/* ---- conn.c: the transport ---- */
+
+/* Take connection fd (connected, ours to close) into fe; NULL when out of memory (fd closed). */
+struct conn *conn_new(struct frontend *fe, int fd);
+/* Queue buf for the client and write what the socket takes now; false if the client is gone
+ * (the connection is closed). */
+bool conn_send(struct conn *c, const void *buf, size_t len);
+/* Whether response bytes are waiting for the client to take them. */
+static inline bool conn_backlogged(const struct conn *c)
+{
+	return c->out_len > 0;
+}
+/* Answer with an error (PROTOCOL 7.1) once the publishes before it are answered, then linger
+ * and close. The caller returns to the loop at once. */
+void conn_fail(struct conn *c, int status, const char *reason);
+/* The broker has answered every publish of c: answer the failure that waits, if one does
+ * (true). */
+bool conn_failure_due(struct conn *c);
+/* Answer nothing more: once what waits is out, close (gently, as after an error). */
+void conn_finish(struct conn *c);
+/* Start watching c's socket in the loop; false if it could not be (closed). */
+bool conn_watch_start(struct conn *c);
+/* A stream's socket: watch for input and the client leaving, and EPOLLOUT when want_out. */
+void conn_stream_watch(struct conn *c, bool want_out);
+/* Enter state st, watching the socket as st needs. */
+void conn_enter(struct conn *c, enum conn_state st);
+/* Close the connection now (the client left, or the stream ended). */
+void conn_close(struct conn *c, const char *why);
+/* Drop the first n bytes of input. */
 void conn_consume(struct conn *c, size_t n);
+/* Count bytes for PROTOCOL 6. */
+void conn_count_received(const struct conn *c, size_t n);
+void conn_count_sent(const struct conn *c, size_t n);
+/* Free the connections closed this round. */
+void conn_reap(struct frontend *fe);
 
-/*
- * Buffers sized for the worst case (a maximal request head, body or topic) come from here:
- * anonymous pages cost nothing until touched, where malloc would carve them from an arena it
- * dirties. At thousands of one-connection processes every page counts (issue 5).
- * frontend_map: len bytes of zeroed pages, or NULL. frontend_release: give the touched pages
- * of a frontend_map() buffer back to the kernel; the buffer stays usable and reads as zeros.
- */
-void *frontend_map(size_t len);
-void frontend_release(void *buf, size_t len);
+/* ---- response.c: every response head ---- */
 
-/* POST/PUT (PROTOCOL 4). Returns whether the connection may carry another request. The answer
- * may wait in a batch (publish.c): see publish_flush(). */
-bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive);
-
-/* Whether publishes are waiting for their answers. */
-bool publish_pending(void);
-
-/*
- * Hand the waiting publishes to the broker and answer them, in order, in one write: before
- * anything else goes to the client or the frontend waits for it. A refusal or an unreachable
- * broker ends the connection with its error (conn_fail) after the answers before it. Returns
- * false if the client left.
- */
-bool publish_flush(struct conn *c);
-
-/* GET (PROTOCOL 3; cursors, SSE and CORS: README 3.9, 3.10, 3.12). Never returns: the stream
- * ends with the process. */
-_noreturn_ void stream_handle(struct conn *c, const struct http_request *req);
-
-/* GET preferring text/html (README 3.11): the live page. Returns whether the connection may
- * carry another request (the browser opens its EventSource on it). */
-bool stream_page_handle(struct conn *c, const struct http_request *req, bool keep_alive);
-
-/* Reason phrase of a status code. */
 const char *http_status_text(int status);
+/* Each writes one response (head, and body where it has one) into buf (cap bytes) and returns
+ * its length, 0 if it did not fit. */
+size_t response_error(char *buf, size_t cap, int status, const char *reason);
+size_t response_published(char *buf, size_t cap, uint64_t time_us, uint64_t gen, uint64_t seq,
+			  bool keep_alive);
+size_t response_continue(char *buf, size_t cap);
+struct response_stats {
+	uint64_t uptime_s, subscribers, connections, received, sent, held, bytes, oldest_s;
+};
+size_t response_head(char *buf, size_t cap, const struct response_stats *st, bool keep_alive);
+size_t response_stream(char *buf, size_t cap, bool sse, bool chunked, const char *allow_origin);
+size_t response_page(char *buf, size_t cap, size_t page_len, const char *allow_origin,
+		     bool keep_alive);
+
+/* ---- request.c: the request loop ---- */
+
+/* Watch c in fe's loop and serve it; false if it could not be watched (closed). */
+bool request_start(struct conn *c);
+/* Parse and handle what c->in holds, as far as it goes (called after reads and answers). */
+void request_process(struct conn *c);
+
+/* ---- publish.c: POST and PUT (PROTOCOL 4) ---- */
+
+/* Handle a publish's head, c->in[0..hlen); the body follows in CONN_BODY. */
+void publish_begin(struct conn *c, const struct http_request *req, size_t hlen);
+/* Feed c->in to the body being read; request_process goes on when it is complete. */
+void publish_body(struct conn *c);
+/* Whether publishes wait to be handed to the broker. */
+bool publish_pending(const struct conn *c);
+/* Hand the waiting publishes to the broker (c goes to CONN_BROKER); their answers, and a
+ * pending conn_fail(), follow when the broker replies. */
+void publish_flush(struct conn *c);
+/* Body deadline (the timer of CONN_BODY) and broker deadline (CONN_BROKER). */
+void publish_timeout(struct conn *c);
+/* Release c's publish state (the connection is closing). */
+void publish_free(struct conn *c);
+
+/* ---- stream.c: GET (PROTOCOL 3; README 3.8-3.12) ---- */
+
+/* Start c's stream for req: the rest of the connection. */
+void stream_begin(struct conn *c, const struct http_request *req);
+/* GET preferring text/html (README 3.11): the live page. */
+void stream_page(struct conn *c, const struct http_request *req);
+/* Events on a stream's socket. */
+void stream_io(struct conn *c, uint32_t events);
+/* Write what is due to s: from its position up to the ring's head, after what it has pending. */
+void stream_pump(struct sub *s);
+/* The ring was replaced: s follows the new one from its start. */
+void stream_ring_replaced(struct sub *s);
+/* Release c's stream (the connection is closing). */
+void stream_free(struct conn *c);
+
+/* ---- fanout.c: the process's ring and the fan-out ---- */
+
+/* Attach the ring if it is not (0 or -errno) and start the wake-ups. */
+_must_check_ int fanout_attach(struct frontend *fe);
+/* Add s (a new stream of topic key[0..len)) to its topic's group; false when out of memory. */
+bool fanout_join(struct frontend *fe, struct sub *s, const uint8_t *key, size_t len);
+void fanout_leave(struct frontend *fe, struct sub *s);
+/* The ring moved (an eventfd wake-up, or the single-connection futex wait): send every
+ * subscriber what is new. */
+void fanout_wake(struct frontend *fe);
+/* Stop the waiter thread and detach. */
+void fanout_done(struct frontend *fe);
 
 #endif

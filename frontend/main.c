@@ -1,369 +1,83 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * gitpubsub-frontend: serves one client connection, handed over by systemd (Accept=yes, the
- * connection is fd 3) or inetd (fds 0 and 1). Reads requests under the limits of PROTOCOL 7,
- * answers HEAD itself, passes POST/PUT to the broker, and turns a GET into a stream read
- * straight from the shared-memory ring.
+ * gitpubsub-frontend: how the process came to be, and the loop it runs.
+ *
+ *   a connection (inetd: fd 0; systemd Accept=yes: fd 3)  serve it, then exit
+ *   a listening socket (systemd Accept=no), [Frontend] mode:
+ *     multiplexed      a supervisor and N workers, each accepting from the shared socket and
+ *                      serving thousands of connections from one event loop
+ *     per-connection   accept and fork a process per connection, which serves it as above
+ *
+ * Every way ends in the same event loop over the same handlers (frontend/frontend.h).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/mman.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/io.h"
 #include "common/log.h"
-#include "frontend/frontend.h"
-#include "frontend/sse.h"
+#include "frontend/stream.h"
 
-#define LINGER_MS	1000u /* after an error: how long we read what the client still sends */
-#define LINGER_BYTES	(1u << 20) /* ... and how much of it */
-#define HEAD_SLACK	1024u	   /* request-line bytes besides the target */
 /* accept_loop: how long the listener waits when it is out of descriptors, memory or processes
  * before it tries again (the clients wait in the backlog meanwhile) */
-#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_PAUSE_MS	 100
+/* Connections a worker takes per wake-up of its listening socket, so one busy worker does not
+ * starve its streams while a reconnect storm lasts. */
+#define ACCEPT_BURST	 64
+/* Descriptors a worker keeps back from its limit for itself: the ring, statistics, epoll,
+ * eventfd, and a publisher's broker socket and memfd (which cost 2 beyond its connection). */
+#define FD_RESERVE	 ((size_t)64)
+/* How long a draining worker (SIGTERM) lets its publishers finish before it exits anyway. */
+#define DRAIN_MS	 10000u
+/* A worker that dies this soon after it started is restarted ever more slowly: from
+ * RESTART_MIN_MS, doubling up to RESTART_MAX_MS. */
+#define RESTART_QUICK_US UINT64_C(1000000)
+#define RESTART_MIN_MS	 100u
+#define RESTART_MAX_MS	 5000u
+/* How long the supervisor waits for its workers to exit after SIGTERM before it kills them. */
+#define STOP_WAIT_MS	 (DRAIN_MS + 2000u)
+#define MAX_WORKERS	 256u
 
-const char *http_status_text(int status)
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
 {
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 403:
-		return "Forbidden";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "Error";
-	}
+	(void)sig;
+	stop_requested = 1;
 }
 
-int conn_send(struct conn *c, const void *buf, size_t len)
+/* SIGTERM, SIGINT and SIGHUP end the process's loop: no SA_RESTART, so a wait returns EINTR. */
+static void catch_stop_signals(void)
 {
-	int err = io_write_full(c->fd, buf, len);
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigset_t set;
 
-	if (err == 0 && c->stats)
-		ring_stats_add(c->stats, &c->stats->sent, len);
-	return err;
-}
-
-ssize_t conn_fill(struct conn *c, uint64_t deadline_us)
-{
-	if (c->in_len < c->in_cap && publish_pending()) {
-		/* Answers wait in a batch while requests keep coming (publish.c): take what the
-		 * client has sent already, and send them before waiting for more. */
-		ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
-
-		if (n > 0) {
-			ring_stats_add(c->stats, c->stats ? &c->stats->received : NULL,
-				       (uint64_t)n);
-			c->in_len += (size_t)n;
-			return n;
-		}
-		if (!publish_flush(c))
-			return 0; /* the client left */
-	}
-	for (;;) {
-		uint64_t now = io_now_mono_us();
-		ssize_t n;
-		int r;
-
-		if (c->in_len >= c->in_cap)
-			return -ENOBUFS;
-		if (now >= deadline_us)
-			return -ETIMEDOUT;
-		r = io_poll1(c->fd, POLLIN, (int)MIN((deadline_us - now + 999) / 1000, 60000u));
-		if (r < 0)
-			return r;
-		if (r == 0)
-			continue;
-		n = io_read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-		if (n == -EAGAIN)
-			continue;
-		if (n < 0)
-			return n == -ECONNRESET ? 0 : n;
-		if (n > 0 && c->stats)
-			ring_stats_add(c->stats, &c->stats->received, (uint64_t)n);
-		c->in_len += (size_t)n;
-		return n;
-	}
-}
-
-void conn_consume(struct conn *c, size_t n)
-{
-	if (n >= c->in_len) {
-		c->in_len = 0;
-		return;
-	}
-	memmove(c->in, c->in + n, c->in_len - n);
-	c->in_len -= n;
-}
-
-void *frontend_map(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-void frontend_release(void *buf, size_t len)
-{
-	/* MADV_DONTNEED on private anonymous pages: freed now, zero-filled if touched again */
-	(void)madvise(buf, len, MADV_DONTNEED);
-}
-
-/* Read and drop what the client still sends, so closing does not reset the connection under
- * the response we just wrote (a reset can destroy unread data at the client). */
-static void linger_close(struct conn *c)
-{
-	uint64_t deadline = io_now_mono_us() + (uint64_t)LINGER_MS * 1000u;
-	size_t total = 0;
-	char buf[4096];
-
-	(void)shutdown(c->fd, SHUT_WR);
-	while (total < LINGER_BYTES) {
-		uint64_t now = io_now_mono_us();
-		ssize_t n;
-
-		if (now >= deadline ||
-		    io_poll1(c->fd, POLLIN, (int)((deadline - now) / 1000u + 1)) <= 0)
-			break;
-		n = io_read(c->fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		total += (size_t)n;
-	}
-	(void)close(c->fd);
-}
-
-void conn_fail(struct conn *c, int status, const char *reason)
-{
-	char head[512];
-	const char *extra = status == 405   ? "Allow: GET, HEAD, POST, PUT\r\n"
-			    : status == 503 ? "Retry-After: 1\r\n"
-					    : "";
-	/* PROTOCOL 4.1 and 4.3 fix these bodies byte for byte (compat); the rest end in CRLF */
-	bool bare = status == 403;
-	size_t blen = strlen(reason) + (bare ? 0 : 2);
-	int n;
-
-	if (!publish_flush(c)) /* the answers to earlier requests go first (PROTOCOL 1.3) */
-		exit(0);       /* the client left */
-
-	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nServer: " SERVER_NAME "\r\nContent-Type: text/plain\r\n"
-		     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s%s",
-		     status, http_status_text(status), blen, extra, reason, bare ? "" : "\r\n");
-	if (n > 0 && (size_t)n < sizeof(head))
-		(void)!conn_send(c, head, (size_t)n);
-	log_info("%s: %d %s", c->peer, status, reason);
-	linger_close(c);
-	exit(0);
-}
-
-/* HEAD (PROTOCOL 6): statistics for trusted peers, a bare health check for the rest. */
-static bool handle_head(struct conn *c, bool keep_alive)
-{
-	char buf[1024];
-	size_t n;
-
-	n = (size_t)snprintf(buf, sizeof(buf),
-			     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\nContent-Length: 0\r\n");
-	if (c->trusted) {
-		struct ring r = { 0 };
-		uint64_t now = io_now_real_us(), start = 0, held = 0, bytes = 0, oldest = 0;
-		uint64_t subs = 0, conns = 0, rx = 0, tx = 0;
-
-		if (ring_attach(c->ring_name, &r) == 0) {
-			uint64_t tail = ring_tail(&r), head = ring_head(&r);
-			struct ring_rec rec;
-
-			start = atomic_load_explicit(&r.hdr->broker_start_us, memory_order_relaxed);
-			held = head - tail;
-			bytes = atomic_load_explicit(&r.hdr->data_head, memory_order_relaxed) -
-				atomic_load_explicit(&r.hdr->data_tail, memory_order_relaxed);
-			if (ring_rec_get(&r, tail, &rec) == 0)
-				oldest = rec.time_us / 1000000u;
-			ring_detach(&r);
-		}
-		if (c->stats) {
-			subs = atomic_load_explicit(&c->stats->subscribers, memory_order_relaxed);
-			conns = atomic_load_explicit(&c->stats->connections, memory_order_relaxed);
-			rx = atomic_load_explicit(&c->stats->received, memory_order_relaxed);
-			tx = atomic_load_explicit(&c->stats->sent, memory_order_relaxed);
-		}
-		n += (size_t)snprintf(
-			buf + n, sizeof(buf) - n,
-			"X-Uptime: %llu\r\nX-Connections: %llu\r\nX-Subscribers: %llu\r\n"
-			"X-Total-Connections: %llu\r\nX-Received: %llu\r\nX-Sent: %llu\r\n"
-			"X-Messages: %llu\r\nX-History-Bytes: %llu\r\nX-Oldest-Message: %llu\r\n",
-			(unsigned long long)(start && now > start ? (now - start) / 1000000u : 0),
-			(unsigned long long)subs, (unsigned long long)subs,
-			(unsigned long long)conns, (unsigned long long)rx, (unsigned long long)tx,
-			(unsigned long long)held, (unsigned long long)bytes,
-			(unsigned long long)oldest);
-		/* cluster mode (shm/ring.h section 8): messages of the stream not in this ring yet */
-		if (c->stats && atomic_load_explicit(&c->stats->cluster, memory_order_relaxed))
-			n += (size_t)snprintf(
-				buf + n, sizeof(buf) - n, "X-Cluster-Lag: %llu\r\n",
-				(unsigned long long)atomic_load_explicit(&c->stats->cluster_lag,
-									 memory_order_relaxed));
-	}
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
-			      keep_alive ? "" : "Connection: close\r\n");
-	if (conn_send(c, buf, n) < 0)
-		return false;
-	return keep_alive;
-}
-
-static bool is_method(const struct http_request *req, const char *m)
-{
-	return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
-}
-
-static bool wants_keep_alive(const struct http_request *req)
-{
-	const struct http_header *h = http_find_header(req, "Connection");
-
-	if (h && http_value_has_token(h->value, h->value_len, "close"))
-		return false;
-	if (req->minor_version == 0)
-		return h && http_value_has_token(h->value, h->value_len, "keep-alive");
-	return true;
-}
-
-/*
- * Whether a request declares a body: any Transfer-Encoding, or a Content-Length other than 0.
- * GET and HEAD take none (RFC 9110 9.3.1, 9.3.2), and leaving one unread would make its bytes
- * the next request: a HEAD whose "body" is a POST would smuggle that POST past whatever proxy
- * framed it as one request. So such a request is refused (400) and its bytes never parsed.
- */
-static bool declares_body(const struct http_request *req)
-{
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-		uint64_t len;
-
-		if (h->name_len == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0)
-			return true;
-		if (h->name_len == 14 && strncasecmp(h->name, "Content-Length", 14) == 0 &&
-		    (http_parse_content_length(h->value, h->value_len, &len) < 0 || len != 0))
-			return true;
-	}
-	return false;
-}
-
-/* The request loop (PROTOCOL 1.2, 1.3): requests are answered in order until one closes. */
-static void serve(struct conn *c)
-{
-	const struct http_limits lim = {
-		.max_target = c->cfg.max_target,
-		.max_header = c->cfg.max_header,
-		.max_header_lines = MIN(c->cfg.max_header_lines, HTTP_MAX_HEADERS),
-	};
-	static struct http_request req;
-
-	for (;;) {
-		uint64_t deadline = io_now_mono_us() + (uint64_t)c->cfg.header_timeout_ms * 1000u;
-		struct http_error herr = { 0 };
-		bool keep_alive;
-		int hlen;
-
-		for (;;) {
-			ssize_t n;
-
-			hlen = c->in_len ? http_parse_request(c->in, c->in_len, &lim, &req, &herr)
-					 : -2;
-			if (hlen != -2)
-				break;
-			n = conn_fill(c, deadline);
-			if (n == -ETIMEDOUT) {
-				/* an idle keep-alive connection just ends; a started head is a 408 */
-				if (c->in_len == 0 && c->requests > 0)
-					return;
-				conn_fail(c, 408, "request header not complete in time");
-			}
-			if (n == -ENOBUFS)
-				conn_fail(c, 431, "request header section too large");
-			if (n == 0 && c->in_len == 0)
-				return; /* the client closed between requests */
-			if (n == 0)
-				conn_fail(c, 400, "connection closed in the middle of a request");
-			if (n < 0)
-				return;
-		}
-		if (hlen < 0)
-			conn_fail(c, herr.status ? herr.status : 400,
-				  herr.reason ? herr.reason : "malformed request");
-		/* The body and any pipelined request follow the head in c->in; keep the head's
-		 * bytes (which req points into) apart before c->in moves on. */
-		memcpy(c->head, c->in, (size_t)hlen);
-		conn_consume(c, (size_t)hlen);
-		if (http_parse_request(c->head, (size_t)hlen, &lim, &req, &herr) != hlen)
-			conn_fail(c, 500, "request head changed when copied");
-		c->requests++;
-		keep_alive = wants_keep_alive(&req);
-		if ((is_method(&req, "GET") || is_method(&req, "HEAD")) && declares_body(&req))
-			conn_fail(c, 400, "a GET or HEAD request may not carry a body");
-
-		/* publishes waiting for answers: theirs go first (PROTOCOL 1.3) */
-		if (!is_method(&req, "POST") && !is_method(&req, "PUT") && !publish_flush(c))
-			return;
-		if (is_method(&req, "GET") && sse_negotiate(&req) == SSE_KIND_PAGE) {
-			/* README 3.11: a browser's navigation; its EventSource may follow here */
-			if (!stream_page_handle(c, &req, keep_alive))
-				return;
-		} else if (is_method(&req, "GET")) {
-			stream_handle(c, &req);
-		} else if (is_method(&req, "HEAD")) {
-			if (!handle_head(c, keep_alive))
-				return;
-		} else if (is_method(&req, "POST") || is_method(&req, "PUT")) {
-			if (!publish_handle(c, &req, keep_alive))
-				return;
-		} else {
-			conn_fail(c, 405, "method not allowed: use GET, HEAD, POST or PUT");
-		}
-	}
+	(void)sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigemptyset(&set);
+	(void)sigaddset(&set, SIGTERM);
+	(void)sigaddset(&set, SIGINT);
+	(void)sigaddset(&set, SIGHUP);
+	(void)sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
 /*
  * systemd's socket-activation protocol (sd_listen_fds(3)), in the few lines the frontend needs:
- * linking libsystemd for it maps ten shared libraries into every connection's process, which
- * costs start-up time and memory at thousands of connections. LISTEN_FDS counts the sockets
- * from fd 3 on, and only counts if LISTEN_PID is our pid (the variables may be inherited by
- * mistake). Like sd_listen_fds(1) we unset both and mark the fds close-on-exec. Returns the
- * number of fds (0: not socket-activated) or -EINVAL for malformed variables.
+ * linking libsystemd for it maps ten shared libraries into every connection's process. Returns
+ * the number of fds from 3 on (0: not socket-activated) or -EINVAL for malformed variables.
  */
 #define LISTEN_FDS_START 3    /* SD_LISTEN_FDS_START */
 #define LISTEN_FDS_MAX	 1024 /* beyond any unit's socket count: a garbled variable */
@@ -410,8 +124,7 @@ static int listen_fds(void)
 	return (int)n;
 }
 
-/* What fd is, as sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, listening) tells: SOCKET_CONNECTION,
- * SOCKET_LISTENER (a socket unit without Accept=yes), or SOCKET_OTHER (not a stream socket). */
+/* What fd is, as sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, listening) tells. */
 enum socket_kind { SOCKET_OTHER, SOCKET_CONNECTION, SOCKET_LISTENER };
 
 static enum socket_kind socket_kind(int fd)
@@ -427,25 +140,143 @@ static enum socket_kind socket_kind(int fd)
 	return listening ? SOCKET_LISTENER : SOCKET_CONNECTION;
 }
 
+/* ---- the process ---- */
+
+static int frontend_init(struct frontend *fe, bool single)
+{
+	const uint64_t periods[TIMER_NCLASSES] = {
+		[TIMER_HEADER] = (uint64_t)fe->cfg.header_timeout_ms * 1000u,
+		[TIMER_BODY] = (uint64_t)fe->cfg.body_timeout_ms * 1000u,
+		[TIMER_KEEPALIVE] = (uint64_t)fe->cfg.keepalive_ms * 1000u,
+		/* PROTOCOL 4.6: how long a publisher waits for the broker before its 503; in
+		 * cluster mode the broker answers within [Cluster] publishTimeout + 1 s */
+		[TIMER_BROKER] = (fe->cfg.nats[0] ? (uint64_t)fe->cfg.publish_timeout_ms + 2000u
+						  : UINT64_C(5000)) *
+				 1000u,
+		/* after an error: how long we read what the client still sends */
+		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
+		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,
+		[TIMER_SOON] = 0,
+	};
+
+	fe->single = single;
+	fe->ring_name = fe->cfg.ring_name;
+	fe->listen_fd = -1;
+	fe->listen_io.fd = -1;
+	fe->wake_fd = -1;
+	fe->wake_io.fd = -1;
+	if (ring_stats_attach(fe->ring_name, true, &fe->stats) < 0)
+		fe->stats = NULL; /* broker never ran: serve anyway, count nothing */
+	return loop_init(&fe->loop, periods);
+}
+
+/* End every stream, and every connection that holds no request in progress (SIGTERM). */
+static void drain(struct frontend *fe)
+{
+	struct conn *c, *next;
+
+	fe->draining = true;
+	for (c = fe->conns; c; c = next) {
+		next = c->next;
+		if (c->state == CONN_STREAM || (c->state == CONN_HEAD && c->in_len == 0 &&
+						!publish_pending(c) && !conn_backlogged(c)))
+			conn_close(c, "the server is stopping");
+	}
+}
+
+/* The only stream of a one-connection process, when a futex wait is all it needs. */
+static struct sub *sole_stream(const struct frontend *fe)
+{
+	const struct conn *c = fe->conns;
+
+	if (!fe->single || fe->nconns != 1 || c->state != CONN_STREAM || !c->sub ||
+	    c->sub->blocked || c->sub->pend_len || !fe->ring.hdr)
+		return NULL;
+	return c->sub;
+}
+
+/* Run the loop until the process has nothing left to serve. */
+static void run(struct frontend *fe)
+{
+	uint64_t drain_end = 0;
+
+	for (;;) {
+		int timeout;
+		struct sub *s;
+
+		conn_reap(fe);
+		if (stop_requested && !fe->draining) {
+			drain(fe);
+			drain_end = io_now_mono_us() + (uint64_t)DRAIN_MS * 1000u;
+			if (fe->listen_fd >= 0) {
+				loop_del(&fe->loop, &fe->listen_io);
+				(void)close(fe->listen_fd);
+				fe->listen_fd = -1;
+			}
+		}
+		if ((fe->single || fe->draining) && fe->nconns == 0)
+			break;
+		if (fe->draining && io_now_mono_us() >= drain_end)
+			break;
+		timeout = loop_timeout_ms(&fe->loop, fe->draining ? 100 : -1);
+		s = sole_stream(fe);
+		if (s) {
+			/* one stream and nothing else to wait for: sleep on the ring itself */
+			uint32_t w = ring_wake_word(&fe->ring);
+
+			if (ring_head(&fe->ring) == s->next && !ring_closed(&fe->ring) &&
+			    ring_wait(&fe->ring, w, (uint32_t)(timeout < 0 ? 60000 : timeout)) < 0)
+				(void)poll(NULL, 0,
+					   1); /* futex unusable: poll gently, never spin */
+			fanout_wake(fe);
+			loop_run_timers(&fe->loop);
+			continue;
+		}
+		if (loop_once(&fe->loop, timeout) < 0) {
+			log_error("unable to wait for events: %s", strerror(errno));
+			break;
+		}
+	}
+	conn_reap(fe);
+}
+
+/* ---- one connection ---- */
+
+static int serve_one(struct frontend *fe, int fd)
+{
+	struct conn *c;
+
+	if (frontend_init(fe, true) < 0) {
+		log_error("unable to create the event loop: %s", strerror(errno));
+		return 1;
+	}
+	catch_stop_signals();
+	c = conn_new(fe, fd);
+	/* the trusted list is only needed for that one check */
+	free(fe->trust);
+	fe->trust = NULL;
+	if (!c) {
+		log_error("unable to serve a connection: out of memory");
+		return 1;
+	}
+	if (request_start(c))
+		request_process(c);
+	run(fe);
+	return 0;
+}
+
 /*
- * A listening socket (a socket unit with Accept=no; gitpubsub-run --fork): accept, and fork one
- * child per connection. Only children return, each with its connection; the listener itself
- * runs until it is killed. A shortage of memory, of the system's files or of processes costs the
- * connection at hand and a pause, not the listener; its own fd limit (it keeps no fd per
- * connection, so only a limit set too low for it) ends it, as it ends systemd-socket-activate,
- * and its supervisor starts it again: the clients wait in the backlog. This is the cheap way to a process per connection (issue 5, scenario 6): the child
- * of a small static process starts at once, with the configuration already read, where an
- * Accept=yes listener forks a large one, which then execs us, and we start from nothing. What
- * the children share is what exec would have given each of them anyway (text and read-only
- * data), plus the listener's few written pages, copied on write. A crashing child still takes
- * only its own connection. The price: children share the listener's address-space layout.
+ * per-connection: accept, and fork one child per connection. Only children return, each with its
+ * connection; the listener itself runs until it is killed. A shortage of memory, of the system's
+ * files or of processes costs the connection at hand and a pause, not the listener; its own fd
+ * limit (it keeps no fd per connection) ends it, as it ends systemd-socket-activate, and its
+ * supervisor starts it again: the clients wait in the backlog. The child of a small static
+ * process starts at once with the configuration already read, where an Accept=yes listener forks
+ * a large one which then execs us. A crashing child takes only its own connection.
  */
 static int accept_loop(int lfd)
 {
 	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
-	/* Non-blocking, waiting in poll(): a blocked accept() holds the fd it will return from
-	 * before the connection comes, so a limit lowered meanwhile would be seen one connection
-	 * late. In a burst the backlog is never empty and accept() alone does the work. */
 	(void)!io_set_nonblock(lfd, true);
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -460,7 +291,6 @@ static int accept_loop(int lfd)
 			}
 			if (errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
 				return -errno;
-			/* out of the system's files or memory: the backlog waits for some to return */
 			log_warning("unable to accept a connection: %s", strerror(errno));
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
 			continue;
@@ -472,7 +302,6 @@ static int accept_loop(int lfd)
 			return fd;
 		}
 		if (pid < 0) {
-			/* the process limit: this client is refused, the next may find room */
 			log_warning("unable to start a process for a connection: %s",
 				    strerror(errno));
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
@@ -481,193 +310,421 @@ static int accept_loop(int lfd)
 	}
 }
 
-/* Find the connection: LISTEN_FDS (systemd Accept=yes, or a listening socket: accept_loop) or
- * stdin (inetd). fd, or -errno. */
-static int find_connection(void)
+/* ---- a multiplexed worker ---- */
+
+static void listen_io(struct loop *l, struct loop_io *io, uint32_t events);
+
+static void accept_resume(struct frontend *fe)
 {
-	int n = listen_fds();
-
-	if (n < 0) {
-		log_error("unable to read LISTEN_PID/LISTEN_FDS: %s", strerror(-n));
-		return n;
-	}
-	if (n > 1) {
-		log_error("got %d sockets from systemd; expected one (a connection or a listener)",
-			  n);
-		return -EINVAL;
-	}
-	if (n == 1) {
-		if (socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
-			int fd = accept_loop(LISTEN_FDS_START);
-
-			if (fd < 0)
-				log_error("unable to accept connections: %s", strerror(-fd));
-			return fd;
-		}
-		if (socket_kind(LISTEN_FDS_START) != SOCKET_CONNECTION) {
-			log_error("fd 3 is neither a connected nor a listening stream socket");
-			return -EINVAL;
-		}
-		return LISTEN_FDS_START;
-	}
-	if (socket_kind(STDIN_FILENO) != SOCKET_CONNECTION) {
-		log_error("no connection: stdin is not a connected stream socket; run me from "
-			  "systemd (Accept=yes) or inetd");
-		return -ENOTSOCK;
-	}
-	return STDIN_FILENO;
+	if (fe->accepting || fe->listen_fd < 0 || fe->draining)
+		return;
+	if (loop_add(&fe->loop, &fe->listen_io, fe->listen_fd, EPOLLIN | EPOLLEXCLUSIVE,
+		     listen_io) == 0)
+		fe->accepting = true;
 }
 
-static void describe_peer(struct conn *c)
+static void accept_pause(struct frontend *fe)
 {
-	struct sockaddr_storage ss = { .ss_family = AF_UNSPEC }; /* in case len comes back short */
-	socklen_t len = sizeof(ss);
-	char addr[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	struct trust *trust;
-	char err[256];
-
-	c->trusted = false;
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
-		(void)inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
-		port = ntohs(sin->sin_port);
-	} else if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
-		(void)inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
-		port = ntohs(sin6->sin6_port);
-	}
-	(void)snprintf(c->peer, sizeof(c->peer), "%s %u", addr, port);
-	/* The parsed list (4.6 KiB) is needed only here: on the stack it would leave its pages
-	 * touched for the life of the connection (issue 5), so it gets pages of its own. */
-	trust = frontend_map(sizeof(*trust));
-	if (!trust) {
-		log_error("unable to check the peer against trustedPeers: out of memory; trusting "
-			  "nobody");
-		return;
-	}
-	if (trust_parse(c->cfg.trusted_peers, trust, err, sizeof(err)) < 0)
-		log_error("trustedPeers: %s; trusting nobody", err);
-	else
-		c->trusted = trust_check(trust, (const struct sockaddr *)&ss, len);
-	(void)munmap(trust, sizeof(*trust));
+	loop_del(&fe->loop, &fe->listen_io);
+	fe->accepting = false;
 }
+
+static void accept_retry(struct loop *l, struct timer *t)
+{
+	(void)l;
+	accept_resume(container_of(t, struct frontend, accept_timer));
+}
+
+static void listen_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct frontend *fe = container_of(io, struct frontend, listen_io);
+
+	(void)events;
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		int fd;
+		struct conn *c;
+
+		if (fe->nconns >= fe->max_conns) {
+			/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE)
+			 * or keeps them in the backlog until one of ours ends */
+			log_warning("worker %d holds %zu connections, its maximum; new ones go to "
+				    "other workers or wait",
+				    (int)getpid(), fe->nconns);
+			accept_pause(fe);
+			return;
+		}
+		fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN)
+				return;
+			/* out of descriptors or memory: a pause, then try again */
+			log_warning("unable to accept a connection: %s", strerror(errno));
+			accept_pause(fe);
+			timer_arm(l, &fe->accept_timer, TIMER_RETRY, accept_retry);
+			return;
+		}
+		c = conn_new(fe, fd);
+		if (c && request_start(c))
+			request_process(c);
+	}
+}
+
+/* The most descriptors this process may have, raised to the hard limit. */
+static size_t fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+}
+
+static int worker_main(struct frontend *fe, int lfd)
+{
+	size_t limit = fd_limit();
+
+	if (frontend_init(fe, false) < 0) {
+		log_error("unable to create the event loop: %s", strerror(errno));
+		return 1;
+	}
+	catch_stop_signals();
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone, drain and go */
+	fe->max_conns = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
+	if (fe->cfg.max_connections && fe->cfg.max_connections < fe->max_conns)
+		fe->max_conns = fe->cfg.max_connections;
+	fe->listen_fd = lfd;
+	(void)!io_set_nonblock(lfd, true);
+	accept_resume(fe);
+	if (!fe->accepting) {
+		log_error("unable to watch the listening socket: %s", strerror(errno));
+		return 1;
+	}
+	/* the ring's waiter starts now, not at the first stream: the first subscriber's first
+	 * message should not wait for a thread to start */
+	(void)!fanout_attach(fe);
+	log_debug("worker %d: serving up to %zu connections", (int)getpid(), fe->max_conns);
+	for (;;) {
+		run(fe);
+		if (fe->draining)
+			break;
+	}
+	return 0;
+}
+
+/* ---- the supervisor ---- */
+
+struct worker {
+	pid_t pid;
+	uint64_t started_us;
+	uint32_t delay_ms; /* before the next restart */
+	uint64_t restart_at_us;
+};
+
+static pid_t worker_spawn(struct frontend *fe, int lfd, struct worker *w)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		sigset_t none;
+
+		(void)sigemptyset(&none);
+		(void)sigprocmask(SIG_SETMASK, &none, NULL);
+		exit(worker_main(fe, lfd));
+	}
+	if (pid < 0) {
+		log_error("unable to start a worker: %s", strerror(errno));
+		w->pid = 0;
+		w->restart_at_us = io_now_mono_us() + (uint64_t)RESTART_MAX_MS * 1000u;
+		return pid;
+	}
+	w->pid = pid;
+	w->started_us = io_now_mono_us();
+	return pid;
+}
+
+static size_t worker_count(const struct config *cfg)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cfg->workers ? cfg->workers : (size_t)(cpus > 0 ? cpus : 1);
+
+	return MIN(n, (size_t)MAX_WORKERS);
+}
+
+/*
+ * multiplexed: start the workers and keep them running. A worker that dies takes only its own
+ * connections (their clients resume with cursors) and is started again; SIGTERM goes on to the
+ * workers, which drain and exit, and then so does the supervisor.
+ */
+static int supervise(struct frontend *fe, int lfd, size_t nworkers)
+{
+	static struct worker workers[MAX_WORKERS];
+	sigset_t set;
+	bool stopping = false;
+	uint64_t stop_deadline = 0;
+	size_t alive = 0;
+
+	(void)sigemptyset(&set);
+	(void)sigaddset(&set, SIGCHLD);
+	(void)sigaddset(&set, SIGTERM);
+	(void)sigaddset(&set, SIGINT);
+	(void)sigaddset(&set, SIGHUP);
+	(void)sigprocmask(SIG_BLOCK, &set, NULL);
+	for (size_t i = 0; i < nworkers; i++) {
+		workers[i].delay_ms = RESTART_MIN_MS;
+		if (worker_spawn(fe, lfd, &workers[i]) > 0)
+			alive++;
+	}
+	log_info("serving with %zu multiplexed workers", nworkers);
+	for (;;) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100000000L }; /* 100 ms */
+		uint64_t now;
+		pid_t pid;
+		int sig, status;
+
+		sig = sigtimedwait(&set, NULL, &ts);
+		if ((sig == SIGTERM || sig == SIGINT || sig == SIGHUP) && !stopping) {
+			stopping = true;
+			stop_deadline = io_now_mono_us() + (uint64_t)STOP_WAIT_MS * 1000u;
+			for (size_t i = 0; i < nworkers; i++)
+				if (workers[i].pid > 0)
+					(void)kill(workers[i].pid, SIGTERM);
+		}
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			for (size_t i = 0; i < nworkers; i++) {
+				struct worker *w = &workers[i];
+
+				if (w->pid != pid)
+					continue;
+				w->pid = 0;
+				alive--;
+				if (stopping)
+					break;
+				now = io_now_mono_us();
+				if (WIFSIGNALED(status))
+					log_warning(
+						"worker %d was killed by signal %d; restarting it",
+						(int)pid, WTERMSIG(status));
+				else
+					log_warning(
+						"worker %d exited with status %d; restarting it",
+						(int)pid, WEXITSTATUS(status));
+				w->delay_ms = now - w->started_us < RESTART_QUICK_US
+						      ? MIN(w->delay_ms * 2, RESTART_MAX_MS)
+						      : RESTART_MIN_MS;
+				w->restart_at_us = now + (uint64_t)w->delay_ms * 1000u;
+			}
+		}
+		now = io_now_mono_us();
+		if (stopping) {
+			if (alive == 0)
+				return 0;
+			if (now >= stop_deadline) {
+				for (size_t i = 0; i < nworkers; i++)
+					if (workers[i].pid > 0)
+						(void)kill(workers[i].pid, SIGKILL);
+				stop_deadline = UINT64_MAX;
+			}
+			continue;
+		}
+		for (size_t i = 0; i < nworkers; i++)
+			if (workers[i].pid == 0 && now >= workers[i].restart_at_us &&
+			    worker_spawn(fe, lfd, &workers[i]) > 0)
+				alive++;
+	}
+}
+
+/* ---- main ---- */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: gitpubsub-frontend [OPTIONS]\n"
 		"\n"
-		"Serves one GitPubSub client connection. Started per connection by systemd\n"
-		"(gitpubsub.socket with Accept=yes: the connection is fd 3) or by inetd (the\n"
-		"connection is stdin/stdout); not meant to be run by hand. Given a listening\n"
-		"socket as fd 3 instead (Accept=no), it accepts connections and forks one\n"
-		"process per connection itself.\n"
+		"Serves GitPubSub clients; started by systemd or inetd, not by hand.\n"
+		"Given a connection (inetd: stdin/stdout; systemd Accept=yes: fd 3), it serves\n"
+		"that one. Given a listening socket as fd 3 (systemd Accept=no), it serves every\n"
+		"connection, in the mode [Frontend] mode names:\n"
+		"  multiplexed      a few worker processes (one per CPU), each serving thousands\n"
+		"                   of connections from one event loop (the default)\n"
+		"  per-connection   one process per connection, forked at accept\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
 		"  -r, --ring NAME     shared-memory ring name (default: [History] ring)\n"
 		"  -s, --socket PATH   the broker's local socket (default: [Broker] socket)\n"
+		"  -m, --mode MODE     multiplexed or per-connection (default: [Frontend] mode)\n"
+		"  -w, --workers N     multiplexed workers (default: [Frontend] workers, 0: one\n"
+		"                      per CPU)\n"
 		"  -h, --help          this text;  -V, --version  the version\n"
 		"\n"
 		"Environment: GITPUBSUB_LOG_LEVEL. Logs go to the journal, or to syslog when stderr\n"
 		"is the client's socket (inetd), never to the client.\n"
-		"Exit status: 0 when the connection ends, 1 on a configuration or start-up error,\n"
-		"2 on a usage error.\n");
+		"Exit status: 0 when the connection ends or after SIGTERM, 1 on a configuration or\n"
+		"start-up error, 2 on a usage error.\n");
 }
 
-int main(int argc, char **argv)
+static int parse_workers(const char *s, uint32_t *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > MAX_WORKERS)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+/* What the command line asks; NULL or unset: the configuration's. */
+struct options {
+	const char *config, *ring, *socket, *mode;
+	uint32_t workers;
+	bool workers_set;
+};
+
+/* Read the command line into o: 0 to go on, 1 when done (help or version printed: exit 0),
+ * -1 on a usage error (said: exit 2). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "ring", required_argument, NULL, 'r' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "workers", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *config_path = NULL, *ring_name = NULL, *socket_path = NULL;
-	static struct conn c;
-	int opt, err;
+	int opt;
 
-	log_open(argv[0]);
-	while ((opt = getopt_long(argc, argv, "c:r:s:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:r:s:m:w:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			config_path = optarg;
+			o->config = optarg;
 			break;
 		case 'r':
-			ring_name = optarg;
+			o->ring = optarg;
 			break;
 		case 's':
-			socket_path = optarg;
+			o->socket = optarg;
+			break;
+		case 'm':
+			if (strcmp(optarg, "multiplexed") != 0 &&
+			    strcmp(optarg, "per-connection") != 0) {
+				fprintf(stderr,
+					"gitpubsub-frontend: --mode is 'multiplexed' or "
+					"'per-connection', not '%s'\n",
+					optarg);
+				return -1;
+			}
+			o->mode = optarg;
+			break;
+		case 'w':
+			if (parse_workers(optarg, &o->workers) < 0) {
+				fprintf(stderr,
+					"gitpubsub-frontend: --workers is a number from 0 to %u\n",
+					MAX_WORKERS);
+				return -1;
+			}
+			o->workers_set = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return 1;
 		case 'V':
-			printf("gitpubsub-frontend 1.0.0\n");
-			return 0;
+			printf("gitpubsub-frontend " GPS_VERSION "\n");
+			return 1;
 		default:
 			usage(stderr);
-			return 2;
+			return -1;
 		}
 	}
-	(void)signal(SIGPIPE, SIG_IGN); /* EPIPE from write() is the client leaving */
+	return 0;
+}
+
+/* The configuration, with the command line's overrides, and the trusted peers; false when it
+ * cannot be read (logged). */
+static bool configure(struct frontend *fe, const struct options *o)
+{
+	char why[256];
+
+	if (config_read(o->config, &fe->cfg) < 0)
+		return false;
+	if (o->ring)
+		(void)snprintf(fe->cfg.ring_name, sizeof(fe->cfg.ring_name), "%s", o->ring);
+	if (o->socket)
+		(void)snprintf(fe->cfg.socket_path, sizeof(fe->cfg.socket_path), "%s", o->socket);
+	if (o->mode)
+		(void)snprintf(fe->cfg.frontend_mode, sizeof(fe->cfg.frontend_mode), "%s", o->mode);
+	if (o->workers_set)
+		fe->cfg.workers = o->workers;
+	fe->trust = malloc(sizeof(*fe->trust));
+	if (!fe->trust) {
+		log_error("unable to check peers against trustedPeers: out of memory; trusting "
+			  "nobody");
+	} else if (trust_parse(fe->cfg.trusted_peers, fe->trust, why, sizeof(why)) < 0) {
+		log_error("trustedPeers: %s; trusting nobody", why);
+		free(fe->trust);
+		fe->trust = NULL;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	static struct frontend fe;
+	struct options o = { 0 };
+	int n;
+
+	log_open(argv[0]);
+	n = parse_options(argc, argv, &o);
+	if (n != 0)
+		return n > 0 ? 0 : 2;
+	(void)signal(SIGPIPE, SIG_IGN); /* EPIPE from a write is the client leaving */
 	/* The connection is ours to the end, whatever becomes of the listener that spawned us:
 	 * systemd-socket-activate gives its children PR_SET_PDEATHSIG, and it exits when accept()
 	 * or fork() fails (fd or process limit), which would end every open stream with it. */
 	(void)prctl(PR_SET_PDEATHSIG, 0);
+	if (!configure(&fe, &o))
+		return 1;
 
-	config_defaults(&c.cfg);
-	err = config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, &c.cfg);
-	if (err < 0 && !(err == -ENOENT && !config_path)) {
-		log_error("unable to load configuration '%s': %s",
-			  config_path ? config_path : CONFIG_DEFAULT_PATH, strerror(-err));
+	n = listen_fds();
+	if (n < 0) {
+		log_error("unable to read LISTEN_PID/LISTEN_FDS: %s", strerror(-n));
 		return 1;
 	}
-	if (ring_name)
-		(void)snprintf(c.cfg.ring_name, sizeof(c.cfg.ring_name), "%s", ring_name);
-	if (socket_path)
-		(void)snprintf(c.cfg.socket_path, sizeof(c.cfg.socket_path), "%s", socket_path);
-	c.ring_name = c.cfg.ring_name;
-	c.broker_fd = -1;
-	c.memfd = -1;
-
-	c.fd = find_connection();
-	if (c.fd < 0)
-		return 1;
-	(void)!io_set_nonblock(c.fd, false);
-	{
-		struct timeval tv = { .tv_sec = c.cfg.send_timeout_ms / 1000u,
-				      .tv_usec =
-					      (suseconds_t)(c.cfg.send_timeout_ms % 1000u) * 1000 };
-		(void)setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
-	{
-		/* Every write we make is a whole response or a whole batch of messages: Nagle
-		 * could only hold one back until the client's ACK (issue 5, latency). Fails
-		 * harmlessly on a unix socket. */
-		int one = 1;
-		(void)setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	c.in_cap = c.cfg.max_target + c.cfg.max_header + HEAD_SLACK;
-	c.in = frontend_map(c.in_cap);
-	c.head = frontend_map(c.in_cap);
-	if (!c.in || !c.head) {
-		log_error("unable to allocate the request buffer: out of memory");
+	if (n > 1) {
+		log_error("got %d sockets from systemd; expected one (a connection or a listener)",
+			  n);
 		return 1;
 	}
-	if (ring_stats_attach(c.ring_name, true, &c.stats) < 0)
-		c.stats = NULL; /* broker never ran: serve anyway, count nothing */
-	ring_stats_add(c.stats, c.stats ? &c.stats->connections : NULL, 1);
-	describe_peer(&c);
-	log_debug("%s: connected%s", c.peer, c.trusted ? " (trusted)" : "");
+	if (n == 1 && socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
+		if (strcmp(fe.cfg.frontend_mode, "multiplexed") == 0)
+			return supervise(&fe, LISTEN_FDS_START, worker_count(&fe.cfg));
+		int fd = accept_loop(LISTEN_FDS_START);
 
-	serve(&c);
-	(void)publish_flush(&c); /* serve() leaves none waiting; be sure */
-	(void)close(c.fd);
-	return 0;
+		if (fd < 0) {
+			log_error("unable to accept connections: %s", strerror(-fd));
+			return 1;
+		}
+		return serve_one(&fe, fd);
+	}
+	if (n == 1 && socket_kind(LISTEN_FDS_START) != SOCKET_CONNECTION) {
+		log_error("fd 3 is neither a connected nor a listening stream socket");
+		return 1;
+	}
+	if (n == 0 && socket_kind(STDIN_FILENO) != SOCKET_CONNECTION) {
+		log_error("no connection: stdin is not a connected stream socket; run me from "
+			  "systemd or inetd");
+		return 1;
+	}
+	return serve_one(&fe, n == 1 ? LISTEN_FDS_START : STDIN_FILENO);
 }

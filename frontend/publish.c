@@ -1,12 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* POST and PUT (PROTOCOL 4): read the body under its framing and limits, hand it to the
- * broker (common/proto.h), and answer only with what the broker says. */
+/*
+ * POST and PUT (PROTOCOL 4): read the body under its framing and limits as its bytes arrive,
+ * hand it to the broker (common/proto.h), and answer only with what the broker says.
+ *
+ * Pipelined publishes (PROTOCOL 1.3) go to the broker together: the requests already read from
+ * the client are handed over in one sendmmsg() and answered in one write, so a publisher that
+ * pipelines costs one round trip to the broker, one wake-up of the readers and one write per
+ * batch instead of per message. Nothing waits for more requests to come: the batch leaves as
+ * soon as the client's bytes at hand hold no further complete request. While the broker works,
+ * the connection reads nothing more; every other connection of the process goes on.
+ */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,51 +24,68 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/proto.h"
-#include "frontend/cursor.h"
 #include "frontend/frontend.h"
 #include "shm/topic.h"
 
-/* How long a publisher waits for the broker before it gets a 503 (PROTOCOL 4.6). */
-#define BROKER_TIMEOUT_MS 5000
 /*
- * Pipelined publishes (PROTOCOL 1.3) go to the broker together: the requests already read from
- * the client are handed over in one sendmmsg() and answered in one write, so a publisher that
- * pipelines costs one round trip to the broker, one wake-up of the readers and one write per
- * batch instead of per message (issue 5, scenario 2). Nothing waits for more requests to come:
- * the batch leaves as soon as the next read from the client would block (conn_fill). At most
- * PUB_PIPELINE requests, below the broker's REQUEST_BATCH so that one round of its loop takes
- * them all, and PUB_BATCH_BYTES of datagrams, well within a local socket's send buffer (208
- * KiB), so handing them over never waits for the broker to read.
+ * At most PUB_PIPELINE requests in a batch, below the broker's REQUEST_BATCH so that one round
+ * of its loop takes them all, and PUB_BATCH_BYTES of datagrams, well within a local socket's
+ * send buffer (208 KiB), so handing them over never waits for the broker to read.
  */
-#define PUB_PIPELINE	  32u
-#define PUB_BATCH_BYTES	  ((size_t)128 * 1024u)
-#define PUB_ANSWER_MAX	  512u /* one 200 answer: fixed lines, a timestamp and a cursor */
+#define PUB_PIPELINE	32u
+#define PUB_BATCH_BYTES ((size_t)128 * 1024u)
+#define PUB_ANSWER_MAX	512u  /* one 200 answer: fixed lines, a timestamp and a cursor */
+#define BODY_MIN	4096u /* first size of a body buffer: it grows to the body limit */
+
+enum body_framing { BODY_LENGTH, BODY_CHUNKED, BODY_LINE };
 
 /* A publish handed to (or about to be handed to) the broker, waiting for its answer. */
 struct pending {
-	size_t off, len; /* its datagram in batch_buf */
+	size_t off, len; /* its datagram in batch */
 	bool keep_alive; /* its answer leaves the connection open */
-	bool in_memfd;	 /* its body is in c->memfd (larger than PROTO_INLINE_MAX) */
+	bool in_memfd;	 /* its body is in memfd (larger than PROTO_INLINE_MAX) */
 };
 
-static char *body_buf;	   /* max_body + 1 bytes, allocated at the first publish */
-static uint8_t *topic_buf; /* the stored topic */
-static uint8_t *batch_buf; /* the datagrams of the pending publishes */
-static size_t batch_len;
-static char *answer_buf; /* PUB_PIPELINE answers */
-static struct pending pending[PUB_PIPELINE];
-static size_t npending;
-static struct proto_resp replies[PUB_PIPELINE];
+struct pub {
+	struct conn *c;
 
-static int broker_connect(struct conn *c)
+	/* The request whose body is being read (or waits, complete, for a batch: ready). */
+	enum body_framing framing;
+	uint64_t want; /* BODY_LENGTH: body bytes still to come */
+	struct http_chunked dec;
+	char *body;
+	size_t body_len, body_cap;
+	uint8_t *topic; /* its stored topic */
+	size_t topic_len, topic_cap;
+	char id[PROTO_MAX_ID]; /* its X-Message-Id */
+	size_t id_len;
+	bool keep_alive;
+	bool ready; /* complete, waiting for the batch in flight to be answered */
+
+	/* The batch. */
+	struct pending pending[PUB_PIPELINE];
+	size_t npending; /* queued */
+	size_t nsent;	 /* handed to the broker (CONN_BROKER) */
+	size_t got;	 /* replies received */
+	uint8_t *batch;
+	size_t batch_len;
+	struct proto_resp replies[PUB_PIPELINE];
+	int broker_fd;
+	struct loop_io broker_io;
+	int memfd;
+	int err; /* why no request of the batch reached the broker */
+};
+
+static int broker_connect(const struct conn *c)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = c->fe->cfg.socket_path;
 	int fd;
 
-	if (strlen(c->cfg.socket_path) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, c->cfg.socket_path, strlen(c->cfg.socket_path) + 1);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -70,20 +96,94 @@ static int broker_connect(struct conn *c)
 	return fd;
 }
 
-static void broker_close(struct conn *c)
+static void broker_close(struct pub *p)
 {
-	if (c->broker_fd >= 0)
-		(void)close(c->broker_fd);
-	c->broker_fd = -1;
+	if (p->broker_fd < 0)
+		return;
+	loop_del(&p->c->fe->loop, &p->broker_io);
+	(void)close(p->broker_fd);
+	p->broker_fd = -1;
+}
+
+void publish_free(struct conn *c)
+{
+	struct pub *p = c->pub;
+
+	if (!p)
+		return;
+	broker_close(p);
+	if (p->memfd >= 0)
+		(void)close(p->memfd);
+	free(p->body);
+	free(p->topic);
+	free(p->batch);
+	free(p);
+	c->pub = NULL;
+}
+
+bool publish_pending(const struct conn *c)
+{
+	return c->pub && c->pub->npending > 0 && c->state != CONN_BROKER;
+}
+
+static void batch_done(struct conn *c, int err);
+
+static void broker_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct pub *p = container_of(io, struct pub, broker_io);
+	struct mmsghdr msgs[PUB_PIPELINE];
+	struct iovec iov[PUB_PIPELINE];
+	size_t want = p->nsent - p->got;
+	int r;
+
+	(void)l;
+	(void)events;
+	if (p->c->state != CONN_BROKER || want == 0) {
+		/* nothing asked: the broker closed, or spoke out of turn */
+		broker_close(p);
+		return;
+	}
+	memset(msgs, 0, sizeof(msgs));
+	for (size_t i = 0; i < want; i++) {
+		iov[i].iov_base = &p->replies[p->got + i];
+		iov[i].iov_len = sizeof(p->replies[0]);
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	do
+		r = recvmmsg(p->broker_fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN)
+		return;
+	if (r < 0) {
+		batch_done(p->c, -errno);
+		return;
+	}
+	for (int i = 0; i < r; i++) {
+		struct proto_resp *resp = &p->replies[p->got];
+
+		if (msgs[i].msg_len == 0) {
+			batch_done(p->c, -ECONNRESET); /* the broker went away */
+			return;
+		}
+		if (msgs[i].msg_len != sizeof(*resp) || resp->magic != PROTO_MAGIC) {
+			batch_done(p->c, -EPROTO);
+			return;
+		}
+		resp->reason[sizeof(resp->reason) - 1] = '\0';
+		p->got++;
+	}
+	if (p->got == p->nsent)
+		batch_done(p->c, p->nsent < p->npending ? -EPIPE : 0);
 }
 
 /*
- * Hand the first n pending requests to the broker, in order; a request with its body in the
- * memfd carries the fd. A batch that could not even start (the broker restarted since our last
- * publish) is sent once more on a new connection; requests that were sent are not, as they may
- * be stored already. Returns how many were sent: n, or fewer with *ret_err set.
+ * Hand the queued requests to the broker, in order; a request with its body in the memfd carries
+ * the fd. A batch that could not even start (the broker restarted since our last publish) is
+ * sent once more on a new connection; requests that were sent are not, as they may be stored
+ * already. Returns how many were sent, with *ret_err set when not all.
  */
-static size_t send_batch(struct conn *c, size_t n, int *ret_err)
+static size_t send_batch(struct pub *p, int *ret_err)
 {
 	union {
 		struct cmsghdr align;
@@ -93,7 +193,7 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 	struct iovec iov[PUB_PIPELINE];
 	/* not CMSG_FIRSTHDR, which the compiler cannot prove non-NULL */
 	struct cmsghdr *cm = &ctl.align;
-	size_t sent = 0;
+	size_t n = p->npending, sent = 0;
 	bool retried = false;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -101,13 +201,13 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &c->memfd, sizeof(int));
+	memcpy(CMSG_DATA(cm), &p->memfd, sizeof(int));
 	for (size_t i = 0; i < n; i++) {
-		iov[i].iov_base = batch_buf + pending[i].off;
-		iov[i].iov_len = pending[i].len;
+		iov[i].iov_base = p->batch + p->pending[i].off;
+		iov[i].iov_len = p->pending[i].len;
 		msgs[i].msg_hdr.msg_iov = &iov[i];
 		msgs[i].msg_hdr.msg_iovlen = 1;
-		if (pending[i].in_memfd) {
+		if (p->pending[i].in_memfd) {
 			msgs[i].msg_hdr.msg_control = ctl.buf;
 			msgs[i].msg_hdr.msg_controllen = sizeof(ctl.buf);
 		}
@@ -115,14 +215,22 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 	while (sent < n) {
 		int r;
 
-		if (c->broker_fd < 0) {
-			c->broker_fd = broker_connect(c);
-			if (c->broker_fd < 0) {
-				*ret_err = c->broker_fd;
+		if (p->broker_fd < 0) {
+			int fd = broker_connect(p->c);
+
+			if (fd < 0) {
+				*ret_err = fd;
+				return sent;
+			}
+			p->broker_fd = fd;
+			if (loop_add(&p->c->fe->loop, &p->broker_io, fd, EPOLLIN, broker_io) < 0) {
+				*ret_err = -errno;
+				(void)close(fd);
+				p->broker_fd = -1;
 				return sent;
 			}
 		}
-		r = sendmmsg(c->broker_fd, msgs + sent, (unsigned)(n - sent), MSG_NOSIGNAL);
+		r = sendmmsg(p->broker_fd, msgs + sent, (unsigned)(n - sent), MSG_NOSIGNAL);
 		if (r > 0) {
 			sent += (size_t)r;
 			continue;
@@ -130,7 +238,7 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 		if (r < 0 && errno == EINTR)
 			continue;
 		*ret_err = r < 0 ? -errno : -EIO;
-		broker_close(c);
+		broker_close(p);
 		if (sent > 0 || retried)
 			return sent;
 		retried = true;
@@ -138,257 +246,273 @@ static size_t send_batch(struct conn *c, size_t n, int *ret_err)
 	return sent;
 }
 
-/* Read the broker's replies to n requests into replies[]: 0, or -errno with *ret_got of them
- * read (-ETIMEDOUT: none came for BROKER_TIMEOUT_MS). Replies already there cost no wait. */
-static int recv_replies(struct conn *c, size_t n, size_t *ret_got)
-{
-	struct mmsghdr msgs[PUB_PIPELINE];
-	struct iovec iov[PUB_PIPELINE];
-	size_t got = 0;
-	int err = 0;
+static void queue_ready(struct conn *c);
 
-	memset(msgs, 0, sizeof(msgs));
-	for (size_t i = 0; i < n; i++) {
-		iov[i].iov_base = &replies[i];
-		iov[i].iov_len = sizeof(replies[i]);
-		msgs[i].msg_hdr.msg_iov = &iov[i];
-		msgs[i].msg_hdr.msg_iovlen = 1;
+/* The broker answered the batch (err 0), or could not (err < 0: the requests it did not answer
+ * get 503). Answer the client, then go on with what waits. */
+static void batch_done(struct conn *c, int err)
+{
+	struct pub *p = c->pub;
+	char answers[PUB_PIPELINE * PUB_ANSWER_MAX];
+	size_t n = p->npending, got = p->got, i, len = 0;
+	bool keep_alive = true;
+
+	timer_disarm(&c->timer);
+	if (err < 0 && err != -EPIPE)
+		broker_close(p); /* its replies are out of step now */
+	p->npending = p->nsent = p->got = 0;
+	p->batch_len = 0;
+	conn_enter(c, CONN_HEAD);
+	for (i = 0; i < got && p->replies[i].status == 200; i++) {
+		const struct proto_resp *r = &p->replies[i];
+
+		keep_alive = p->pending[i].keep_alive;
+		len += response_published(answers + len, PUB_ANSWER_MAX, r->time_us, r->generation,
+					  r->seq, keep_alive);
 	}
-	while (got < n) {
-		int r = recvmmsg(c->broker_fd, msgs + got, (unsigned)(n - got), MSG_DONTWAIT, NULL);
-
-		if (r < 0 && errno == EAGAIN) {
-			/* cluster mode: the broker answers within [Cluster] publishTimeout + 1 s */
-			r = io_poll1(c->broker_fd, POLLIN,
-				     c->cfg.nats[0] ? (int)c->cfg.publish_timeout_ms + 2000
-						    : BROKER_TIMEOUT_MS);
-			if (r == 0)
-				err = -ETIMEDOUT;
-			if (r <= 0 && err == 0)
-				err = r;
-			if (err < 0)
-				break;
-			continue;
+	if (len && !conn_send(c, answers, len))
+		return;
+	if (i < got || got < n) {
+		/* a refusal, or an unreachable broker: the client's pipeline ends here */
+		c->fail_status = 0;
+		if (i < got) {
+			conn_fail(c, (int)p->replies[i].status, p->replies[i].reason);
+			return;
 		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err = -errno;
-			break;
-		}
-		for (int i = 0; i < r && err == 0; i++, got++) {
-			struct proto_resp *p = &replies[got];
-
-			if (msgs[got].msg_len == 0)
-				err = -ECONNRESET; /* the broker went away */
-			else if (msgs[got].msg_len != sizeof(*p) || p->magic != PROTO_MAGIC)
-				err = -EPROTO;
-			p->reason[sizeof(p->reason) - 1] = '\0';
-		}
-		if (err < 0) {
-			got--; /* the bad one */
-			break;
-		}
-	}
-	*ret_got = got;
-	return err;
-}
-
-/* The 200 answer to a stored publish (PROTOCOL 4.5, README 3.8) into out; its length. */
-static size_t format_answer(char *out, const struct proto_resp *r, bool keep_alive)
-{
-	char cursor[CURSOR_MAX];
-	int n;
-
-	/* README 3.8: the cursor names the ring the broker stored the message in */
-	(void)cursor_format(cursor, sizeof(cursor), r->generation, r->seq);
-	n = snprintf(out, PUB_ANSWER_MAX,
-		     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\nX-Timestamp: %llu\r\n"
-		     "X-Cursor: %s\r\n"
-		     "Content-Type: text/plain\r\nContent-Length: 15\r\n%s\r\nMessage sent!\r\n",
-		     (unsigned long long)(r->time_us / 1000000u), cursor,
-		     keep_alive ? "" : "Connection: close\r\n");
-	return n > 0 ? MIN((size_t)n, PUB_ANSWER_MAX - 1) : 0;
-}
-
-bool publish_pending(void)
-{
-	return npending > 0;
-}
-
-bool publish_flush(struct conn *c)
-{
-	size_t n = npending, sent, got = 0, i, out_len = 0;
-	int err = 0;
-
-	if (!n)
-		return true;
-	/* whatever happens below, these requests are done with (conn_fail calls us again) */
-	npending = 0;
-	batch_len = 0;
-	sent = send_batch(c, n, &err);
-	if (sent > 0) {
-		int rerr = recv_replies(c, sent, &got);
-
-		if (rerr < 0) {
-			err = rerr;
-			broker_close(c); /* its replies are out of step now */
-		}
-	}
-	for (i = 0; i < got && replies[i].status == 200; i++)
-		out_len += format_answer(answer_buf + out_len, &replies[i], pending[i].keep_alive);
-	if (out_len && conn_send(c, answer_buf, out_len) < 0)
-		return false;
-	if (i < got)
-		conn_fail(c, (int)replies[i].status, replies[i].reason);
-	if (got < n) {
 		log_warning("%s: unable to reach the broker at '%s': %s", c->peer,
-			    c->cfg.socket_path, strerror(-err));
+			    c->fe->cfg.socket_path, strerror(err < 0 ? -err : EIO));
 		conn_fail(c, 503,
 			  err == -EMFILE || err == -ENFILE
 				  ? "the server is out of file descriptors; try again"
 				  : "the message could not be stored; try again");
+		return;
 	}
-	return true;
+	if (conn_failure_due(c))
+		return;
+	if (!keep_alive) {
+		conn_finish(c);
+		return;
+	}
+	if (p->ready)
+		queue_ready(c);
+	request_process(c);
+}
+
+static void broker_timeout(struct loop *l, struct timer *t)
+{
+	(void)l;
+	batch_done(container_of(t, struct conn, timer), -ETIMEDOUT);
+}
+
+static void broker_unreachable(struct loop *l, struct timer *t)
+{
+	struct conn *c = container_of(t, struct conn, timer);
+
+	(void)l;
+	batch_done(c, c->pub->err);
+}
+
+void publish_flush(struct conn *c)
+{
+	struct pub *p = c->pub;
+	int err = 0;
+
+	if (!p || p->npending == 0 || c->state == CONN_BROKER)
+		return;
+	timer_disarm(&c->timer);
+	conn_enter(c, CONN_BROKER);
+	p->got = 0;
+	p->nsent = send_batch(p, &err);
+	if (p->nsent == 0) {
+		/* answered as soon as the loop is done with this round: never from here, which
+		 * the answer's own path may have called */
+		p->err = err;
+		timer_arm(&c->fe->loop, &c->timer, TIMER_SOON, broker_unreachable);
+		return;
+	}
+	if (p->nsent < p->npending)
+		log_warning("%s: the broker took %zu of %zu publishes: %s", c->peer, p->nsent,
+			    p->npending, strerror(-err));
+	timer_arm(&c->fe->loop, &c->timer, TIMER_BROKER, broker_timeout);
+}
+
+void publish_timeout(struct conn *c)
+{
+	conn_fail(c, 408, "request body not complete in time");
+}
+
+static void body_timeout(struct loop *l, struct timer *t)
+{
+	(void)l;
+	publish_timeout(container_of(t, struct conn, timer));
 }
 
 /*
- * Queue the publish of body_buf[0..body_len) to the stored topic in topic_buf for the broker;
- * a body over PROTO_INLINE_MAX goes into the memfd. 0, or -errno (the memfd failed).
+ * Queue the complete body p->body[0..body_len) for the broker; a body over PROTO_INLINE_MAX goes
+ * into the memfd. On failure the connection is answered 503.
  */
-static int queue_publish(struct conn *c, const char *id, size_t id_len, size_t topic_len,
-			 size_t body_len, bool keep_alive)
+static void queue_ready(struct conn *c)
 {
-	const bool in_memfd = body_len > PROTO_INLINE_MAX;
+	struct pub *p = c->pub;
+	const bool in_memfd = p->body_len > PROTO_INLINE_MAX;
 	struct proto_req req = { .magic = PROTO_MAGIC,
-				 .topic_len = (uint32_t)topic_len,
-				 .body_len = body_len,
-				 .id_len = (uint32_t)id_len,
-				 .flags = npending ? PROTO_REQ_CHAINED : 0 };
-	struct pending *p = &pending[npending];
-	uint8_t *d = batch_buf + batch_len;
+				 .topic_len = (uint32_t)p->topic_len,
+				 .body_len = p->body_len,
+				 .id_len = (uint32_t)p->id_len,
+				 .flags = p->npending ? PROTO_REQ_CHAINED : 0 };
+	struct pending *q = &p->pending[p->npending];
+	uint8_t *d = p->batch + p->batch_len;
 
+	p->ready = false;
 	if (in_memfd) {
-		int err;
+		int err = 0;
 
-		if (c->memfd < 0) {
-			c->memfd = memfd_create("gitpubsub-body", MFD_CLOEXEC);
-			if (c->memfd < 0)
-				return -errno;
+		if (p->memfd < 0) {
+			p->memfd = memfd_create("gitpubsub-body", MFD_CLOEXEC);
+			if (p->memfd < 0)
+				err = -errno;
 		}
 		/* The broker reads body_len bytes from offset 0 (pread), so bytes of an earlier,
 		 * longer body beyond them do no harm: no ftruncate, which would free the pages for
 		 * the next write to allocate and zero again. */
-		if (lseek(c->memfd, 0, SEEK_SET) < 0)
-			return -errno;
-		err = io_write_full(c->memfd, body_buf, body_len);
-		if (err < 0)
-			return err;
-	}
-	memcpy(d, &req, sizeof(req));
-	if (id_len)
-		memcpy(d + sizeof(req), id, id_len);
-	memcpy(d + sizeof(req) + id_len, topic_buf, topic_len);
-	if (!in_memfd)
-		memcpy(d + sizeof(req) + id_len + topic_len, body_buf, body_len);
-	p->off = batch_len;
-	p->len = sizeof(req) + id_len + topic_len + (in_memfd ? 0 : body_len);
-	p->keep_alive = keep_alive;
-	p->in_memfd = in_memfd;
-	batch_len += p->len;
-	npending++;
-	return 0;
-}
-
-/* Read until body_buf holds len bytes (Content-Length framing). 0 or conn_fail. */
-static void read_length_body(struct conn *c, uint64_t len, uint64_t deadline)
-{
-	size_t have = MIN((size_t)len, c->in_len);
-
-	memcpy(body_buf, c->in, have);
-	conn_consume(c, have);
-	while (have < len) {
-		ssize_t n;
-
-		/* read straight into the body buffer: c->in is empty by now */
-		c->in_len = 0;
-		n = conn_fill(c, deadline);
-		if (n == -ETIMEDOUT)
-			conn_fail(c, 408, "request body not complete in time");
-		if (n <= 0)
-			conn_fail(c, 400, "connection closed before the end of the body");
-		{
-			size_t take = MIN((size_t)(len - have), c->in_len);
-			memcpy(body_buf + have, c->in, take);
-			have += take;
-			conn_consume(c, take);
+		if (!err && lseek(p->memfd, 0, SEEK_SET) < 0)
+			err = -errno;
+		if (!err)
+			err = io_write_full(p->memfd, p->body, p->body_len);
+		if (err < 0) {
+			log_warning("%s: unable to pass a body to the broker: %s", c->peer,
+				    strerror(-err));
+			conn_fail(c, 503, "the message could not be stored; try again");
+			return;
 		}
 	}
+	memcpy(d, &req, sizeof(req));
+	memcpy(d + sizeof(req), p->id, p->id_len);
+	memcpy(d + sizeof(req) + p->id_len, p->topic, p->topic_len);
+	if (!in_memfd)
+		memcpy(d + sizeof(req) + p->id_len + p->topic_len, p->body, p->body_len);
+	q->off = p->batch_len;
+	q->len = sizeof(req) + p->id_len + p->topic_len + (in_memfd ? 0 : p->body_len);
+	q->keep_alive = p->keep_alive;
+	q->in_memfd = in_memfd;
+	p->batch_len += q->len;
+	p->npending++;
+	/* nothing may follow it, or its body is in the memfd (which goes alone): it leaves now;
+	 * otherwise with the batch, when the client's bytes at hand hold no further request */
+	if (!p->keep_alive || in_memfd)
+		publish_flush(c);
 }
 
-/* Chunked framing (PROTOCOL 4.2): decode c->in in place, append to body_buf. */
-static size_t read_chunked_body(struct conn *c, uint64_t deadline)
+/* The body is complete: queue it, or let the batch in the way go first. */
+static void body_complete(struct conn *c)
 {
-	struct http_chunked dec;
-	size_t have = 0;
+	struct pub *p = c->pub;
 
-	http_chunked_init(&dec);
-	for (;;) {
+	timer_disarm(&c->timer);
+	conn_enter(c, CONN_HEAD);
+	p->ready = true;
+	/* a full batch leaves first; a body in the memfd goes alone, which is rare and keeps one
+	 * memfd enough */
+	if (p->npending && (p->npending == PUB_PIPELINE || p->batch_len > PUB_BATCH_BYTES ||
+			    p->body_len > PROTO_INLINE_MAX)) {
+		publish_flush(c);
+		return;
+	}
+	queue_ready(c);
+}
+
+/* Make room for n more body bytes; false (answered 413 or 500) when it cannot. */
+static bool body_room(struct conn *c, size_t n)
+{
+	struct pub *p = c->pub;
+	size_t need = p->body_len + n, cap;
+	char *nb;
+
+	if (need > c->fe->cfg.max_body) {
+		conn_fail(c, 413, "body larger than the limit");
+		return false;
+	}
+	if (need <= p->body_cap)
+		return true;
+	cap = MIN(MAX(MAX((size_t)BODY_MIN, p->body_cap * 2), need), (size_t)c->fe->cfg.max_body);
+	nb = realloc(p->body, cap);
+	if (!nb) {
+		conn_fail(c, 500, "out of memory");
+		return false;
+	}
+	p->body = nb;
+	p->body_cap = cap;
+	return true;
+}
+
+static void body_append(struct conn *c, const char *src, size_t n)
+{
+	memcpy(c->pub->body + c->pub->body_len, src, n);
+	c->pub->body_len += n;
+}
+
+void publish_body(struct conn *c)
+{
+	struct pub *p = c->pub;
+
+	switch (p->framing) {
+	case BODY_LENGTH: {
+		size_t take = (size_t)MIN(p->want, (uint64_t)c->in_len);
+
+		if (!body_room(c, take))
+			return;
+		body_append(c, c->in, take);
+		conn_consume(c, take);
+		p->want -= take;
+		if (p->want == 0)
+			body_complete(c);
+		else if (c->read_closed)
+			conn_fail(c, 400, "connection closed before the end of the body");
+		return;
+	}
+	case BODY_CHUNKED: {
 		size_t len = c->in_len;
-		ssize_t r = len ? http_chunked_decode(&dec, c->in, &len) : -2;
+		ssize_t r = len ? http_chunked_decode(&p->dec, c->in, &len) : -2;
 
-		if (r == -1)
+		if (r == -1) {
 			conn_fail(c, 400, "malformed chunked body");
+			return;
+		}
 		/* A chunk size over the limit crosses it as soon as its digits arrive (PROTOCOL
-		 * 4.4): waiting for its data would hold the connection until the body timeout.
-		 * total is have + len, remaining the announced rest of the chunk (< 2^63). */
-		if (dec.total + dec.remaining > c->cfg.max_body)
+		 * 4.4): waiting for its data would hold the connection until the body timeout. */
+		if (p->dec.total + p->dec.remaining > c->fe->cfg.max_body) {
 			conn_fail(c, 413, "body larger than the limit");
-		memcpy(body_buf + have, c->in, len);
-		have += len;
+			return;
+		}
+		if (!body_room(c, len))
+			return;
+		body_append(c, c->in, len);
 		if (r >= 0) {
 			/* the r bytes after the body belong to the next request */
 			memmove(c->in, c->in + len, (size_t)r);
 			c->in_len = (size_t)r;
-			return have;
+			body_complete(c);
+			return;
 		}
 		c->in_len = 0;
-		{
-			ssize_t n = conn_fill(c, deadline);
-			if (n == -ETIMEDOUT)
-				conn_fail(c, 408, "request body not complete in time");
-			if (n <= 0)
-				conn_fail(c, 400, "connection closed before the end of the body");
-		}
+		if (c->read_closed)
+			conn_fail(c, 400, "connection closed before the end of the body");
+		return;
 	}
-}
-
-/* No framing at all (PROTOCOL 4.2, compat): one line, ending at LF or when the client
- * half-closes. */
-static size_t read_line_body(struct conn *c, uint64_t deadline)
-{
-	size_t have = 0;
-
-	for (;;) {
-		char *lf = memchr(c->in, '\n', c->in_len);
+	case BODY_LINE: {
+		/* No framing at all (PROTOCOL 4.2, compat): one line, ending at LF or when the
+		 * client half-closes. */
+		const char *lf = memchr(c->in, '\n', c->in_len);
 		size_t take = lf ? (size_t)(lf - c->in) + 1 : c->in_len;
 
-		if (have + take > c->cfg.max_body)
-			conn_fail(c, 413, "body larger than the limit");
-		memcpy(body_buf + have, c->in, take);
-		have += take;
+		if (!body_room(c, take))
+			return;
+		body_append(c, c->in, take);
 		conn_consume(c, take);
-		if (lf)
-			return have;
-		{
-			ssize_t n = conn_fill(c, deadline);
-			if (n == 0)
-				return have;
-			if (n == -ETIMEDOUT)
-				conn_fail(c, 408, "request body not complete in time");
-			if (n < 0)
-				conn_fail(c, 400, "unable to read the body");
-		}
+		if (lf || c->read_closed)
+			body_complete(c);
+		return;
+	}
 	}
 }
 
@@ -405,7 +529,7 @@ static size_t header_count(const struct http_request *req, const char *name)
 }
 
 /*
- * X-Message-Id headers (README, "Additions to the protocol", 4.7): none (0), one or several equal
+ * X-Message-Id headers (README 4.7, "Publishing exactly once"): none (0), one or several equal
  * ones (1, *ret_id and *ret_len set), an invalid value (-1), or several that differ (-2).
  */
 static int message_id(const struct http_request *req, const char **ret_id, size_t *ret_len)
@@ -455,99 +579,134 @@ static int content_length(const struct http_request *req, uint64_t *ret)
 	return seen;
 }
 
-static bool ensure_buffers(struct conn *c)
+/* The publish state of c, made at its first publish; NULL when out of memory. */
+static struct pub *pub_get(struct conn *c)
 {
-	if (body_buf)
-		return true;
-	/* sized for the worst case: mapped, so only the bytes a publish uses cost memory */
-	body_buf = frontend_map(c->cfg.max_body + 1);
-	topic_buf = frontend_map(c->in_cap);
+	struct pub *p = c->pub;
+
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
 	/* a batch below PUB_BATCH_BYTES always has room for one more maximal datagram */
-	batch_buf = frontend_map(PUB_BATCH_BYTES + sizeof(struct proto_req) + PROTO_MAX_ID +
-				 c->in_cap + PROTO_INLINE_MAX);
-	answer_buf = frontend_map((size_t)PUB_PIPELINE * PUB_ANSWER_MAX);
-	return body_buf && topic_buf && batch_buf && answer_buf;
+	if (p)
+		p->batch = malloc(PUB_BATCH_BYTES + sizeof(struct proto_req) + PROTO_MAX_ID +
+				  c->in_max + PROTO_INLINE_MAX);
+	if (!p || !p->batch) {
+		free(p);
+		return NULL;
+	}
+	p->c = c;
+	p->broker_fd = -1;
+	p->broker_io.fd = -1;
+	p->memfd = -1;
+	c->pub = p;
+	return p;
 }
 
-bool publish_handle(struct conn *c, const struct http_request *req, bool keep_alive)
+/* The stored topic of the request into p->topic; false when answered 400 or 500. */
+static bool parse_topic(struct conn *c, struct pub *p, const struct http_request *req)
+{
+	long tlen;
+
+	if (req->target_len > p->topic_cap) {
+		uint8_t *nt = realloc(p->topic, req->target_len);
+
+		if (!nt) {
+			conn_fail(c, 500, "out of memory");
+			return false;
+		}
+		p->topic = nt;
+		p->topic_cap = req->target_len;
+	}
+	tlen = topic_publish_parse(req->target, req->target_len, p->topic, p->topic_cap);
+	if (tlen < 0) {
+		conn_fail(c, 400,
+			  "invalid topic: no '*' segment, control character or bad %-escape");
+		return false;
+	}
+	p->topic_len = (size_t)tlen;
+	return true;
+}
+
+void publish_begin(struct conn *c, const struct http_request *req, size_t hlen)
 {
 	const struct http_header *te = http_find_header(req, "Transfer-Encoding");
 	const struct http_header *expect = http_find_header(req, "Expect");
-	uint64_t deadline, clen = 0;
+	uint64_t clen = 0;
 	const char *msg_id = NULL;
-	size_t body_len, msg_id_len = 0;
-	long tlen;
-	int has_cl, err;
+	size_t msg_id_len = 0;
+	struct pub *p;
+	int has_cl;
 
 	/* PROTOCOL 4.1: untrusted peers are refused before a byte of body is read */
-	if (!c->trusted)
+	if (!c->trusted) {
 		conn_fail(c, 403, "Only trusted sources may send data!");
-	if (!ensure_buffers(c))
+		return;
+	}
+	p = pub_get(c);
+	if (!p) {
 		conn_fail(c, 500, "out of memory");
-
+		return;
+	}
 	has_cl = content_length(req, &clen);
-	if (has_cl < 0)
+	if (has_cl < 0) {
 		conn_fail(c, 400, "invalid or conflicting Content-Length");
-	if (te && has_cl)
+		return;
+	}
+	if (te && has_cl) {
 		conn_fail(c, 400, "both Content-Length and Transfer-Encoding");
+		return;
+	}
 	/* Several Transfer-Encoding lines make one list (RFC 9110 5.3): "chunked" then "gzip" is
 	 * "chunked, gzip", not chunked, however the first line reads. */
 	if (te && (header_count(req, "Transfer-Encoding") > 1 ||
-		   !(te->value_len == 7 && strncasecmp(te->value, "chunked", 7) == 0)))
+		   !(te->value_len == 7 && strncasecmp(te->value, "chunked", 7) == 0))) {
 		conn_fail(c, 501, "only the chunked transfer coding is supported");
-	if (has_cl && clen > c->cfg.max_body)
+		return;
+	}
+	if (has_cl && clen > c->fe->cfg.max_body) {
 		conn_fail(c, 413, "body larger than the limit");
-
-	tlen = topic_publish_parse(req->target, req->target_len, topic_buf, c->in_cap);
-	if (tlen < 0)
-		conn_fail(c, 400,
-			  "invalid topic: no '*' segment, control character or bad %-escape");
-
+		return;
+	}
+	if (!parse_topic(c, p, req))
+		return;
 	switch (message_id(req, &msg_id, &msg_id_len)) {
 	case -1:
 		conn_fail(c, 400,
 			  "invalid X-Message-Id: 1 to 128 visible ASCII characters (0x21-0x7E)");
+		return;
 	case -2:
 		conn_fail(c, 400, "several differing X-Message-Id headers");
+		return;
 	default:
 		break;
 	}
-
-	if (expect && expect->value_len == 12 &&
-	    strncasecmp(expect->value, "100-continue", 12) == 0) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		/* the answers to earlier requests go first (PROTOCOL 1.3) */
-		if (c->in_len == 0 &&
-		    (!publish_flush(c) || conn_send(c, cont, sizeof(cont) - 1) < 0))
-			return false;
-	}
-
-	deadline = io_now_mono_us() + (uint64_t)c->cfg.body_timeout_ms * 1000u;
+	if (msg_id_len)
+		memcpy(p->id, msg_id, msg_id_len);
+	p->id_len = msg_id_len;
+	p->keep_alive = c->keep_alive;
+	p->body_len = 0;
 	if (has_cl) {
-		read_length_body(c, clen, deadline);
-		body_len = (size_t)clen;
+		p->framing = BODY_LENGTH;
+		p->want = clen;
 	} else if (te) {
-		body_len = read_chunked_body(c, deadline);
+		p->framing = BODY_CHUNKED;
+		http_chunked_init(&p->dec);
 	} else {
-		body_len = read_line_body(c, deadline);
-		keep_alive = false; /* the original's hook half-closes: nothing can follow */
+		p->framing = BODY_LINE;
+		p->keep_alive = false; /* the original's hook half-closes: nothing can follow */
 	}
+	/* The client waits for this before it sends the body; not when publishes before it wait
+	 * for their answers (PROTOCOL 1.3 keeps answers in order), when it sends the body after
+	 * its own wait (RFC 9110 10.1.1 allows a server to skip 100). */
+	if (expect && expect->value_len == 12 &&
+	    strncasecmp(expect->value, "100-continue", 12) == 0 && c->in_len == hlen &&
+	    !publish_pending(c)) {
+		char cont[64];
 
-	/* a full batch leaves first; a body in the memfd goes alone, which is rare and keeps one
-	 * memfd enough */
-	if (npending &&
-	    (npending == PUB_PIPELINE || batch_len > PUB_BATCH_BYTES ||
-	     body_len > PROTO_INLINE_MAX) &&
-	    !publish_flush(c))
-		return false;
-	err = queue_publish(c, msg_id, msg_id_len, (size_t)tlen, body_len, keep_alive);
-	if (err < 0) {
-		log_warning("%s: unable to pass a body to the broker: %s", c->peer, strerror(-err));
-		conn_fail(c, 503, "the message could not be stored; try again");
+		if (!conn_send(c, cont, response_continue(cont, sizeof(cont))))
+			return;
 	}
-	/* The answer leaves with the batch: when the client has sent nothing more (conn_fill), or
-	 * now if nothing may follow. */
-	if (!keep_alive || body_len > PROTO_INLINE_MAX)
-		return publish_flush(c) && keep_alive;
-	return true;
+	conn_enter(c, CONN_BODY);
+	timer_arm(&c->fe->loop, &c->timer, TIMER_BODY, body_timeout);
 }

@@ -1,24 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * GET (PROTOCOL 3): the subscriber's stream, read straight from the ring; and for browsers
- * (README 3.8-3.12) the same stream as Server-Sent Events, resumption by cursor, and the live
- * page that opens it.
+ * GET (PROTOCOL 3): one subscriber's stream; and for browsers (README 3.8-3.12) the same stream
+ * as Server-Sent Events, resumption by cursor, and the live page that opens it.
  *
- * The loop: take everything between our position and head that matches the topic, frame it
- * into one buffer and send it with one write; then sleep on the ring's futex until a publish or
- * the next keepalive. Nothing is allocated per message: the output buffer is sized once from
- * the body limit, which bounds every message. The three formats differ only in framing: the
- * chunked stream makes each message a chunk (3.2), HTTP/1.0 a bare line (3.6), SSE an event
- * with the message's cursor as its id, a whole batch being one chunk (3.10).
+ * A subscriber that is caught up gets new messages from fanout.c, which frames each message once
+ * for every subscriber. Here is the rest: where a stream starts, its head and first notices, and
+ * the pump that takes one subscriber from its own position up to the ring's head (a replay, a
+ * subscriber that was blocked, a keepalive, a gap), framing into the process's scratch buffer
+ * and sending everything pending in one write. Nothing is allocated per message.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/sockios.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -27,154 +25,101 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "frontend/cursor.h"
-#include "frontend/frontend.h"
 #include "frontend/sse.h"
+#include "frontend/stream.h"
 #include "shm/topic.h"
 
-#define BATCH_BYTES	   ((size_t)256 * 1024u) /* a batch beyond one maximal message */
-/*
- * The most framing one message gets: SSE's "id: <cursor>\ndata: " and "\n\n" (4 + 37 + 7 + 2
- * bytes) and the CRLF that closes an SSE chunk after it. A chunk of the stream needs 14.
- */
-#define FRAME_OVERHEAD	   64u
-#define CHUNK_HEAD_ROOM	   24u /* in front of the batch: an SSE chunk's size line (16 hex + CRLF) */
-#define ATTACH_RETRY_MS	   200u /* ring replaced (--recreate): re-attach pace */
-/* What an idle stream keeps of its output buffer: a few batches of everyday messages. Beyond
- * it, pages a burst touched (a replay, a lapped reader catching up) go back to the kernel. */
+#define HEAD_MAX	   1024u /* a stream's response head (less than 300 bytes) */
+#define CLIENT_DRAIN_BYTES 512u	 /* what one read of a subscriber's socket takes */
+/* What an idle stream keeps of the scratch buffer: a few writes of everyday messages. */
 #define OUT_KEEP_BYTES	   ((size_t)16 * 1024u)
-#define CLIENT_DRAIN_BYTES 512u /* check_client()'s read size */
-#define TOPIC_SHORT_BYTES  256u /* topics up to this are copied into struct stream */
+/* Tries at one entry that reads torn while it is below the head before the reader gives up on
+ * it with a gap notice: a live writer rewrites an entry within microseconds, so three tries
+ * miss only an entry that stays unreadable (a corrupt ring); it never spins. */
 /*
  * SSE "retry:" (README 3.10): how long a browser waits before it reconnects. Two seconds: a
  * frontend killed or restarted is back well within it, and a thousand browsers reconnecting after
  * a blip do not come back all in the same instant as they would with 0.
  */
 #define SSE_RETRY_MS	   2000u
-/* A response head: the fixed lines plus [Stream] allowOrigin (less than 256 bytes). */
-#define HEAD_MAX	   1024u
-/* The live page's Content-Security-Policy (README 3.11): inline script and style only, and
- * connections back to us, so the page can load nothing from anywhere else. */
-#define PAGE_CSP                                                                      \
-	"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
-	"connect-src 'self'; img-src data:"
 
-enum stream_format {
-	STREAM_CHUNKED, /* PROTOCOL 3.2: a chunk per message */
-	STREAM_LINES,	/* PROTOCOL 3.6 (HTTP/1.0): a line per message, close-delimited */
-	STREAM_SSE,	/* README 3.10: an event per message; chunks of batches on HTTP/1.1 */
+/* A write being built in the process's scratch buffer for one subscriber. */
+struct out {
+	uint8_t *base; /* the scratch buffer */
+	uint8_t *buf;  /* CHUNK_HEAD_ROOM bytes after its start */
+	size_t len, cap;
+	struct mark marks[BATCH_FRAMES];
+	size_t nmarks;
+	uint64_t next0; /* the subscriber's position before this write */
 };
 
-/* Where a stream starts (PROTOCOL 3.5, README 3.9). */
-struct resume {
-	enum { RESUME_LIVE, RESUME_TIME, RESUME_CURSOR } kind;
-	uint64_t since;	   /* RESUME_TIME: X-Fetch-Since in us */
-	struct cursor cur; /* RESUME_CURSOR */
-};
-
-struct stream {
-	struct conn *c;
-	struct ring r;
-	struct topic_pattern *pat;
-	enum stream_format fmt;
-	bool chunked;  /* HTTP/1.1: chunked transfer coding; HTTP/1.0: close-delimited */
-	uint64_t next; /* seq of the next message to look at */
-	uint8_t *out;  /* framed bytes waiting for the next write; CHUNK_HEAD_ROOM bytes before */
-	size_t out_len, out_cap;
-	size_t out_touched;  /* bytes of the output mapping written since the last trim_out() */
-	bool gap_due;	     /* the start point calls for a gap notice (PROTOCOL 3.4) */
-	uint64_t gap_missed; /* ... saying this many messages were missed */
-	uint8_t *topic;	     /* a message's topic, copied out of the ring */
-	/* ... or here when it is short, the usual case: these bytes share a page the process
-	 * touches anyway, where s->topic (TOPIC_MAX_BYTES) would cost a page of its own */
-	uint8_t topic_short[TOPIC_SHORT_BYTES];
-	uint64_t next_keepalive_us; /* monotonic */
-	uint64_t sent;		    /* bytes handed to the kernel */
-	uint64_t acked;		    /* bytes the client has taken: sent - unsent queue */
-	uint64_t acked_at_us;	    /* when acked last moved (monotonic) */
-};
-
-static struct ring_stats *volatile counted_stats; /* for the SIGTERM handler */
-
-static void leave(int sig)
-{
-	(void)sig;
-	if (counted_stats)
-		atomic_fetch_sub_explicit(&counted_stats->subscribers, 1, memory_order_relaxed);
-	_exit(0);
-}
-
-_noreturn_ static void stream_end(struct stream *s, const char *why)
-{
-	log_debug("%s: stream ended: %s", s->c->peer, why);
-	if (counted_stats) {
-		atomic_fetch_sub_explicit(&counted_stats->subscribers, 1, memory_order_relaxed);
-		counted_stats = NULL;
-	}
-	(void)close(s->c->fd);
-	exit(0);
-}
-
-static size_t put_hex(uint8_t *p, size_t v);
-
-static void flush(struct stream *s)
-{
-	uint8_t *p = s->out;
-	size_t n = s->out_len;
-	int err;
-
-	if (!n)
-		return;
-	if (s->fmt == STREAM_SSE && s->chunked) {
-		/* README 3.10: the whole batch is one chunk; its size line goes in the room left
-		 * in front of it, and frame_begin() left room for the CRLF after it */
-		uint8_t size[CHUNK_HEAD_ROOM];
-		size_t h = put_hex(size, n);
-
-		size[h++] = '\r';
-		size[h++] = '\n';
-		p -= h;
-		memcpy(p, size, h);
-		p[h + n] = '\r';
-		p[h + n + 1] = '\n';
-		n += h + 2;
-	}
-	/* the end of what this batch wrote, from the start of the mapping (see trim_out) */
-	s->out_touched = MAX(s->out_touched, CHUNK_HEAD_ROOM + (size_t)(p + n - s->out));
-	err = conn_send(s->c, p, n);
-	if (err == 0)
-		s->sent += n;
-	if (err == -EAGAIN)
-		stream_end(s, "send timeout: the client reads nothing");
-	if (err < 0)
-		stream_end(s, "the client left");
-	s->out_len = 0;
-}
+/* ---- topics ---- */
 
 /*
- * Before sleeping: give back the output pages beyond OUT_KEEP_BYTES that a burst touched, so a
- * subscriber that once replayed a lot does not hold a batch of memory while idle (issue 5). One
- * madvise per burst, none in steady traffic.
+ * A subscription's pattern as a group key: a byte that says whether it can match at all, then
+ * each segment as a 32-bit length (UINT32_MAX for "*", which matches any one segment) and its
+ * bytes. Equal subscriptions have equal keys, and the key is all a match needs, so a group holds
+ * a few bytes instead of a parsed pattern sized for the longest topic.
  */
-static void trim_out(struct stream *s)
-{
-	uint8_t *base = s->out - CHUNK_HEAD_ROOM; /* the mapping's start: page-aligned */
+#define KEY_ANY UINT32_MAX
 
-	if (s->out_touched <= OUT_KEEP_BYTES)
-		return;
-	frontend_release(base + OUT_KEEP_BYTES, s->out_touched - OUT_KEEP_BYTES);
-	s->out_touched = 0;
+static size_t pattern_key(const struct topic_pattern *p, uint8_t *out)
+{
+	size_t n = 1;
+
+	out[0] = p->never ? 1 : 0;
+	for (uint32_t k = 0; k < p->nseg; k++) {
+		const struct topic_seg *s = &p->seg[k];
+		uint32_t len = s->any ? KEY_ANY : s->len;
+
+		memcpy(out + n, &len, sizeof(len));
+		n += sizeof(len);
+		if (!s->any) {
+			memcpy(out + n, p->bytes + s->off, s->len);
+			n += s->len;
+		}
+	}
+	return n;
 }
 
-/* Reserve room for a frame of n payload bytes; flushes first if the batch is full. */
-static uint8_t *frame_begin(struct stream *s, size_t n)
+/* Bytes a key of pattern p needs. */
+static size_t pattern_key_len(const struct topic_pattern *p)
 {
-	/* One write per BATCH_BYTES at most: a batch that stays in the cache between our copy and
-	 * the kernel's is faster to send than one filling the whole buffer (issue 5, replay). An
-	 * empty batch takes any message: out_cap has room for a maximal one beyond BATCH_BYTES. */
-	if (s->out_len && s->out_len + n + FRAME_OVERHEAD > BATCH_BYTES)
-		flush(s);
-	return s->out + s->out_len;
+	size_t n = 1;
+
+	for (uint32_t k = 0; k < p->nseg; k++)
+		n += sizeof(uint32_t) + (p->seg[k].any ? 0 : p->seg[k].len);
+	return n;
 }
+
+bool stream_key_match(const uint8_t *key, size_t keylen, const uint8_t *topic, size_t len)
+{
+	size_t i = 0, k = 1;
+
+	if (key[0])
+		return false; /* a segment holds a NUL: no stored topic can match */
+	while (k < keylen) {
+		const uint8_t *end;
+		uint32_t slen;
+		size_t n;
+
+		memcpy(&slen, key + k, sizeof(slen));
+		k += sizeof(slen);
+		if (i >= len)
+			return false; /* the topic has fewer segments than the pattern */
+		end = memchr(topic + i, 0, len - i);
+		n = end ? (size_t)(end - (topic + i)) : len - i;
+		if (slen != KEY_ANY) {
+			if (n != slen || memcmp(topic + i, key + k, n) != 0)
+				return false;
+			k += slen;
+		}
+		i += n + 1; /* past the separator; > len after the last segment */
+	}
+	return true;
+}
+
+/* ---- framing ---- */
 
 /* Lowercase hex of v at p, no leading zeros; returns its length (1 to 16). A chunk size per
  * message: snprintf would cost more than the rest of the framing. */
@@ -190,65 +135,218 @@ static size_t put_hex(uint8_t *p, size_t v)
 	return n;
 }
 
-/* Write the frame head for message seq, a payload of n bytes, at p; returns its length. */
-static size_t frame_head(const struct stream *s, uint8_t *p, size_t n, uint64_t seq)
+size_t stream_chunk_head(uint8_t *out, size_t n)
+{
+	size_t h = put_hex(out, n);
+
+	out[h++] = '\r';
+	out[h++] = '\n';
+	return h;
+}
+
+/* The framing before a payload of n bytes, for message (gen, seq), at out; its length. */
+static size_t frame_head(enum stream_format fmt, uint8_t *out, size_t n, uint64_t gen, uint64_t seq)
 {
 	size_t h;
 
-	switch (s->fmt) {
-	case STREAM_CHUNKED:
-		h = put_hex(p, n + 2);
-		p[h] = '\r';
-		p[h + 1] = '\n';
-		return h + 2;
-	case STREAM_LINES:
-		break;
-	case STREAM_SSE:
-		memcpy(p, "id: ", STRLEN("id: "));
+	switch (fmt) {
+	case FMT_CHUNKED:
+		return stream_chunk_head(out, n + 2);
+	case FMT_SSE:
+	case FMT_SSE_CHUNKED:
+		memcpy(out, "id: ", STRLEN("id: "));
 		h = STRLEN("id: ");
-		h += cursor_format((char *)p + h, CURSOR_MAX, s->r.generation, seq);
-		memcpy(p + h, "\ndata: ", STRLEN("\ndata: "));
+		h += cursor_format((char *)out + h, CURSOR_MAX, gen, seq);
+		memcpy(out + h, "\ndata: ", STRLEN("\ndata: "));
 		return h + STRLEN("\ndata: ");
+	case FMT_LINES:
+	case FMT_COUNT:
+		break;
 	}
 	return 0;
 }
 
-static size_t frame_tail(const struct stream *s, uint8_t *p)
+/* The framing after a payload, at out; its length. */
+static size_t frame_tail(enum stream_format fmt, uint8_t *out)
 {
-	switch (s->fmt) {
-	case STREAM_CHUNKED:
-		memcpy(p, "\r\n\r\n", STRLEN("\r\n\r\n"));
+	switch (fmt) {
+	case FMT_CHUNKED:
+		memcpy(out, "\r\n\r\n", STRLEN("\r\n\r\n"));
 		return STRLEN("\r\n\r\n");
-	case STREAM_LINES:
-		break;
-	case STREAM_SSE:
-		memcpy(p, "\n\n", STRLEN("\n\n"));
+	case FMT_SSE:
+	case FMT_SSE_CHUNKED:
+		memcpy(out, "\n\n", STRLEN("\n\n"));
 		return STRLEN("\n\n");
+	case FMT_LINES:
+	case FMT_COUNT:
+		break;
 	}
-	memcpy(p, "\r\n", STRLEN("\r\n"));
+	memcpy(out, "\r\n", STRLEN("\r\n"));
 	return STRLEN("\r\n");
 }
 
-/* Append a keepalive or gap notice: text[0..n) as a message of the chunked stream or the lines,
- * or for SSE event[0..event_len), which the caller built as it goes on the wire. */
-static void emit_notice(struct stream *s, const char *text, size_t n, const char *event,
-			size_t event_len)
+size_t stream_frame(enum stream_format fmt, uint8_t *out, const uint8_t *payload, size_t n,
+		    uint64_t gen, uint64_t seq)
 {
-	uint8_t *p;
-	size_t h;
+	size_t h = frame_head(fmt, out, n, gen, seq);
 
-	if (s->fmt == STREAM_SSE) {
-		p = frame_begin(s, event_len);
-		memcpy(p, event, event_len);
-		s->out_len += event_len;
-		return;
+	memcpy(out + h, payload, n);
+	return h + n + frame_tail(fmt, out + h + n);
+}
+
+static bool is_sse(const struct sub *s)
+{
+	return s->fmt == FMT_SSE || s->fmt == FMT_SSE_CHUNKED;
+}
+
+/* ---- writing ---- */
+
+static void stream_end(struct sub *s, const char *why)
+{
+	conn_close(s->c, why);
+}
+
+bool stream_settle(struct sub *s, const struct iovec *iov, int iovcnt, const struct mark *marks,
+		   size_t nmarks, uint64_t next0, uint64_t next_all, ssize_t written)
+{
+	size_t total = marks[nmarks - 1].end, w, k, from, to;
+	uint64_t next = next0;
+
+	if (written < 0) {
+		stream_end(s, written == -EAGAIN ? "send timeout" : "the client left");
+		return false;
 	}
-	if (!text)
-		return; /* an SSE-only notice (the id block) */
-	p = frame_begin(s, n);
-	h = frame_head(s, p, n, 0);
-	memcpy(p + h, text, n);
-	s->out_len += h + n + frame_tail(s, p + h + n);
+	w = (size_t)written;
+	s->sent += w;
+	conn_count_sent(s->c, w);
+	if (w == total) {
+		s->next = next_all;
+		return true;
+	}
+	/* frames 0..k-1 are out; frame k is out in part or not at all */
+	for (k = 0; k < nmarks && marks[k].end <= w; k++)
+		next = marks[k].next;
+	from = w;
+	to = w;
+	if (s->fmt == FMT_SSE_CHUNKED && w > 0) {
+		/* the chunk's size is on the wire: all of it must follow */
+		to = total;
+		next = next_all;
+		k = nmarks;
+	} else if (k < nmarks && w > (k ? marks[k - 1].end : 0)) {
+		to = marks[k].end;
+		next = marks[k].next;
+		k++;
+	}
+	/* what was dropped is due again: it is read from the ring, or made again */
+	for (size_t j = k; j < nmarks; j++) {
+		if (marks[j].flags & MARK_START_GAP)
+			s->gap_due = true;
+		if (marks[j].flags & MARK_START_ID)
+			s->id_due = s->retry_due = true;
+	}
+	s->next = next;
+	if (to > from) {
+		size_t off = 0, o = 0;
+
+		s->pend = malloc(to - from);
+		if (!s->pend) {
+			stream_end(s, "out of memory for a partial write");
+			return false;
+		}
+		for (int i = 0; i < iovcnt && o < to - from; i++) {
+			size_t len = iov[i].iov_len, a = MAX(from, off), b = MIN(to, off + len);
+
+			if (a < b) {
+				memcpy(s->pend + o, (const uint8_t *)iov[i].iov_base + (a - off),
+				       b - a);
+				o += b - a;
+			}
+			off += len;
+		}
+		s->pend_off = 0;
+		s->pend_len = to - from;
+	}
+	s->blocked = true;
+	conn_stream_watch(s->c, true);
+	return false;
+}
+
+/* Write what is left of a frame; true once it is all out. */
+static bool write_pend(struct sub *s)
+{
+	while (s->pend_len > 0) {
+		ssize_t n = send(s->c->fd, s->pend + s->pend_off, s->pend_len,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			s->blocked = true;
+			conn_stream_watch(s->c, true);
+			return false;
+		}
+		if (n < 0) {
+			stream_end(s, "the client left");
+			return false;
+		}
+		s->sent += (size_t)n;
+		conn_count_sent(s->c, (size_t)n);
+		s->pend_off += (size_t)n;
+		s->pend_len -= (size_t)n;
+	}
+	free(s->pend);
+	s->pend = NULL;
+	s->pend_off = 0;
+	return true;
+}
+
+/* Room for a frame of n bytes: its place, or NULL when this write is full (send it first). */
+static uint8_t *frame_room(struct out *o, size_t n)
+{
+	if (o->nmarks == BATCH_FRAMES || (o->len && o->len + n + FRAME_OVERHEAD > BATCH_BYTES) ||
+	    o->len + n + FRAME_OVERHEAD > o->cap)
+		return NULL;
+	return o->buf + o->len;
+}
+
+static void frame_done(struct out *o, size_t len, uint64_t next, uint32_t flags)
+{
+	o->len += len;
+	o->marks[o->nmarks].end = o->len;
+	o->marks[o->nmarks].next = next;
+	o->marks[o->nmarks].flags = flags;
+	o->nmarks++;
+}
+
+/* Append a notice: text[0..tlen) as a message of the chunked stream or the lines, or for SSE
+ * event[0..elen) as it goes on the wire (an SSE-only notice has no text). false when the write
+ * is full. */
+static bool add_notice(struct sub *s, struct out *o, const char *text, size_t tlen,
+		       const char *event, size_t elen, uint32_t flags)
+{
+	const char *t = is_sse(s) ? event : text;
+	size_t n = is_sse(s) ? elen : tlen;
+	uint8_t *p;
+
+	if (!t)
+		return true;
+	p = frame_room(o, n);
+	if (!p)
+		return false;
+	if (is_sse(s)) {
+		memcpy(p, t, n);
+		frame_done(o, n, s->next, flags);
+	} else {
+		frame_done(o, stream_frame(s->fmt, p, (const uint8_t *)t, n, 0, 0), s->next, flags);
+	}
+	return true;
+}
+
+/* snprintf's length, or 0 when it failed */
+static size_t printed(int n, size_t cap)
+{
+	return n > 0 ? MIN((size_t)n, cap - 1) : 0;
 }
 
 static void fmt_time(char *buf, size_t len, uint64_t us)
@@ -256,335 +354,26 @@ static void fmt_time(char *buf, size_t len, uint64_t us)
 	(void)snprintf(buf, len, "%" PRIu64 ".%06" PRIu64, us / 1000000u, us % 1000000u);
 }
 
-/* A resume time that is valid right now (PROTOCOL 3.3): nothing unsent is older. */
-static uint64_t resume_time(const struct stream *s)
+/* PROTOCOL 3.4: one notice, then the stream goes on at resume_seq. */
+static bool add_gap(struct sub *s, struct out *o, const struct ring_gap *gap, uint32_t flags)
 {
-	uint64_t t, head;
-
-	if (ring_keepalive_time(&s->r, &t, &head) < 0)
-		t = atomic_load_explicit(&s->r.hdr->last_time_us, memory_order_relaxed) + 1;
-	return t;
-}
-
-/* PROTOCOL 3.4: one notice, then the stream goes on at the oldest message still held. */
-static void emit_gap(struct stream *s, uint64_t missed, uint64_t resume_seq)
-{
-	struct ring_rec rec;
 	char text[160], event[192], ts[32];
-	int n, e;
+	uint64_t missed = gap->missed;
+	size_t tlen, elen;
 
-	if (ring_rec_get(&s->r, resume_seq, &rec) == 0)
-		fmt_time(ts, sizeof(ts), rec.time_us);
-	else
-		fmt_time(ts, sizeof(ts), resume_time(s));
-	n = snprintf(text, sizeof(text), "{\"gap\": {\"missed\": %" PRIu64 ", \"resume\": %s}}",
-		     missed, ts);
-	e = snprintf(event, sizeof(event), "event: gap\ndata: %s\n\n", text);
-	emit_notice(s, text, (size_t)n, event, (size_t)e);
+	fmt_time(ts, sizeof(ts), gap->resume_us);
+	tlen = printed(snprintf(text, sizeof(text),
+				"{\"gap\": {\"missed\": %" PRIu64 ", \"resume\": %s}}", missed, ts),
+		       sizeof(text));
+	elen = printed(snprintf(event, sizeof(event), "event: gap\ndata: %s\n\n", text),
+		       sizeof(event));
+	if (!frame_room(o, elen))
+		return false;
+	s->next = gap->resume_seq;
+	if (!add_notice(s, o, text, tlen, event, elen, flags))
+		return false;
 	log_info("%s: gap notice, %" PRIu64 " messages missed", s->c->peer, missed);
-}
-
-/* The reader finds its seq gone: jump to the tail and say what was missed. */
-static void lapped(struct stream *s)
-{
-	uint64_t tail = ring_tail(&s->r);
-
-	if (tail <= s->next)
-		return; /* a torn entry that was not ours after all: look again */
-	emit_gap(s, tail - s->next, tail);
-	s->next = tail;
-}
-
-/* Send everything between s->next and head that matches. Returns the head reached. */
-static uint64_t drain(struct stream *s)
-{
-	uint64_t head = ring_head(&s->r);
-
-	while (s->next < head) {
-		struct ring_rec rec;
-		uint8_t *p, *topic;
-		size_t h, mark;
-		int err = ring_rec_get(&s->r, s->next, &rec);
-
-		if (err == -EAGAIN)
-			break;
-		if (err < 0) {
-			lapped(s);
-			continue;
-		}
-		topic = rec.topic_len <= sizeof(s->topic_short) ? s->topic_short : s->topic;
-		ring_copy_from(topic, rec.topic, rec.topic_len);
-		if (!ring_rec_valid(&s->r, &rec)) {
-			lapped(s);
-			continue;
-		}
-		if (!topic_match(s->pat, topic, rec.topic_len)) {
-			s->next++;
-			continue;
-		}
-		/* copy the payload into its frame, then make sure it was whole (seqlock) */
-		p = frame_begin(s, rec.payload_len);
-		mark = s->out_len;
-		h = frame_head(s, p, rec.payload_len, s->next);
-		ring_copy_from(p + h, rec.payload, rec.payload_len);
-		if (!ring_rec_valid(&s->r, &rec)) {
-			s->out_len = mark;
-			lapped(s);
-			continue;
-		}
-		s->out_len += h + rec.payload_len + frame_tail(s, p + h + rec.payload_len);
-		s->next++;
-	}
-	return head;
-}
-
-static void keepalive(struct stream *s)
-{
-	uint64_t t, head;
-	char text[64], event[128], ts[32], cur[CURSOR_MAX];
-	int n, e;
-
-	/* every message below the resume time's head must go out first */
-	if (ring_keepalive_time(&s->r, &t, &head) < 0)
-		return; /* the broker keeps stamping: next tick */
-	while (s->next < head)
-		(void)drain(s);
-	fmt_time(ts, sizeof(ts), t);
-	n = snprintf(text, sizeof(text), "{\"stillalive\": %s}", ts);
-	/*
-	 * README 3.10: a comment, which EventSource skips and proxies see as traffic, then the id
-	 * of the last message looked at (any topic): the browser's lastEventId moves on while its
-	 * topic is quiet, so a reconnect resumes here, not behind messages evicted since.
-	 */
-	(void)cursor_format(cur, sizeof(cur), s->r.generation, s->next ? s->next - 1 : 0);
-	e = snprintf(event, sizeof(event), ": stillalive %s\nid: %s\n\n", ts, cur);
-	emit_notice(s, text, (size_t)n, event, (size_t)e);
-}
-
-/*
- * PROTOCOL 3.7: a client that takes no bytes for the send timeout is dropped. SO_SNDTIMEO alone
- * does not see it: small keepalive writes still fit in the send buffer. So watch what the
- * client actually took: sent minus the kernel's unsent queue (SIOCOUTQ).
- */
-static void check_progress(struct stream *s, uint64_t now)
-{
-	int outq = 0;
-	uint64_t acked;
-
-	if (ioctl(s->c->fd, SIOCOUTQ, &outq) < 0 || outq < 0)
-		return;
-	acked = s->sent - MIN((uint64_t)outq, s->sent);
-	if (outq == 0 || acked != s->acked) {
-		s->acked = acked;
-		s->acked_at_us = now;
-		return;
-	}
-	if (now - s->acked_at_us >= (uint64_t)s->c->cfg.send_timeout_ms * 1000u)
-		stream_end(s, "send timeout: the client takes no bytes");
-}
-
-/* PROTOCOL 3.7: a departed client shows up as end of input; what it sends is dropped. */
-static void check_client(struct stream *s)
-{
-	/* What a subscriber sends is dropped, and it normally sends nothing: a small buffer keeps
-	 * this frame below a page, which stack-clash probing would otherwise touch (issue 5). */
-	char buf[CLIENT_DRAIN_BYTES];
-
-	for (;;) {
-		ssize_t n = recv(s->c->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0)
-			stream_end(s, "the client closed the connection");
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return;
-			stream_end(s, "the connection failed");
-		}
-		if (s->c->stats)
-			ring_stats_add(s->c->stats, &s->c->stats->received, (uint64_t)n);
-	}
-}
-
-/* X-Fetch-Since (PROTOCOL 3.5): plain decimal, optional fraction, rounded up to the
- * microsecond (times are whole microseconds: t >= v iff t >= ceil(v)). Huge values saturate
- * (the future replays nothing). 0 or -EINVAL. */
-static int parse_since(const char *v, size_t len, uint64_t *ret)
-{
-	uint64_t sec = 0, frac = 0;
-	size_t i = 0, digits = 0;
-	bool more = false, sat = false;
-
-	while (i < len && v[i] >= '0' && v[i] <= '9') {
-		if (sec > (UINT64_MAX / 1000000u - 9) / 10)
-			sat = true;
-		else
-			sec = sec * 10 + (uint64_t)(v[i] - '0');
-		i++;
-		digits++;
-	}
-	if (digits == 0)
-		return -EINVAL;
-	if (i < len && v[i] == '.') {
-		size_t fd = 0;
-		i++;
-		while (i < len && v[i] >= '0' && v[i] <= '9') {
-			if (fd < 6)
-				frac = frac * 10 + (uint64_t)(v[i] - '0');
-			else if (v[i] != '0')
-				more = true;
-			fd++;
-			i++;
-		}
-		if (fd == 0)
-			return -EINVAL;
-		for (; fd < 6; fd++)
-			frac *= 10;
-	}
-	if (i != len)
-		return -EINVAL;
-	*ret = sat ? UINT64_MAX : sec * 1000000u + frac + (more ? 1 : 0);
-	return 0;
-}
-
-/*
- * Where the stream starts: the live head, the replay point of X-Fetch-Since, or the message after
- * a cursor (README 3.9). Sets s->next, and s->gap_due and s->gap_missed when the start calls for
- * a gap notice (PROTOCOL 3.4), which the caller sends once the stream's preamble is out.
- */
-static void start_position(struct stream *s, const struct resume *rs)
-{
-	uint64_t first, lo, tail, head, evicted;
-
-	s->gap_due = false;
-	switch (rs->kind) {
-	case RESUME_LIVE:
-		s->next = ring_head(&s->r);
-		return;
-	case RESUME_CURSOR:
-		/* tail first: head only grows, so the head read after it is not below it */
-		tail = ring_tail(&s->r);
-		head = ring_head(&s->r);
-		s->gap_due = cursor_start(&rs->cur, s->r.generation, tail, head, &s->next,
-					  &s->gap_missed);
-		return;
-	case RESUME_TIME:
-		break;
-	}
-	while (ring_find_time(&s->r, rs->since, &first, &lo) < 0)
-		; /* only under a writer that laps the index during the search */
-	tail = ring_tail(&s->r);
-	evicted = atomic_load_explicit(&s->r.hdr->evicted_time_us, memory_order_relaxed);
-	s->next = MAX(first, tail);
-	/* PROTOCOL 3.4: messages at or after 'since' are gone: say how many we know of */
-	if (evicted && evicted >= rs->since) {
-		s->gap_due = true;
-		s->gap_missed = first < tail ? tail - first : 1;
-	}
-}
-
-/*
- * Every header called name holds a cursor, all the same one (1, *ret set), or there is none
- * (0). A header that is not a cursor is a 400 (README 3.9); so is an empty one, unless
- * empty_absent: a browser sends Last-Event-ID only with a value, other clients may send it
- * empty to mean "no id yet".
- */
-static int header_cursor(struct conn *c, const struct http_request *req, const char *name,
-			 bool empty_absent, struct cursor *ret)
-{
-	size_t nlen = strlen(name);
-	bool found = false;
-	char why[128];
-
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-		struct cursor cur;
-
-		if (h->name_len != nlen || strncasecmp(h->name, name, nlen) != 0)
-			continue;
-		if (h->value_len == 0 && empty_absent)
-			continue;
-		if (cursor_parse(h->value, h->value_len, &cur) < 0) {
-			(void)snprintf(why, sizeof(why), "%s is not a cursor", name);
-			conn_fail(c, 400, why);
-		}
-		if (found && (cur.gen != ret->gen || cur.seq != ret->seq)) {
-			(void)snprintf(why, sizeof(why), "conflicting %s headers", name);
-			conn_fail(c, 400, why);
-		}
-		found = true;
-		*ret = cur;
-	}
-	return found;
-}
-
-/*
- * Where the request asks its stream to start. The most exact request wins: X-Fetch-Since-Cursor,
- * then Last-Event-ID (a reconnecting EventSource: newer than its URL), then ?lastEventId= in the
- * query, then X-Fetch-Since (PROTOCOL 3.5). Each one present must be well-formed (400).
- */
-static void parse_resume(struct conn *c, const struct http_request *req, struct resume *rs)
-{
-	char qval[CURSOR_MAX + 1];
-	struct cursor cur;
-	size_t qlen = 0;
-	int q;
-
-	rs->kind = RESUME_LIVE;
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-		uint64_t v;
-
-		if (h->name_len != 13 || strncasecmp(h->name, "X-Fetch-Since", 13) != 0)
-			continue;
-		if (parse_since(h->value, h->value_len, &v) < 0)
-			conn_fail(c, 400, "X-Fetch-Since must be a plain decimal unix time");
-		if (rs->kind == RESUME_TIME && v != rs->since)
-			conn_fail(c, 400, "conflicting X-Fetch-Since headers");
-		rs->kind = RESUME_TIME;
-		rs->since = v;
-	}
-	q = cursor_query_value(req->target, req->target_len, "lastEventId", qval, sizeof(qval),
-			       &qlen);
-	if (q < 0 || (q > 0 && qlen > 0 && cursor_parse(qval, qlen, &cur) < 0))
-		conn_fail(c, 400, "lastEventId is not a cursor");
-	if (q > 0 && qlen > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-	if (header_cursor(c, req, "Last-Event-ID", true, &cur) > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-	if (header_cursor(c, req, "X-Fetch-Since-Cursor", false, &cur) > 0) {
-		rs->kind = RESUME_CURSOR;
-		rs->cur = cur;
-	}
-}
-
-/* The response head of the stream into buf (HEAD_MAX bytes); its length. */
-static size_t stream_head(const struct stream *s, char *buf)
-{
-	const char *origin = s->c->cfg.allow_origin;
-	const char *acao = *origin ? "Access-Control-Allow-Origin: " : "";
-	const char *crlf = *origin ? "\r\n" : "";
-	int n;
-
-	if (s->fmt == STREAM_SSE)
-		n = snprintf(buf, HEAD_MAX,
-			     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\n"
-			     "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-			     "X-Accel-Buffering: no\r\n%s%s%s%s\r\n",
-			     acao, origin, crlf,
-			     s->chunked ? "Transfer-Encoding: chunked\r\n" : "");
-	else
-		n = snprintf(buf, HEAD_MAX,
-			     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\n%s"
-			     "Content-Type: application/x-gitpubsub\r\n"
-			     "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n%s%s%s\r\n",
-			     s->chunked ? "Transfer-Encoding: chunked\r\n" : "", acao, origin,
-			     crlf);
-	return n > 0 ? MIN((size_t)n, HEAD_MAX - 1) : 0;
+	return true;
 }
 
 /*
@@ -592,178 +381,458 @@ static size_t stream_head(const struct stream *s, char *buf)
  * message since still resumes exactly from here; with the reconnection delay first at the start
  * of the stream. Also sent when the ring was replaced, whose cursors are of another generation.
  */
-static void sse_id_block(struct stream *s, bool with_retry)
+static bool add_id_block(struct sub *s, struct out *o)
 {
 	char text[64], cur[CURSOR_MAX];
-	int n;
+	size_t n;
 
-	(void)cursor_format(cur, sizeof(cur), s->r.generation, s->next ? s->next - 1 : 0);
-	if (with_retry)
-		n = snprintf(text, sizeof(text), "retry: %u\nid: %s\n\n", SSE_RETRY_MS, cur);
+	(void)cursor_format(cur, sizeof(cur), s->c->fe->ring.generation, s->next ? s->next - 1 : 0);
+	if (s->retry_due)
+		n = printed(
+			snprintf(text, sizeof(text), "retry: %u\nid: %s\n\n", SSE_RETRY_MS, cur),
+			sizeof(text));
 	else
-		n = snprintf(text, sizeof(text), "id: %s\n\n", cur);
-	emit_notice(s, NULL, 0, text, (size_t)n);
-}
-
-static int attach_ring(struct conn *c, struct ring *r)
-{
-	int err = ring_attach(c->ring_name, r);
-
-	if (err < 0)
-		log_warning("%s: unable to attach ring '%s': %s", c->peer, c->ring_name,
-			    strerror(-err));
-	return err;
-}
-
-bool stream_page_handle(struct conn *c, const struct http_request *req, bool keep_alive)
-{
-	const char *origin = c->cfg.allow_origin;
-	size_t page_len = (size_t)sse_page_len;
-	struct topic_pattern *pat = malloc(sizeof(*pat));
-	char *buf;
-	int n, err;
-
-	/* the page subscribes to this very path: refuse it now as its stream would be refused */
-	if (!pat)
-		conn_fail(c, 500, "out of memory");
-	err = topic_pattern_parse(req->target, req->target_len, pat);
-	free(pat);
-	if (err < 0)
-		conn_fail(c, 400, "invalid topic: bad %-escape");
-	/* head and page in one write: a second small write could wait for a delayed ACK */
-	buf = malloc(HEAD_MAX + page_len);
-	if (!buf)
-		conn_fail(c, 500, "out of memory");
-	n = snprintf(buf, HEAD_MAX,
-		     "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME "\r\n"
-		     "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-		     "Cache-Control: no-cache\r\nContent-Security-Policy: " PAGE_CSP "\r\n"
-		     "%s%s%s%s\r\n",
-		     page_len, *origin ? "Access-Control-Allow-Origin: " : "", origin,
-		     *origin ? "\r\n" : "", keep_alive ? "" : "Connection: close\r\n");
-	if (n <= 0 || (size_t)n >= HEAD_MAX) {
-		free(buf);
-		conn_fail(c, 500, "response head too long");
-	}
-	memcpy(buf + n, sse_page, page_len);
-	err = conn_send(c, buf, (size_t)n + page_len);
-	free(buf);
-	if (err < 0)
+		n = printed(snprintf(text, sizeof(text), "id: %s\n\n", cur), sizeof(text));
+	if (!add_notice(s, o, NULL, 0, text, n, MARK_START_ID))
 		return false;
-	log_debug("%s: served the live page", c->peer);
-	return keep_alive;
+	s->id_due = s->retry_due = false;
+	return true;
 }
 
-void stream_handle(struct conn *c, const struct http_request *req)
+static bool add_keepalive(struct sub *s, struct out *o, uint64_t t)
 {
-	static struct stream s;
-	const uint32_t ka_ms = c->cfg.keepalive_ms;
-	struct resume rs;
-	char head[HEAD_MAX];
-	size_t head_len;
-	uint8_t *base;
+	char text[64], event[128], ts[32], cur[CURSOR_MAX];
 
-	s.c = c;
-	s.chunked = req->minor_version >= 1;
-	if (sse_negotiate(req) == SSE_KIND_EVENTS)
-		s.fmt = STREAM_SSE;
-	else
-		s.fmt = s.chunked ? STREAM_CHUNKED : STREAM_LINES;
-	s.pat = frontend_map(sizeof(*s.pat)); /* sized for the longest topic: map, not malloc */
-	if (!s.pat)
-		conn_fail(c, 500, "out of memory");
-	if (topic_pattern_parse(req->target, req->target_len, s.pat) < 0)
-		conn_fail(c, 400, "invalid topic: bad %-escape");
-	parse_resume(c, req, &rs);
-	switch (attach_ring(c, &s.r)) {
-	case 0:
-		break;
-	case -EMFILE: /* a keep-alive publish holds two fds; a low RLIMIT_NOFILE leaves none */
-	case -ENFILE:
-		conn_fail(c, 503, "the server is out of file descriptors; try again");
-	default:
-		conn_fail(c, 503, "history is not available: is the broker running?");
-	}
+	size_t tlen, elen;
 
-	/* one maximal message always fits beside a batch; untouched pages cost nothing */
-	s.out_cap = c->cfg.max_body + FRAME_OVERHEAD + BATCH_BYTES;
-	base = mmap(NULL, CHUNK_HEAD_ROOM + s.out_cap, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	s.topic = frontend_map((size_t)TOPIC_MAX_BYTES);
-	if (base == MAP_FAILED || !s.topic)
-		conn_fail(c, 500, "out of memory");
-	s.out = base + CHUNK_HEAD_ROOM;
+	fmt_time(ts, sizeof(ts), t);
+	tlen = printed(snprintf(text, sizeof(text), "{\"stillalive\": %s}", ts), sizeof(text));
+	/*
+	 * README 3.10: a comment, which EventSource skips and proxies see as traffic, then the id
+	 * of the last message looked at (any topic): the browser's lastEventId moves on while its
+	 * topic is quiet, so a reconnect resumes here, not behind messages evicted since.
+	 */
+	(void)cursor_format(cur, sizeof(cur), s->c->fe->ring.generation, s->next ? s->next - 1 : 0);
+	elen = printed(snprintf(event, sizeof(event), ": stillalive %s\nid: %s\n\n", ts, cur),
+		       sizeof(event));
+	return add_notice(s, o, text, tlen, event, elen, 0);
+}
 
-	if (c->stats) {
-		counted_stats = c->stats;
-		atomic_fetch_add_explicit(&c->stats->subscribers, 1, memory_order_relaxed);
-	}
-	(void)signal(SIGTERM, leave);
-	(void)signal(SIGINT, leave);
-	(void)signal(SIGHUP, leave);
+/* A gap of missed messages, going on at resume_seq. */
+static struct ring_gap gap_at(const struct ring *r, uint64_t missed, uint64_t resume_seq)
+{
+	struct ring_gap gap = { .missed = missed, .resume_seq = resume_seq };
 
-	/* before the head: whatever is published once the client has it is in its stream */
-	start_position(&s, &rs);
-	head_len = stream_head(&s, head);
-	if (conn_send(c, head, head_len) < 0)
-		stream_end(&s, "the client left before the head");
-	if (s.fmt == STREAM_SSE)
-		sse_id_block(&s, true);
-	if (s.gap_due)
-		emit_gap(&s, s.gap_missed, s.next);
-	/* A GET ends the request loop (PROTOCOL 1.3): the request buffers are done with, and an
-	 * idle subscriber should not keep their pages (issue 5, scenario 5). */
-	frontend_release(c->in, c->in_cap);
-	frontend_release(c->head, c->in_cap);
-	c->in_len = 0;
-	s.next_keepalive_us = io_now_mono_us() + (uint64_t)ka_ms * 1000u;
-	s.acked_at_us = io_now_mono_us();
+	gap.resume_us = ring_resume_time(r, resume_seq);
+	return gap;
+}
 
-	for (;;) {
-		uint32_t w = ring_wake_word(&s.r);
-		uint64_t now;
-		bool woke;
+/*
+ * Frame the messages from s->next up to head that match into o, until o is full, through the
+ * ring's reader (shm/ring.h): a message lapped or unreadable becomes a gap notice. Returns
+ * whether head was reached.
+ */
+static bool fill(struct sub *s, struct out *o, uint64_t head)
+{
+	const struct ring *r = &s->c->fe->ring;
+	struct ring_cursor cur;
 
-		(void)drain(&s);
-		now = io_now_mono_us();
-		if (now >= s.next_keepalive_us) {
-			keepalive(&s);
-			check_client(&s);
-			check_progress(&s, now);
-			s.next_keepalive_us = now + (uint64_t)ka_ms * 1000u;
-		}
-		flush(&s);
-		if (s.next < ring_head(&s.r))
-			continue; /* more arrived while we were writing */
-		if (ring_closed(&s.r)) {
-			uint64_t before;
+	ring_cursor_init(&cur, s->next);
+	while (cur.next < head) {
+		struct ring_rec rec;
+		struct ring_gap gap;
+		uint8_t *p;
+		size_t h;
+		int err = ring_next(r, &cur, &rec, &gap);
 
-			/* section 6 of shm/ring.h: the ring was replaced; follow it from its start */
-			ring_detach(&s.r);
-			/* the old object may still be there (a recreate cut short): wait for a
-			 * live one rather than spin on it */
-			while (attach_ring(c, &s.r) < 0 || ring_closed(&s.r)) {
-				if (s.r.hdr)
-					ring_detach(&s.r);
-				check_client(&s);
-				(void)usleep(ATTACH_RETRY_MS * 1000u);
-			}
-			before = s.next;
-			s.next = ring_tail(&s.r);
-			if (s.fmt == STREAM_SSE)
-				sse_id_block(&s, false);
-			/* shm/ring.h section 8: a cluster's stream was recreated: PROTOCOL 3.4 (not
-			 * when the old ring never held a message: a node's first copy of a stream) */
-			if (atomic_load_explicit(&s.r.hdr->stream_time, memory_order_relaxed) &&
-			    before > 1)
-				emit_gap(&s, s.next - 1, s.next);
+		if (err == -EAGAIN)
+			return true; /* not published yet: the writer is at it */
+		if (err == RING_NEXT_GAP) {
+			if (!add_gap(s, o, &gap, 0))
+				return false; /* said next time: s->next is still before it */
 			continue;
 		}
-		trim_out(&s);
-		now = io_now_mono_us();
-		woke = now < s.next_keepalive_us;
-		if (woke &&
-		    ring_wait(&s.r, w, (uint32_t)((s.next_keepalive_us - now + 999) / 1000u)) < 0)
-			(void)usleep(1000); /* futex unusable: poll gently rather than spin */
+		if ((size_t)rec.payload_len + FRAME_OVERHEAD > o->cap - BATCH_BYTES) {
+			/* stored under a larger body limit than ours: too big to frame here */
+			gap = gap_at(r, 1, cur.next + 1);
+			if (!add_gap(s, o, &gap, 0))
+				return false;
+			ring_cursor_advance(&cur);
+			continue;
+		}
+		/* the topic, copied into the frame's room and matched, then the payload over it;
+		 * each copy checked whole afterwards (seqlock): a torn one is read again */
+		p = frame_room(o, MAX(rec.topic_len, rec.payload_len));
+		if (!p)
+			return false;
+		ring_copy_from(p, rec.topic, rec.topic_len);
+		if (!ring_rec_valid(r, &rec))
+			continue;
+		if (!stream_key_match(s->group->key, s->group->keylen, p, rec.topic_len)) {
+			ring_cursor_advance(&cur);
+			s->next = cur.next;
+			continue;
+		}
+		h = frame_head(s->fmt, p, rec.payload_len, r->generation, cur.next);
+		ring_copy_from(p + h, rec.payload, rec.payload_len);
+		if (!ring_rec_valid(r, &rec))
+			continue;
+		h += rec.payload_len;
+		h += frame_tail(s->fmt, p + h);
+		ring_cursor_advance(&cur);
+		s->next = cur.next;
+		frame_done(o, h, s->next, 0);
 	}
+	return true;
+}
+
+/* The write being built: one per process, as pumps run one at a time. */
+static struct out out_state;
+
+/* Send o in one write (for SSE on HTTP/1.1, wrapped in one chunk); true when all of it went. */
+static bool send_out(struct sub *s, struct out *o)
+{
+	uint8_t *p = o->buf;
+	size_t len = o->len;
+	struct iovec iov;
+	ssize_t w;
+
+	if (s->fmt == FMT_SSE_CHUNKED) {
+		/* README 3.10: the whole write is one chunk; its size line goes in the room left
+		 * in front of it, and frame_room() left room for the CRLF after it */
+		uint8_t size[CHUNK_HEAD_ROOM];
+		size_t h = stream_chunk_head(size, len);
+
+		p = o->base + (CHUNK_HEAD_ROOM - h);
+		memcpy(p, size, h);
+		memcpy(p + h + len, "\r\n", STRLEN("\r\n"));
+		len += h + 2;
+		for (size_t i = 0; i < o->nmarks; i++)
+			o->marks[i].end += h;
+		o->marks[o->nmarks - 1].end += 2;
+	}
+	do
+		w = send(s->c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		w = errno == EAGAIN ? 0 : -errno;
+	iov.iov_base = p;
+	iov.iov_len = len;
+	return stream_settle(s, &iov, 1, o->marks, o->nmarks, o->next0, s->next, w);
+}
+
+/* Bytes of the scratch buffer that writes touched since the last trim. */
+static size_t scratch_touched;
+
+/*
+ * A process that serves one stream gives back the scratch pages beyond OUT_KEEP_BYTES that a
+ * burst touched (a replay, a lapped reader catching up), so an idle subscriber does not hold a
+ * batch of memory: one madvise per burst, none in steady traffic. A multiplexed process keeps
+ * its one scratch buffer: it is shared by all its streams.
+ */
+static void trim_scratch(struct frontend *fe)
+{
+	if (!fe->single || scratch_touched <= OUT_KEEP_BYTES)
+		return;
+	(void)madvise(fe->scratch + OUT_KEEP_BYTES, scratch_touched - OUT_KEEP_BYTES,
+		      MADV_DONTNEED);
+	scratch_touched = 0;
+}
+
+static void pump(struct sub *s);
+
+void stream_pump(struct sub *s)
+{
+	pump(s);
+	trim_scratch(s->c->fe);
+}
+
+static void pump(struct sub *s)
+{
+	struct frontend *fe = s->c->fe;
+	struct out *o = &out_state;
+
+	if (s->blocked || !fe->ring.hdr || !fe->scratch || s->c->state != CONN_STREAM)
+		return;
+	if (s->pend_len && !write_pend(s))
+		return;
+	for (;;) {
+		uint64_t head = ring_head(&fe->ring), kt = 0, kh = 0;
+		bool done, ka = false;
+
+		o->base = fe->scratch;
+		o->buf = fe->scratch + CHUNK_HEAD_ROOM;
+		o->cap = fe->scratch_cap - CHUNK_HEAD_ROOM;
+		o->len = 0;
+		o->nmarks = 0;
+		o->next0 = s->next;
+		if (s->id_due)
+			(void)add_id_block(s, o); /* an empty write has room for it */
+		if (s->gap_due) {
+			struct ring_gap gap = gap_at(&fe->ring, s->gap_missed, s->next);
+
+			s->gap_due = false;
+			(void)add_gap(s, o, &gap, MARK_START_GAP);
+		}
+		/* PROTOCOL 3.3: every message below the keepalive's head goes out before it */
+		if (s->keepalive_due && ring_keepalive_time(&fe->ring, &kt, &kh) == 0) {
+			ka = true;
+			head = MAX(head, kh);
+		}
+		done = fill(s, o, head);
+		if (done && ka && s->next >= kh) {
+			if (add_keepalive(s, o, kt))
+				s->keepalive_due = false;
+			else
+				done = false;
+		}
+		scratch_touched = MAX(scratch_touched, CHUNK_HEAD_ROOM + o->len + 2);
+		if (o->nmarks == 0 || !send_out(s, o))
+			return;
+		if (done)
+			return;
+	}
+}
+
+/* PROTOCOL 3.7: a departed client shows up as end of input; what it sends is dropped. Returns
+ * false when the stream ended. */
+static bool check_client(struct sub *s)
+{
+	char buf[CLIENT_DRAIN_BYTES];
+
+	for (;;) {
+		ssize_t n = recv(s->c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0) {
+			conn_count_received(s->c, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		stream_end(s,
+			   n == 0 ? "the client closed the connection" : "the connection failed");
+		return false;
+	}
+}
+
+/*
+ * PROTOCOL 3.7: a client that takes no bytes for the send timeout is dropped. What it took is
+ * what we sent minus the kernel's unsent queue (SIOCOUTQ): a subscriber whose socket is full
+ * costs nothing while it waits, until then.
+ */
+static bool check_progress(struct sub *s, uint64_t now)
+{
+	int outq = 0;
+	uint64_t acked;
+
+	if (ioctl(s->c->fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+		return true;
+	acked = s->sent - MIN((uint64_t)outq, s->sent);
+	if ((outq == 0 && !s->pend_len) || acked != s->acked) {
+		s->acked = acked;
+		s->acked_at_us = now;
+		return true;
+	}
+	if (now - s->acked_at_us < (uint64_t)s->c->fe->cfg.send_timeout_ms * 1000u)
+		return true;
+	stream_end(s, "send timeout: the client takes no bytes");
+	return false;
+}
+
+static void keepalive_tick(struct loop *l, struct timer *t)
+{
+	struct conn *c = container_of(t, struct conn, timer);
+	struct sub *s = c->sub;
+
+	timer_arm(l, t, TIMER_KEEPALIVE, keepalive_tick);
+	if (!check_client(s) || !check_progress(s, l->now_us))
+		return;
+	s->keepalive_due = true;
+	stream_pump(s);
+}
+
+void stream_io(struct conn *c, uint32_t events)
+{
+	struct sub *s = c->sub;
+
+	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !check_client(s))
+		return;
+	if (events & (EPOLLHUP | EPOLLERR)) {
+		stream_end(s, "the connection failed");
+		return;
+	}
+	if ((events & EPOLLOUT) && s->blocked) {
+		s->blocked = false;
+		conn_stream_watch(c, false);
+		if (c->state == CONN_STREAM)
+			stream_pump(s);
+	}
+}
+
+void stream_ring_replaced(struct sub *s)
+{
+	const uint64_t before = s->next;
+
+	/* section 6 of shm/ring.h: follow the new ring from its start */
+	s->next = ring_tail(&s->c->fe->ring);
+	if (is_sse(s))
+		s->id_due = true;
+	/* section 8: a cluster's stream was recreated: PROTOCOL 3.4 (not when the old ring never
+	 * held a message: a node's first copy of a stream) */
+	if (atomic_load_explicit(&s->c->fe->ring.hdr->stream_time, memory_order_relaxed) &&
+	    before > 1) {
+		s->gap_due = true;
+		s->gap_missed = s->next - 1;
+	}
+}
+
+void stream_free(struct conn *c)
+{
+	struct sub *s = c->sub;
+	struct ring_stats *st = c->fe->stats;
+
+	if (!s)
+		return;
+	if (s->group)
+		fanout_leave(c->fe, s);
+	if (s->counted && st)
+		atomic_fetch_sub_explicit(&st->subscribers, 1, memory_order_relaxed);
+	free(s->pend);
+	free(s);
+	c->sub = NULL;
+}
+
+/* ---- where a stream starts ---- */
+
+/* The parsed pattern of a subscription: sized for the longest topic, so one per process, its
+ * pages touched only as far as a topic reaches. */
+static struct topic_pattern *pattern_buf(void)
+{
+	static struct topic_pattern *pat;
+
+	if (!pat) {
+		void *p = mmap(NULL, sizeof(*pat), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		pat = p == MAP_FAILED ? NULL : p;
+	}
+	return pat;
+}
+
+/* The group key of the request's topic into *ret_key (malloc, caller frees); false when
+ * answered. */
+static bool topic_key(struct conn *c, const struct http_request *req, uint8_t **ret_key,
+		      size_t *ret_len)
+{
+	struct topic_pattern *pat = pattern_buf();
+	uint8_t *key;
+
+	if (!pat) {
+		conn_fail(c, 500, "out of memory");
+		return false;
+	}
+	if (topic_pattern_parse(req->target, req->target_len, pat) < 0) {
+		conn_fail(c, 400, "invalid topic: bad %-escape");
+		return false;
+	}
+	*ret_len = pattern_key_len(pat);
+	key = malloc(*ret_len);
+	if (!key) {
+		conn_fail(c, 500, "out of memory");
+		return false;
+	}
+	(void)pattern_key(pat, key);
+	*ret_key = key;
+	return true;
+}
+
+void stream_page(struct conn *c, const struct http_request *req)
+{
+	size_t page_len = (size_t)sse_page_len, key_len, n;
+	char head[HEAD_MAX];
+	uint8_t *key;
+
+	/* the page subscribes to this very path: refuse it now as its stream would be refused */
+	if (!topic_key(c, req, &key, &key_len))
+		return;
+	free(key);
+	n = response_page(head, sizeof(head), page_len, c->fe->cfg.allow_origin, c->keep_alive);
+	if (!n) {
+		conn_fail(c, 500, "response head too long");
+		return;
+	}
+	/* head and page in one write: a second small write could wait for a delayed ACK */
+	if (!conn_send(c, head, n) || !conn_send(c, sse_page, page_len))
+		return;
+	log_debug("%s: served the live page", c->peer);
+	if (!c->keep_alive)
+		conn_finish(c);
+}
+
+void stream_begin(struct conn *c, const struct http_request *req)
+{
+	struct frontend *fe = c->fe;
+	bool chunked = req->minor_version >= 1, sse = sse_negotiate(req) == SSE_KIND_EVENTS;
+	char head[HEAD_MAX];
+	struct resume rs;
+	struct sub *s;
+	uint8_t *key;
+	size_t key_len, n;
+	int err;
+
+	if (!topic_key(c, req, &key, &key_len))
+		return;
+	if (!resume_parse(c, req, &rs)) {
+		free(key);
+		return;
+	}
+	err = fanout_attach(fe);
+	s = err == 0 ? calloc(1, sizeof(*s)) : NULL;
+	n = response_stream(head, sizeof(head), sse, chunked, fe->cfg.allow_origin);
+	if (s)
+		s->pend = malloc(n);
+	if (!s || !s->pend || !n || !fanout_join(fe, s, key, key_len)) {
+		free(key);
+		if (s)
+			free(s->pend);
+		free(s);
+		if (err == -EMFILE || err == -ENFILE)
+			conn_fail(c, 503, "the server is out of file descriptors; try again");
+		else if (err < 0)
+			conn_fail(c, 503, "history is not available: is the broker running?");
+		else
+			conn_fail(c, 500, "out of memory");
+		return;
+	}
+	free(key);
+	s->c = c;
+	c->sub = s;
+	if (sse)
+		s->fmt = chunked ? FMT_SSE_CHUNKED : FMT_SSE;
+	else
+		s->fmt = chunked ? FMT_CHUNKED : FMT_LINES;
+	s->id_due = s->retry_due = sse;
+	/* before the head: whatever is published once the client has it is in its stream */
+	resume_position(s, &rs);
+	/* the head is the first thing the stream has to write */
+	memcpy(s->pend, head, n);
+	s->pend_len = n;
+	if (fe->stats) {
+		atomic_fetch_add_explicit(&fe->stats->subscribers, 1, memory_order_relaxed);
+		s->counted = true;
+	}
+	/* A GET ends the request loop (PROTOCOL 1.3): the request buffers are done with, and an
+	 * idle subscriber should not keep them. */
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	c->state = CONN_STREAM;
+	if (c->fd >= 0)
+		conn_stream_watch(c, false);
+	s->acked_at_us = fe->loop.now_us;
+	timer_arm(&fe->loop, &c->timer, TIMER_KEEPALIVE, keepalive_tick);
+	log_debug("%s: streaming", c->peer);
+	stream_pump(s);
 }

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "broker/json.h"
+#include "common/utf8.h"
 #include "fuzz/fuzz.h"
 
 /* One validator for the whole run: it owns a 5 MiB token array, as the broker's does. */
@@ -274,8 +275,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(out || size == 0, "out of memory");
 
 	/* Two UTF-8 validators, two ways: they agree on every input. */
-	FUZZ_CHECK(!json_utf8_valid(in, size) == !ref_utf8_valid(data, size),
-		   "json_utf8_valid says %d", json_utf8_valid(in, size));
+	FUZZ_CHECK(!utf8_valid(in, size) == !ref_utf8_valid(data, size), "utf8_valid says %d",
+		   utf8_valid(in, size));
 
 	ok = ref_text(&r);
 	n = json_normalize(validator, (const char *)in, size, (char *)out, size);
@@ -310,7 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(a == b || (b == ' ' && ref_ws(a)), "byte %zu changed: 0x%02x to 0x%02x",
 			   i, a, b);
 	}
-	FUZZ_CHECK(json_utf8_valid(out, (size_t)n), "message is not UTF-8");
+	FUZZ_CHECK(utf8_valid(out, (size_t)n), "message is not UTF-8");
 
 	/* Idempotent: the message is its own normal form, byte for byte. */
 	again = malloc((size_t)n);

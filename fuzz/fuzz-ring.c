@@ -44,7 +44,7 @@ static bool is_pow2(uint64_t x)
 	return x && !(x & (x - 1));
 }
 
-/* Read message seq the way frontend/stream.c and gpsctl do, checking what ring_rec_get gave. */
+/* Locate message seq and copy it as a subscriber does, checking what ring_rec_get gave. */
 static void read_one(const struct ring *r, uint64_t seq)
 {
 	struct ring_rec rec;
@@ -74,12 +74,46 @@ static void read_one(const struct ring *r, uint64_t seq)
 	(void)topic_format(topic_buf, rec.topic_len, path_buf, sizeof(path_buf));
 }
 
+/* A subscriber's walk from seq from through the public reader (shm/ring.h): every step is the
+ * message at the cursor, a gap that moves it forward, or the end. */
+static void walk(const struct ring *r, uint64_t from)
+{
+	struct ring_cursor c;
+
+	ring_cursor_init(&c, from);
+	for (unsigned int i = 0; i < FUZZ_RING_WALK; i++) {
+		struct ring_rec rec;
+		struct ring_gap gap;
+		uint64_t at = c.next;
+		int err = ring_read(r, &c, copy_buf, sizeof(copy_buf), &rec, &gap);
+
+		FUZZ_CHECK(err == RING_NEXT_MSG || err == RING_NEXT_GAP || err == -EAGAIN,
+			   "ring_read: %d", err);
+		if (err == RING_NEXT_MSG)
+			FUZZ_CHECK(rec.seq == at && c.next == at + 1,
+				   "read %llu at %llu, now at %llu", (unsigned long long)rec.seq,
+				   (unsigned long long)at, (unsigned long long)c.next);
+		else if (err == RING_NEXT_GAP)
+			FUZZ_CHECK(gap.missed >= 1 && gap.resume_seq > at &&
+					   c.next == gap.resume_seq,
+				   "gap of %llu from %llu to %llu", (unsigned long long)gap.missed,
+				   (unsigned long long)at, (unsigned long long)gap.resume_seq);
+		else
+			return;
+	}
+}
+
 static void find_one(const struct ring *r, uint64_t time_us)
 {
+	struct ring_cursor c;
+	struct ring_gap gap;
+	int serr = ring_cursor_seek_time(r, time_us, &c, &gap);
 	uint64_t head = ring_head(r), seq = 0, lo = 0;
 	int err = ring_find_time(r, time_us, &seq, &lo);
 
 	FUZZ_CHECK(err == 0 || err == -EAGAIN, "ring_find_time: %d", err);
+	FUZZ_CHECK(serr == 0 || serr == RING_NEXT_GAP || serr == -EAGAIN,
+		   "ring_cursor_seek_time: %d", serr);
 	if (err < 0)
 		return;
 	FUZZ_CHECK(lo >= 1 && lo <= seq, "lo %llu, seq %llu", (unsigned long long)lo,
@@ -120,8 +154,7 @@ static void read_image(uint8_t *base, size_t map_size, uint64_t seed)
 		for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
 			read_one(&r, edge[i]);
 	}
-	for (uint64_t s = tail; s < head && s - tail < FUZZ_RING_WALK; s++)
-		read_one(&r, s);
+	walk(&r, tail);
 	/* Whatever seq each index entry claims to hold. */
 	for (uint64_t k = 0; k < r.nidx; k++)
 		read_one(&r, atomic_load_explicit(&r.idx[k].seq, memory_order_relaxed));

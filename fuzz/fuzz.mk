@@ -1,4 +1,4 @@
-# fuzz/fuzz.mk: the libFuzzer harnesses (issue 6), included by the top Makefile.
+# fuzz/fuzz.mk: the libFuzzer harnesses (README "Reliability"), included by the top Makefile.
 #
 #   make fuzz         build every harness, run each for FUZZ_TIME seconds (default 60), two at a
 #                     time, on a copy of its corpus under $(BUILD)/fuzz/corpus; fails on any crash,
@@ -26,7 +26,7 @@ FUZZ_LLVM_COV ?= $(firstword $(shell command -v llvm-cov-14 llvm-cov 2>/dev/null
 
 # What each harness tests: compiled with coverage instrumentation, the rest of the tree not.
 FUZZ_SRC_http   = frontend/http.c
-FUZZ_SRC_json   = broker/json.c
+FUZZ_SRC_json   = broker/json.c common/utf8.c
 FUZZ_SRC_topic  = shm/topic.c
 FUZZ_SRC_config = common/config.c common/log.c common/trust.c
 FUZZ_SRC_ring   = shm/ring.c shm/topic.c common/io.c
@@ -71,7 +71,7 @@ $(FUZZ_RING_SEED): $(call obj,fuzz/ring-seed.c) $(LIB_WRITER) $(LIB_SHM) $(LIB_C
 fuzz-build: $(FUZZ_BINS) $(FUZZ_RING_SEED)
 
 # Then the coverage of the corpora the run grew, so that make check prints the parser's figure
-# and fails below FUZZ_COV_MIN (issue 6).
+# and fails below FUZZ_COV_MIN (README "Reliability").
 fuzz: fuzz-build $(FUZZ_COV_BINS)
 	@FUZZ_CORPUS=fuzz/corpus fuzz/run-fuzz run $(FUZZ_DIR) $(FUZZ_TIME) $(FUZZ_JOBS) $(FUZZ_NAMES)
 	@FUZZ_PROFDATA=$(FUZZ_PROFDATA) FUZZ_LLVM_COV=$(FUZZ_LLVM_COV) \

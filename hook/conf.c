@@ -5,11 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/config.h"
 #include "hook/conf.h"
 #include "hook/jbuf.h"
-
-/* Fraction digits a duration may carry: milliseconds are the unit of the result. */
-#define CONF_DURATION_DECIMALS 3
 
 int conf_init(struct conf *c)
 {
@@ -44,45 +42,6 @@ int conf_parse_u32(const char *s, uint32_t *ret)
 	return 0;
 }
 
-int conf_parse_duration_ms(const char *s, uint64_t *ret_ms)
-{
-	/* whole part and fraction both in thousandths, checked against overflow digit by digit */
-	const uint64_t limit = UINT64_MAX / 1000 / 60;
-	uint64_t whole = 0, frac = 0, mult;
-	int digits = 0, decimals = 0;
-
-	for (; *s >= '0' && *s <= '9'; s++, digits++) {
-		whole = whole * 10 + (uint64_t)(*s - '0');
-		if (whole > limit)
-			return -EINVAL;
-	}
-	if (*s == '.') {
-		for (s++; *s >= '0' && *s <= '9'; s++, decimals++) {
-			if (decimals == CONF_DURATION_DECIMALS)
-				return -EINVAL;
-			frac = frac * 10 + (uint64_t)(*s - '0');
-		}
-		if (decimals == 0)
-			return -EINVAL;
-	}
-	if (digits == 0)
-		return -EINVAL;
-	for (int i = decimals; i < CONF_DURATION_DECIMALS; i++)
-		frac *= 10;
-
-	if (*s == '\0' || strcmp(s, "s") == 0)
-		mult = 1000;
-	else if (strcmp(s, "ms") == 0)
-		mult = 1;
-	else if (strcmp(s, "m") == 0)
-		mult = UINT64_C(60000);
-	else
-		return -EINVAL;
-	/* frac is thousandths of the unit */
-	*ret_ms = whole * mult + frac * mult / 1000;
-	return 0;
-}
-
 int conf_set(struct conf *c, const char *key, const char *value)
 {
 	uint64_t ms;
@@ -100,7 +59,7 @@ int conf_set(struct conf *c, const char *key, const char *value)
 		return 0;
 	}
 	if (strcasecmp(key, "timeout") == 0) {
-		if (conf_parse_duration_ms(value, &ms) < 0 || ms < CONF_MIN_TIMEOUT_MS ||
+		if (config_parse_duration_ms(value, &ms) < 0 || ms < CONF_MIN_TIMEOUT_MS ||
 		    ms > CONF_MAX_TIMEOUT_MS)
 			return -EINVAL;
 		c->timeout_ms = ms;

@@ -13,15 +13,16 @@
  *
  *   url         GITPUBSUB_URL         where to POST; "{project}" is replaced by the repository's
  *                                     directory name, percent-encoded
- *   timeout     GITPUBSUB_TIMEOUT     the most time the hook may add to a push: a duration,
- *                                     "5", "5s", "1500ms", "0.5s", "1m"
+ *   timeout     GITPUBSUB_TIMEOUT     the most time the hook may add to a push: a duration
+ *                                     (config_parse_duration_ms: "5", "1500ms", "0.5s", "1m")
  *   maxCommits  GITPUBSUB_MAXCOMMITS  the most commits published per ref update
  */
 
 #define CONF_DEFAULT_URL	 "http://localhost:2069/json/git/{project}"
 /* PROTOCOL's hook default: long enough for a loaded server, short enough not to annoy. */
 #define CONF_DEFAULT_TIMEOUT_MS	 5000U
-/* Issue 3: a push of more commits than this publishes the newest ones and a notice. */
+/* hook/README.md, gitpubsub.maxCommits: a push of more commits than this publishes the newest ones
+ * and a notice. */
 #define CONF_DEFAULT_MAX_COMMITS 100U
 /* Bounds that turn nonsense into an error rather than a stalled push or an unbounded flood. */
 #define CONF_MIN_TIMEOUT_MS	 10U
@@ -46,11 +47,6 @@ void conf_free(struct conf *c);
  */
 _must_check_ int conf_set(struct conf *c, const char *key, const char *value);
 
-/*
- * A duration: a decimal number with at most 3 decimals, then an optional unit "ms", "s" or "m"
- * (none: seconds). 0 or -EINVAL (*ret_ms untouched). Range checks are the caller's.
- */
-_must_check_ int conf_parse_duration_ms(const char *s, uint64_t *ret_ms);
 /* A decimal integer without sign, 0 .. UINT32_MAX. 0 or -EINVAL (*ret untouched). */
 _must_check_ int conf_parse_u32(const char *s, uint32_t *ret);
 

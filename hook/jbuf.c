@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "hook/jbuf.h"
 
 /* Smallest allocation: most appends are short, and a few doublings reach any message. */
@@ -114,58 +115,6 @@ int jbuf_error(const struct jbuf *b)
 	return b->err;
 }
 
-/*
- * Decode the UTF-8 sequence at p[0..n), n >= 1. Returns its length (1-4) with the code point in
- * *ret_cp, or 0 when it is ill-formed, with *ret_bad set to the length of its maximal subpart:
- * the longest prefix that could still have begun a well-formed sequence (at least 1). The
- * second-byte ranges are those of the Unicode standard's table 3-7, which is what rules out
- * overlong forms, surrogates and code points past U+10FFFF.
- */
-static size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *ret_cp, size_t *ret_bad)
-{
-	uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-	size_t need, i;
-	uint32_t cp;
-
-	if (c < 0x80) {
-		*ret_cp = c;
-		return 1;
-	}
-	if (c < 0xC2 || c > 0xF4) {
-		*ret_bad = 1;
-		return 0;
-	}
-	if (c < 0xE0) {
-		need = 2;
-		cp = c & 0x1FU;
-	} else if (c < 0xF0) {
-		need = 3;
-		cp = c & 0x0FU;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else {
-		need = 4;
-		cp = c & 0x07U;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	}
-	for (i = 1; i < need; i++) {
-		if (i >= n || p[i] < lo || p[i] > hi) {
-			*ret_bad = i;
-			return 0;
-		}
-		cp = cp << 6 | (p[i] & 0x3FU);
-		lo = 0x80;
-		hi = 0xBF;
-	}
-	*ret_cp = cp;
-	return need;
-}
-
 void jbuf_put_json_str(struct jbuf *b, const void *p, size_t n)
 {
 	jbuf_putc(b, '"');
@@ -237,20 +186,4 @@ void jbuf_put_json_chars(struct jbuf *b, const void *vp, size_t n)
 			break;
 		}
 	}
-}
-
-size_t utf8_cut(const void *vp, size_t n, size_t max)
-{
-	const uint8_t *p = vp;
-	size_t cut, k;
-
-	if (n <= max)
-		return n;
-	cut = max;
-	/* back up over at most 3 continuation bytes to the lead byte of the cut sequence */
-	for (k = 0; k < 3 && cut > 0 && (p[cut] & 0xC0) == 0x80; k++)
-		cut--;
-	if ((p[cut] & 0xC0) == 0x80)
-		return max; /* not UTF-8 here: any cut is as good as another */
-	return cut;
 }

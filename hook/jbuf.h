@@ -68,10 +68,4 @@ void jbuf_put_json_chars(struct jbuf *b, const void *p, size_t n);
 /* 0, or the -errno that stopped an append (-ENOMEM, -E2BIG). */
 _must_check_ int jbuf_error(const struct jbuf *b);
 
-/*
- * Length of the longest prefix of p[0..n) that is at most max bytes and does not end inside a
- * UTF-8 sequence (only the last 3 bytes are looked at, so ill-formed input is cut anywhere).
- */
-size_t utf8_cut(const void *p, size_t n, size_t max);
-
 #endif

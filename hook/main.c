@@ -16,10 +16,9 @@
 #include "hook/push.h"
 #include "hook/repo.h"
 #include "hook/spool.h"
-#include "hook/version.h"
 
 /*
- * gitpubsub-hook: the post-receive hook (issue 3, PROTOCOL 10). It must never fail or stall a
+ * gitpubsub-hook: the post-receive hook (PROTOCOL 10). It must never fail or stall a
  * push: every delay is bounded by gitpubsub.timeout, delivery problems end in one plain sentence
  * on stderr (git shows it to the pusher as "remote: ...") and exit status 0, and what could not
  * be delivered waits in the spool (hook/spool.h) for the next run or --flush.
@@ -456,41 +455,32 @@ static int hook_print_spool(const char *git_dir)
 	return err;
 }
 
-int main(int argc, char **argv)
-{
-	struct sigaction ign = { .sa_handler = SIG_IGN };
-	uint64_t start = io_now_mono_us(), deadline;
-	struct hook_opts opts = { 0 };
-	struct deliver_stats st = { 0 };
-	struct push_stats pst = { 0 };
-	struct msg_list msgs = { 0 };
-	struct update *updates = NULL;
-	size_t nupdates = 0, spooled = 0;
-	struct repo repo = { 0 };
-	struct spool spool = { .base_fd = -1, .dir_fd = -1, .deliver_fd = -1 };
-	struct post post = { 0 };
+/* Everything one run holds, released by hook_run_free(). */
+struct hook_run {
+	struct hook_opts opts;
+	uint64_t start, deadline;
 	struct conf conf;
-	bool have_spool = false, have_post = false, have_curl = false;
-	char *url = NULL;
-	int ret = EXIT_RUNTIME, err;
+	struct repo repo;
+	char *url;
+	struct update *updates;
+	size_t nupdates;
+	struct push_stats pst;
+	struct msg_list msgs;
+	size_t spooled; /* the first msgs.n of msgs that are in the spool */
+	struct spool spool;
+	struct post post;
+	struct deliver_stats st;
+	bool have_spool, have_post, have_curl;
+};
 
-	log_open(PROG);
-	/* a pusher who hangs up must not kill us halfway through writing the spool */
-	(void)sigaction(SIGPIPE, &ign, NULL);
-	git_set_show_errors(log_get_level() >= LOG_DEBUG);
+/* The repository, the settings and the URL: 0, or -1 after saying why. */
+static int hook_setup(struct hook_run *h)
+{
+	int err;
 
-	ret = hook_parse_args(argc, argv, &opts);
-	if (ret != EXIT_OK || opts.done)
-		return ret;
-	ret = EXIT_RUNTIME;
-
-	if (conf_init(&conf) < 0) {
-		log_error("out of memory");
-		return EXIT_RUNTIME;
-	}
 	/* until the configured timeout is known, the default bounds finding the repository */
-	deadline = start + (uint64_t)CONF_DEFAULT_TIMEOUT_MS * 1000;
-	err = repo_open(&repo, deadline);
+	h->deadline = h->start + (uint64_t)CONF_DEFAULT_TIMEOUT_MS * 1000;
+	err = repo_open(&h->repo, h->deadline);
 	if (err < 0) {
 		if (err == -ENOENT)
 			log_error("not inside a git repository");
@@ -498,125 +488,184 @@ int main(int argc, char **argv)
 			log_error("unable to run git: is it installed and on PATH?");
 		else
 			log_error("unable to find the git repository: %s", strerror(-err));
-		goto out;
+		return -1;
 	}
-	if (hook_load_conf(&conf, deadline) < 0) {
+	if (hook_load_conf(&h->conf, h->deadline) < 0) {
 		log_error("out of memory");
-		goto out;
+		return -1;
 	}
-	deadline = start + conf.timeout_ms * 1000;
-	url = conf_expand_url(conf.url, repo.project);
-	if (!url) {
+	h->deadline = h->start + h->conf.timeout_ms * 1000;
+	h->url = conf_expand_url(h->conf.url, h->repo.project);
+	if (!h->url) {
 		log_error("out of memory");
-		goto out;
+		return -1;
 	}
+	return 0;
+}
 
-	if (opts.flush && opts.dry_run) {
-		err = hook_print_spool(repo.git_dir);
-		if (err < 0)
-			log_error("unable to read the spool: %s", strerror(-err));
-		ret = err < 0 ? EXIT_RUNTIME : EXIT_OK;
-		goto out;
-	}
+/* The ref updates, from the arguments or from stdin: EXIT_OK, or the exit status after saying
+ * why. */
+static int hook_get_updates(struct hook_run *h)
+{
+	int err;
 
-	if (!opts.flush) {
-		if (opts.nargs == 3) {
-			updates = calloc(1, sizeof(*updates));
-			if (!updates) {
-				log_error("out of memory");
-				goto out;
-			}
-			err = update_set(&updates[0], opts.args[0], opts.args[1], opts.args[2]);
-			if (err < 0) {
-				log_error("'%s %s %s' is not a ref update (OLDREV NEWREV REFNAME)",
-					  opts.args[0], opts.args[1], opts.args[2]);
-				ret = EXIT_USAGE;
-				goto out;
-			}
-			nupdates = 1;
-		} else {
-			err = hook_read_updates(&updates, &nupdates);
-			if (err < 0) {
-				log_error("unable to read the ref updates: %s", strerror(-err));
-				goto out;
-			}
+	if (h->opts.nargs != 3) {
+		err = hook_read_updates(&h->updates, &h->nupdates);
+		if (err < 0) {
+			log_error("unable to read the ref updates: %s", strerror(-err));
+			return EXIT_RUNTIME;
 		}
-		err = push_build(&repo, updates, nupdates, conf.max_commits, &msgs, &pst, deadline);
-		if (err == -ETIMEDOUT)
-			log_warning("reading the repository took longer than gitpubsub.timeout; "
-				    "some commits were not published");
-		else if (err < 0)
-			log_warning("unable to read the repository (%s); some commits were not "
-				    "published",
-				    strerror(-err));
-		if (pst.skipped)
-			log_warning("could not read %zu of the pushed refs; nothing was published "
-				    "for %s",
-				    pst.skipped, pst.skipped == 1 ? "it" : "them");
+		return EXIT_OK;
 	}
-
-	if (opts.dry_run) {
-		err = hook_print(msgs.v, msgs.n);
-		ret = err < 0 ? EXIT_RUNTIME : EXIT_OK;
-		goto out;
+	h->updates = calloc(1, sizeof(*h->updates));
+	if (!h->updates) {
+		log_error("out of memory");
+		return EXIT_RUNTIME;
 	}
-
-	/* queue first: a message is on disk before any attempt to send it */
-	err = spool_open(&spool, repo.git_dir, !opts.flush);
-	if (err == 0) {
-		have_spool = true;
-		err = spool_add(&spool, msgs.v, msgs.n, &spooled, deadline);
-	}
-	if (err < 0 && !(opts.flush && err == -ENOENT)) {
-		st.no_spool = true;
-		st.spool_err = err;
-	}
-
-	have_curl = post_global_init() == 0;
-	err = have_curl ? post_open(&post, url) : -EIO;
+	err = update_set(&h->updates[0], h->opts.args[0], h->opts.args[1], h->opts.args[2]);
 	if (err < 0) {
-		st.bad_url = err == -EINVAL;
-		log_debug("unable to post to '%s': %s", url, strerror(-err));
-	} else {
-		have_post = true;
-		if (have_spool)
-			hook_deliver_spool(&spool, &post, deadline, &st);
-		hook_deliver_direct(&post, msgs.v + spooled, msgs.n - spooled, deadline, &st);
-		log_debug("sent %zu messages over %ld connection%s", st.sent, post.connects,
-			  post.connects == 1 ? "" : "s");
+		log_error("'%s %s %s' is not a ref update (OLDREV NEWREV REFNAME)", h->opts.args[0],
+			  h->opts.args[1], h->opts.args[2]);
+		return EXIT_USAGE;
 	}
-	if (!have_post) {
-		st.no_post = true;
-		st.lost = msgs.n - spooled;
-	}
+	h->nupdates = 1;
+	return EXIT_OK;
+}
 
-	if (have_spool) {
+/* The messages of the push; what could not be read is warned about, not fatal. */
+static void hook_build(struct hook_run *h)
+{
+	int err = push_build(&h->repo, h->updates, h->nupdates, h->conf.max_commits, &h->msgs,
+			     &h->pst, h->deadline);
+
+	if (err == -ETIMEDOUT)
+		log_warning("reading the repository took longer than gitpubsub.timeout; "
+			    "some commits were not published");
+	else if (err < 0)
+		log_warning("unable to read the repository (%s); some commits were not "
+			    "published",
+			    strerror(-err));
+	if (h->pst.skipped)
+		log_warning("could not read %zu of the pushed refs; nothing was published "
+			    "for %s",
+			    h->pst.skipped, h->pst.skipped == 1 ? "it" : "them");
+}
+
+/* Queue first, so that a message is on disk before any attempt to send it. */
+static void hook_queue(struct hook_run *h)
+{
+	int err = spool_open(&h->spool, h->repo.git_dir, !h->opts.flush);
+
+	if (err == 0) {
+		h->have_spool = true;
+		err = spool_add(&h->spool, h->msgs.v, h->msgs.n, &h->spooled, h->deadline);
+	}
+	if (err < 0 && !(h->opts.flush && err == -ENOENT)) {
+		h->st.no_spool = true;
+		h->st.spool_err = err;
+	}
+}
+
+/* Send the spool, then what could not be spooled; count what is left. */
+static void hook_send(struct hook_run *h)
+{
+	int err;
+
+	h->have_curl = post_global_init() == 0;
+	err = h->have_curl ? post_open(&h->post, h->url) : -EIO;
+	if (err < 0) {
+		h->st.bad_url = err == -EINVAL;
+		log_debug("unable to post to '%s': %s", h->url, strerror(-err));
+		h->st.no_post = true;
+		h->st.lost = h->msgs.n - h->spooled;
+	} else {
+		h->have_post = true;
+		if (h->have_spool)
+			hook_deliver_spool(&h->spool, &h->post, h->deadline, &h->st);
+		hook_deliver_direct(&h->post, h->msgs.v + h->spooled, h->msgs.n - h->spooled,
+				    h->deadline, &h->st);
+		log_debug("sent %zu messages over %ld connection%s", h->st.sent, h->post.connects,
+			  h->post.connects == 1 ? "" : "s");
+	}
+	if (h->have_spool) {
 		struct spool_names left;
 
-		if (spool_list(&spool, &left) == 0) {
-			st.left = left.n;
+		if (spool_list(&h->spool, &left) == 0) {
+			h->st.left = left.n;
 			spool_names_free(&left);
 		}
 	}
-	hook_report(&st, &post, &spool, repo.git_dir, opts.flush);
+}
 
-	/* a push never fails because of us; --flush tells its caller what is left */
-	ret = EXIT_OK;
-	if (opts.flush && (st.left || st.lost))
-		ret = EXIT_RUNTIME;
-out:
-	if (have_post)
-		post_close(&post);
-	if (have_curl)
+static void hook_run_free(struct hook_run *h)
+{
+	if (h->have_post)
+		post_close(&h->post);
+	if (h->have_curl)
 		post_global_cleanup();
-	if (have_spool)
-		spool_close(&spool);
-	for (size_t i = 0; i < nupdates; i++)
-		update_free(&updates[i]);
-	free(updates);
-	msg_list_free(&msgs);
-	free(url);
-	repo_close(&repo);
-	conf_free(&conf);
+	if (h->have_spool)
+		spool_close(&h->spool);
+	for (size_t i = 0; i < h->nupdates; i++)
+		update_free(&h->updates[i]);
+	free(h->updates);
+	msg_list_free(&h->msgs);
+	free(h->url);
+	repo_close(&h->repo);
+	conf_free(&h->conf);
+}
+
+/* The run after the options: its exit status. */
+static int hook_run(struct hook_run *h)
+{
+	if (hook_setup(h) < 0)
+		return EXIT_RUNTIME;
+	if (h->opts.flush && h->opts.dry_run) {
+		int err = hook_print_spool(h->repo.git_dir);
+
+		if (err < 0)
+			log_error("unable to read the spool: %s", strerror(-err));
+		return err < 0 ? EXIT_RUNTIME : EXIT_OK;
+	}
+	if (!h->opts.flush) {
+		int ret = hook_get_updates(h);
+
+		if (ret != EXIT_OK)
+			return ret;
+		hook_build(h);
+	}
+	if (h->opts.dry_run)
+		return hook_print(h->msgs.v, h->msgs.n) < 0 ? EXIT_RUNTIME : EXIT_OK;
+	hook_queue(h);
+	hook_send(h);
+	hook_report(&h->st, &h->post, &h->spool, h->repo.git_dir, h->opts.flush);
+	/* a push never fails because of us; --flush tells its caller what is left */
+	if (h->opts.flush && (h->st.left || h->st.lost))
+		return EXIT_RUNTIME;
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static struct hook_run h = {
+		.spool = { .base_fd = -1, .dir_fd = -1, .deliver_fd = -1 },
+	};
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	int ret;
+
+	h.start = io_now_mono_us();
+	log_open(PROG);
+	/* a pusher who hangs up must not kill us halfway through writing the spool */
+	(void)sigaction(SIGPIPE, &ign, NULL);
+	git_set_show_errors(log_get_level() >= LOG_DEBUG);
+
+	ret = hook_parse_args(argc, argv, &h.opts);
+	if (ret != EXIT_OK || h.opts.done)
+		return ret;
+	if (conf_init(&h.conf) < 0) {
+		log_error("out of memory");
+		return EXIT_RUNTIME;
+	}
+	ret = hook_run(&h);
+	hook_run_free(&h);
 	return ret;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/utf8.h"
 #include "hook/msg.h"
 
 #define MSG_TAGS_PREFIX "refs/tags/"

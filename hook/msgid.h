@@ -9,7 +9,7 @@
 #include "hook/spool.h"
 
 /*
- * The X-Message-Id the hook sends with each message (README, "Additions to the protocol", 4.7;
+ * The X-Message-Id the hook sends with each message (README 4.7, "Publishing exactly once";
  * hook/README.md says why this form):
  *
  *   gph1-<the message's spool number, 20 digits>-<first 32 hex digits of SHA-256(message)>

@@ -9,7 +9,6 @@
 
 #include "common/io.h"
 #include "hook/post.h"
-#include "hook/version.h"
 
 /* Room for "X-Message-Id: " and an id: hook/msgid.h's are 58 bytes, the server's limit 128. */
 #define POST_ID_HEADER_MAX 160

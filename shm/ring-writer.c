@@ -129,24 +129,6 @@ out_unlink:
 	return err;
 }
 
-static int open_existing(const char *name, struct ring *ret)
-{
-	size_t size;
-	void *base;
-	int err;
-
-	err = ring_map(name, true, &base, &size);
-	if (err < 0)
-		return err;
-	err = ring_validate(base, size);
-	if (err < 0) {
-		(void)munmap(base, size);
-		return err;
-	}
-	ring_init_handle(ret, base, size);
-	return 0;
-}
-
 /* Whether another process holds the writer lock on ring 'name'. */
 static bool writer_running(const char *name)
 {
@@ -172,7 +154,7 @@ static int replace_ring(const char *name)
 	struct ring old;
 	int err;
 
-	if (open_existing(name, &old) == 0) {
+	if (ring_open(name, true, &old) == 0) {
 		atomic_store_explicit(&old.hdr->closed, 1, memory_order_release);
 		wake_all(old.hdr);
 		ring_detach(&old);
@@ -250,7 +232,7 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	int err, lock_fd;
 
 	ring_geometry(p, &data_size, &nidx);
-	err = open_existing(name, &r);
+	err = ring_open(name, true, &r);
 	if (err == 0 && (r.data_size != data_size || r.nidx != nidx)) {
 		ring_detach(&r);
 		err = -EEXIST;

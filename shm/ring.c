@@ -2,9 +2,11 @@
 /* The reader side of the history ring: attach, validate, read, wait. Protocol: shm/ring.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,20 +23,55 @@ static bool is_pow2(uint64_t x)
 	return x && !(x & (x - 1));
 }
 
+/* Refuse with a reason: -EPROTO, and the reason in why when there is room for it. */
+_printf_(3, 4) static int refuse(char *why, size_t len, const char *fmt, ...)
+{
+	if (why && len) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		(void)vsnprintf(why, len, fmt, ap);
+		va_end(ap);
+	}
+	return -EPROTO;
+}
+
+int ring_validate_why(const struct ring_hdr *h, size_t map_size, char *why, size_t len)
+{
+	uint32_t magic;
+
+	if (map_size < RING_HDR_SIZE)
+		return refuse(why, len, "the object is %zu bytes, smaller than the %u-byte header",
+			      map_size, RING_HDR_SIZE);
+	magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+	if (magic != RING_MAGIC)
+		return refuse(why, len, "magic is 0x%08x, not 0x%08x: not a GitPubSub ring", magic,
+			      RING_MAGIC);
+	if (h->version != RING_VERSION)
+		return refuse(why, len, "version %u, this build reads version %u", h->version,
+			      RING_VERSION);
+	if (h->layout != RING_LAYOUT)
+		return refuse(why, len, "layout digest 0x%08x, this build's is 0x%08x", h->layout,
+			      RING_LAYOUT);
+	if (h->hdr_size != RING_HDR_SIZE)
+		return refuse(why, len, "hdr_size %u, expected %u", h->hdr_size, RING_HDR_SIZE);
+	if (!is_pow2(h->nidx) || h->nidx > RING_MAX_DATA / sizeof(struct ring_idx))
+		return refuse(why, len, "nidx %" PRIu64 " is not a power of two in range", h->nidx);
+	if (!is_pow2(h->data_size) || h->data_size < RING_MIN_DATA || h->data_size > RING_MAX_DATA)
+		return refuse(why, len,
+			      "data_size %" PRIu64 " is not a power of two in [%" PRIu64
+			      ", %" PRIu64 "]",
+			      h->data_size, RING_MIN_DATA, RING_MAX_DATA);
+	if ((uint64_t)map_size != RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx) + h->data_size)
+		return refuse(why, len, "the object is %zu bytes, the header describes %" PRIu64,
+			      map_size,
+			      RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx) + h->data_size);
+	return 0;
+}
+
 int ring_validate(const struct ring_hdr *h, size_t map_size)
 {
-	if (map_size < RING_HDR_SIZE)
-		return -EPROTO;
-	if (atomic_load_explicit(&h->magic, memory_order_acquire) != RING_MAGIC)
-		return -EPROTO;
-	if (h->version != RING_VERSION || h->layout != RING_LAYOUT || h->hdr_size != RING_HDR_SIZE)
-		return -EPROTO;
-	if (!is_pow2(h->nidx) || !is_pow2(h->data_size) || h->data_size < RING_MIN_DATA ||
-	    h->data_size > RING_MAX_DATA || h->nidx > RING_MAX_DATA / sizeof(struct ring_idx))
-		return -EPROTO;
-	if ((uint64_t)map_size != RING_HDR_SIZE + h->nidx * sizeof(struct ring_idx) + h->data_size)
-		return -EPROTO;
-	return 0;
+	return ring_validate_why(h, map_size, NULL, 0);
 }
 
 void ring_init_handle(struct ring *r, void *base, size_t map_size)
@@ -52,32 +89,47 @@ void ring_init_handle(struct ring *r, void *base, size_t map_size)
 	r->generation = h->generation;
 }
 
-int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
+/* Open shm object 'name' for reading, or reading and writing, and give its size: the fd
+ * (caller closes), or -errno. */
+static int shm_open_sized(const char *name, bool writable, off_t *ret_size)
 {
 	struct stat st;
-	void *base;
-	int fd, err = 0;
+	int fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 
-	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
+		int err = -errno;
+
+		(void)close(fd);
+		return err;
 	}
-	if (st.st_size < (off_t)RING_HDR_SIZE) {
-		*ret_size = (size_t)st.st_size;
+	*ret_size = st.st_size;
+	return fd;
+}
+
+int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
+{
+	off_t size = 0;
+	void *base;
+	int fd, err = 0;
+
+	fd = shm_open_sized(name, writable, &size);
+	if (fd < 0)
+		return fd;
+	if (size < (off_t)RING_HDR_SIZE) {
+		*ret_size = (size_t)size;
 		err = -EPROTO; /* being created, or not ours */
 		goto out_close_fd;
 	}
-	base = mmap(NULL, (size_t)st.st_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-		    MAP_SHARED, fd, 0);
+	base = mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+		    fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
 		goto out_close_fd;
 	}
 	*ret_base = base;
-	*ret_size = (size_t)st.st_size;
+	*ret_size = (size_t)size;
 
 out_close_fd:
 	(void)close(fd); /* the mapping keeps the object alive */
@@ -86,14 +138,21 @@ out_close_fd:
 
 int ring_attach(const char *name, struct ring *ret_ring)
 {
+	return ring_open(name, false, ret_ring);
+}
+
+int ring_open(const char *name, bool writable, struct ring *ret_ring)
+{
 	struct ring r;
 	size_t size = 0; /* ring_map() sets both only on success (size on -EPROTO) */
 	void *base = NULL;
 	int err;
 
-	err = ring_map(name, false, &base, &size);
+	err = ring_map(name, writable, &base, &size);
 	if (err < 0)
 		return err;
+	if (!base)
+		return -EIO; /* not reached: ring_map() sets base on success */
 	err = ring_validate(base, size);
 	if (err < 0) {
 		(void)munmap(base, size);
@@ -162,8 +221,8 @@ bool ring_rec_valid(const struct ring *r, const struct ring_rec *rec)
 
 /*
  * Below this, a library memcpy beats rep movsb's start-up; above it, rep movsb streams a record
- * out of the ring faster than musl's memcpy and as fast as glibc's (issue 5, replay: measured
- * 1.3, 1.9 and 3.9 GB/s copying 1 KiB records out of 256 MiB).
+ * out of the ring faster than musl's memcpy and as fast as glibc's (README "Performance", replay:
+ * measured 1.3, 1.9 and 3.9 GB/s copying 1 KiB records out of 256 MiB).
  */
 #define RING_COPY_MOVSB_MIN 256u
 
@@ -288,6 +347,94 @@ int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us, uint64_t *r
 	return -EAGAIN;
 }
 
+uint64_t ring_resume_time(const struct ring *r, uint64_t seq)
+{
+	struct ring_rec rec;
+	uint64_t t, head;
+
+	if (ring_rec_get(r, seq, &rec) == 0)
+		return rec.time_us;
+	if (ring_keepalive_time(r, &t, &head) == 0)
+		return t;
+	/* the writer kept stamping: one past the newest message is valid as well */
+	return atomic_load_explicit(&r->hdr->last_time_us, memory_order_relaxed) + 1;
+}
+
+/* Report missed messages and move c to resume_seq. */
+static int cursor_gap(const struct ring *r, struct ring_cursor *c, uint64_t missed,
+		      uint64_t resume_seq, struct ring_gap *ret_gap)
+{
+	ret_gap->missed = missed;
+	ret_gap->resume_seq = resume_seq;
+	ret_gap->resume_us = ring_resume_time(r, resume_seq);
+	ring_cursor_init(c, resume_seq);
+	return RING_NEXT_GAP;
+}
+
+int ring_cursor_seek_time(const struct ring *r, uint64_t since_us, struct ring_cursor *c,
+			  struct ring_gap *ret_gap)
+{
+	uint64_t first, lo, tail, evicted;
+	int err;
+
+	err = ring_find_time(r, since_us, &first, &lo);
+	if (err < 0)
+		return err;
+	tail = ring_tail(r);
+	evicted = atomic_load_explicit(&r->hdr->evicted_time_us, memory_order_relaxed);
+	if (evicted && evicted >= since_us)
+		return cursor_gap(r, c, first < tail ? tail - first : 1, MAX(first, tail), ret_gap);
+	ring_cursor_init(c, MAX(first, tail));
+	return 0;
+}
+
+int ring_next(const struct ring *r, struct ring_cursor *c, struct ring_rec *ret_rec,
+	      struct ring_gap *ret_gap)
+{
+	for (;;) {
+		uint64_t tail;
+		int err = ring_rec_get(r, c->next, ret_rec);
+
+		if (err == -EAGAIN)
+			return -EAGAIN;
+		if (err == 0 && c->tries < RING_READ_TRIES) {
+			c->tries++;
+			return RING_NEXT_MSG;
+		}
+		tail = ring_tail(r);
+		if (tail > c->next) /* lapped: resume at the oldest held message */
+			return cursor_gap(r, c, tail - c->next, tail, ret_gap);
+		if (err < 0 && ++c->tries < RING_READ_TRIES)
+			continue; /* caught mid-rewrite: look again */
+		/* held, yet unreadable every time: skip it, and say so */
+		return cursor_gap(r, c, 1, c->next + 1, ret_gap);
+	}
+}
+
+int ring_read(const struct ring *r, struct ring_cursor *c, uint8_t *buf, size_t cap,
+	      struct ring_rec *ret_rec, struct ring_gap *ret_gap)
+{
+	for (;;) {
+		uint32_t tries = c->tries;
+		size_t len;
+		int err = ring_next(r, c, ret_rec, ret_gap);
+
+		if (err != RING_NEXT_MSG)
+			return err;
+		len = (size_t)ret_rec->topic_len + ret_rec->payload_len;
+		if (len > cap) {
+			c->tries = tries; /* not a failed read: the caller grows buf */
+			return -EMSGSIZE;
+		}
+		/* topic and payload are adjacent in the ring: one copy */
+		ring_copy_from(buf, ret_rec->topic, len);
+		if (ring_rec_valid(r, ret_rec)) {
+			ring_cursor_advance(c);
+			return RING_NEXT_MSG;
+		}
+	}
+}
+
 int ring_stats_name(const char *ring_name, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s%s", ring_name, RING_STATS_SUFFIX);
@@ -301,20 +448,16 @@ int ring_stats_attach(const char *ring_name, bool writable, struct ring_stats **
 {
 	char name[NAME_MAX + 1];
 	struct ring_stats *s;
-	struct stat st;
+	off_t size = 0;
 	int fd, err;
 
 	err = ring_stats_name(ring_name, name, sizeof(name));
 	if (err < 0)
 		return err;
-	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	fd = shm_open_sized(name, writable, &size);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	if (st.st_size != (off_t)sizeof(struct ring_stats)) {
+		return fd;
+	if (size != (off_t)sizeof(struct ring_stats)) {
 		err = -EPROTO;
 		goto out_close_fd;
 	}

@@ -43,7 +43,7 @@
  *   fit before the end, the writer skips to the start (pos moves to the next multiple of
  *   data_size). Records start on 8-byte boundaries.
  *
- *   The id is the publisher's X-Message-Id (README, "Additions to the protocol", 4.7): id_len
+ *   The id is the publisher's X-Message-Id (README 4.7, "Publishing exactly once"): id_len
  *   bytes, 0 when the message has none. It lives in the record, not in broker memory, so a
  *   broker that restarts rebuilds its duplicate table from the ring (broker/msgid.h). Readers
  *   that only deliver messages skip it: ring_rec_get() points topic past it.
@@ -84,8 +84,8 @@
  *        waiters are other processes. A writer appending several messages in a row may do
  *        this step once, after the last: readers look at head, not at wake, so one wake-up
  *        covers every message below head. The broker does so per batch of requests, since
- *        waking a hundred readers costs far more than an append (issue 5). Readers need no
- *        change for it, so the version did not move.
+ *        waking a hundred readers costs far more than an append (README "Performance").
+ *        Readers need no change for it, so the version did not move.
  *   Expiry by age (PROTOCOL 8.1) is step c with the condition idx[tail].time < now - retention.
  *
  *   Reader (message seq):
@@ -186,7 +186,9 @@
 
 #define RING_MAGIC   UINT32_C(0x52535047) /* "GPSR" in memory order */
 /*
- * Bump on ANY change to this file. History:
+ * Bump on ANY change to what other processes read: the shared structs and constants of this file
+ * (the RING_AT assertions below list them; process-local types and prototypes do not count).
+ * History:
  *   1  first shape.
  *   2  records carry the publisher's message id first ([id][topic][payload]); the index entry's
  *      topic_len shrank to 16 bits to make room for id_len, so entries stay 32 bytes. A version 1
@@ -254,10 +256,35 @@ struct ring_idx {
 	_Atomic uint32_t payload_len; /* bytes of payload, right after the topic */
 };
 
-_Static_assert(offsetof(struct ring_hdr, head) == 64, "head owns a cache line");
-_Static_assert(offsetof(struct ring_hdr, broker_pid) == 128, "broker info on its own line");
+/*
+ * Every offset and size another process relies on, spelled out: a field added, moved or
+ * resized fails the build here, and whoever changes a number also bumps RING_VERSION.
+ */
+#define RING_AT(type, field, off) (offsetof(struct type, field) == (off))
+_Static_assert(RING_AT(ring_hdr, magic, 0) && RING_AT(ring_hdr, version, 4) &&
+		       RING_AT(ring_hdr, layout, 8) && RING_AT(ring_hdr, hdr_size, 12) &&
+		       RING_AT(ring_hdr, nidx, 16) && RING_AT(ring_hdr, data_size, 24) &&
+		       RING_AT(ring_hdr, generation, 32) && RING_AT(ring_hdr, created_us, 40) &&
+		       RING_AT(ring_hdr, _pad0, 48) && RING_AT(ring_hdr, head, 64) &&
+		       RING_AT(ring_hdr, tail, 72) && RING_AT(ring_hdr, data_head, 80) &&
+		       RING_AT(ring_hdr, data_tail, 88) && RING_AT(ring_hdr, last_time_us, 96) &&
+		       RING_AT(ring_hdr, evicted_time_us, 104) && RING_AT(ring_hdr, wake, 112) &&
+		       RING_AT(ring_hdr, closed, 116) && RING_AT(ring_hdr, stamp, 120) &&
+		       RING_AT(ring_hdr, stream_time, 124),
+	       "a field of the header's line 0 or of its writer-hot line moved: bump RING_VERSION");
+_Static_assert(RING_AT(ring_hdr, broker_pid, 128) && RING_AT(ring_hdr, broker_start_us, 136) &&
+		       RING_AT(ring_hdr, published, 144) && RING_AT(ring_hdr, retention_us, 152) &&
+		       RING_AT(ring_hdr, clock_offset_us, 160) && RING_AT(ring_hdr, first_seq, 168) &&
+		       sizeof(struct ring_hdr) == 192,
+	       "a field of the broker line moved, or one was added: bump RING_VERSION");
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page");
-_Static_assert(sizeof(struct ring_idx) == 32, "index entries are 32 bytes");
+_Static_assert(offsetof(struct ring_idx, seq) == 0 && offsetof(struct ring_idx, time_us) == 8 &&
+		       offsetof(struct ring_idx, pos) == 16 &&
+		       offsetof(struct ring_idx, topic_len) == 24 &&
+		       offsetof(struct ring_idx, id_len) == 26 &&
+		       offsetof(struct ring_idx, payload_len) == 28 &&
+		       sizeof(struct ring_idx) == 32,
+	       "a ring_idx field moved: update this assertion and bump RING_VERSION");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free across processes");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free across processes");
 _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free across processes");
@@ -292,7 +319,15 @@ struct ring_stats {
 	alignas(64) char cluster_server[128]; /* the NATS server connected to; "" none */
 	char cluster_stream[64];	      /* the stream's name */
 };
-_Static_assert(sizeof(struct ring_stats) == 512, "stats layout");
+_Static_assert(RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
+		       RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
+		       RING_AT(ring_stats, cluster_lag, 24) && RING_AT(ring_stats, _pad0, 32) &&
+		       RING_AT(ring_stats, connections, 64) &&
+		       RING_AT(ring_stats, subscribers, 128) &&
+		       RING_AT(ring_stats, received, 192) && RING_AT(ring_stats, sent, 256) &&
+		       RING_AT(ring_stats, cluster_server, 320) &&
+		       RING_AT(ring_stats, cluster_stream, 448) && sizeof(struct ring_stats) == 512,
+	       "a ring_stats field moved: update this assertion and bump RING_VERSION");
 #define RING_CLUSTER_OFF       0u /* one machine */
 #define RING_CLUSTER_DOWN      1u /* cluster mode, NATS unreachable (publishes get 503) */
 #define RING_CLUSTER_CONNECTED 2u /* cluster mode, connected to NATS */
@@ -334,6 +369,8 @@ static inline uint64_t ring_rec_len(const struct ring_rec *rec)
 /* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
  * failure. */
 _must_check_ int ring_attach(const char *name, struct ring *ret_ring);
+/* ring_attach(), or for the writer read-write (shm/ring-writer.c reopens an existing ring). */
+_must_check_ int ring_open(const char *name, bool writable, struct ring *ret_ring);
 /* Open and map shm object 'name' (read-only, or read-write for the writer) without validating
  * it: 0 with *ret_base and *ret_size set; -EPROTO (with *ret_size set) if it is smaller than a
  * header; -errno otherwise. ring_attach() and gpsctl's check build on it. */
@@ -342,6 +379,10 @@ _must_check_ int ring_map(const char *name, bool writable, void **ret_base, size
 void ring_detach(struct ring *r);
 /* Check a mapping of map_size bytes: 0 or -EPROTO. Used by attach and by the writer. */
 _must_check_ int ring_validate(const struct ring_hdr *h, size_t map_size);
+/* The same, and on -EPROTO the first reason in why[0..len) ("version 2, this build reads 3");
+ * why may be NULL. For a tool that must say what is wrong (gpsctl check). */
+_must_check_ int ring_validate_why(const struct ring_hdr *h, size_t map_size, char *why,
+				   size_t len);
 /* Fill the process-local fields of r from a validated header at base. */
 void ring_init_handle(struct ring *r, void *base, size_t map_size);
 
@@ -393,6 +434,80 @@ _must_check_ int ring_wait(const struct ring *r, uint32_t seen, uint32_t timeout
  * -EAGAIN if the writer kept stamping (try later). */
 _must_check_ int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us,
 				     uint64_t *ret_head);
+
+/* ---- the reader: one loop for the frontend, gpsctl, the fuzzers and the tests ------------ */
+
+/*
+ * Reads of one message that may fail before the reader gives up on it. A read fails when the
+ * entry does not hold its seq though the message is not evicted (caught mid-rewrite), or when
+ * the caller's copy is refused (ring_rec_valid) while tail has not moved yet: both end within
+ * a few tries, so a message still failing after this many is skipped and reported as a gap
+ * of one rather than retried forever.
+ */
+#define RING_READ_TRIES 16
+
+/* A reader's place in the ring; process-local, any number per mapping. */
+struct ring_cursor {
+	uint64_t next;	/* seq of the next message to read */
+	uint32_t tries; /* reads of next so far (RING_READ_TRIES) */
+};
+
+/* What a reader lost (PROTOCOL 3.4): missed messages, then it goes on at resume_seq. */
+struct ring_gap {
+	uint64_t missed;
+	uint64_t resume_seq;
+	uint64_t resume_us; /* the gap notice's "resume": a valid resume time (section 5) */
+};
+
+enum {
+	RING_NEXT_MSG = 0, /* *ret_rec locates the message at the cursor */
+	RING_NEXT_GAP = 1, /* *ret_gap says what was lost; the cursor moved past it */
+};
+
+/* Put c at seq (ring_head(): only what is published from now; ring_tail(): all held). */
+static inline void ring_cursor_init(struct ring_cursor *c, uint64_t seq)
+{
+	c->next = seq;
+	c->tries = 0;
+}
+
+/*
+ * Put c at the first message at or after since_us (PROTOCOL 3.5: time >= since). 0; or
+ * RING_NEXT_GAP with *ret_gap when messages at or after since_us were evicted already (a
+ * subscriber is told); or -EAGAIN if a fast writer kept moving the index (try again).
+ */
+_must_check_ int ring_cursor_seek_time(const struct ring *r, uint64_t since_us,
+				       struct ring_cursor *c, struct ring_gap *ret_gap);
+
+/*
+ * The next step of a reader at c: RING_NEXT_MSG with *ret_rec (copy what is needed with
+ * ring_copy_from(), check it with ring_rec_valid(), then ring_cursor_advance(); on a refused
+ * copy just call ring_next() again), RING_NEXT_GAP with *ret_gap (lapped, or a message
+ * unreadable RING_READ_TRIES times), or -EAGAIN when nothing is published past c: wait with
+ * ring_wake_word() taken before the call and ring_wait().
+ */
+_must_check_ int ring_next(const struct ring *r, struct ring_cursor *c, struct ring_rec *ret_rec,
+			   struct ring_gap *ret_gap);
+
+/* The message ring_next() gave was consumed (sent, printed, or skipped by topic): move on. */
+static inline void ring_cursor_advance(struct ring_cursor *c)
+{
+	c->next++;
+	c->tries = 0;
+}
+
+/*
+ * ring_next(), the copy and the check in one: topic and payload of the next message into
+ * buf[0..cap) (topic first, payload right after). RING_NEXT_MSG with *ret_rec (the cursor
+ * advanced), RING_NEXT_GAP, -EAGAIN as ring_next(); -EMSGSIZE with ret_rec->topic_len and
+ * payload_len set when cap is too small (the cursor stays: grow buf and call again).
+ */
+_must_check_ int ring_read(const struct ring *r, struct ring_cursor *c, uint8_t *buf, size_t cap,
+			   struct ring_rec *ret_rec, struct ring_gap *ret_gap);
+
+/* A gap notice's resume time for a reader going on at seq: that message's time if it is
+ * held, else a keepalive time (nothing unsent is older). */
+uint64_t ring_resume_time(const struct ring *r, uint64_t seq);
 
 /* Statistics object: map "<ring name>.stats" read-write (frontends) or read-only; 0 or -errno. */
 _must_check_ int ring_stats_attach(const char *ring_name, bool writable,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# Publish idempotency (issue 6; README, "Additions to the protocol", 4.7): X-Message-Id. A repeat
+# Publish idempotency (README "Publishing exactly once"): X-Message-Id. A repeat
 # of an id within [History] messageIdWindow is answered 200 with the original message's
 # X-Timestamp (and X-Cursor) and is not stored again: one delivery to subscribers, one more
 # message in the HEAD counters. It holds across a SIGKILLed broker (the ids are in the ring),

@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
 #
-# The frontend's start-up and its memory (issue 5): one gitpubsub-frontend process serves each
-# connection, so what it maps and keeps is paid per subscriber. It finds its connection the way
-# sd_listen_fds(3) says (LISTEN_PID/LISTEN_FDS, else stdin) without linking libsystemd, and an
-# idle stream keeps no more pages than it needs.
+# The frontend's start-up and its memory (README "Performance"): one gitpubsub-frontend process
+# serves each connection, so what it maps and keeps is paid per subscriber. It finds its connection
+# the way sd_listen_fds(3) says (LISTEN_PID/LISTEN_FDS, else stdin) without linking libsystemd, and
+# an idle stream keeps no more pages than it needs.
 
 bats_require_minimum_version 1.5.0
 
@@ -101,14 +101,14 @@ count_children()
 	(($(children_of "$1" | wc -l) == $2))
 }
 
-@test "start-up: given a listening socket as fd 3 (Accept=no), the frontend forks one process per connection" {
+@test "start-up: given a listening socket as fd 3 (Accept=no) in mode per-connection, the frontend forks one process per connection" {
 	local port log=$BATS_TEST_TMPDIR/activate.log pid first
 	port=$(free_port)
 	# Without --accept, systemd-socket-activate hands over the listening socket itself and
 	# execs the frontend in its own process: pid is the listening frontend.
 	systemd-socket-activate -l "127.0.0.1:$port" "$GPS_BUILD/gitpubsub-frontend" \
 		--ring "$GPS_RING" --config "$GPS_CFG" --socket "$GPS_RUN_DIR/broker.sock" \
-		</dev/null >"$log" 2>&1 3>&- &
+		--mode per-connection </dev/null >"$log" 2>&1 3>&- &
 	pid=$!
 	_gps_sleep_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
 	GPS_URL=http://127.0.0.1:$port gps_subscribe forked1 /t39fork

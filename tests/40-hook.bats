@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
 #
-# Issue 3: gitpubsub-hook, end to end. A bare repository with the hook installed as
-# hooks/post-receive, a clone that pushes to it, and a subscriber on the real service; each
-# scenario of the issue's Tests paragraph, in its order, checks that the subscriber receives
-# exactly the expected messages, field by field, in order. Then the spool (server down, server
-# back), the three-argument compat call, and a few more properties of the hook.
+# gitpubsub-hook (PROTOCOL 10, README "The post-receive hook"), end to end. A bare repository with
+# the hook installed as hooks/post-receive, a clone that pushes to it, and a subscriber on the real
+# service; each scenario of the issue's Tests paragraph, in its order, checks that the subscriber
+# receives exactly the expected messages, field by field, in order. Then the spool (server down,
+# server back), the three-argument compat call, and a few more properties of the hook.
 #
 # The tests of this file build on each other (one repository, one subscriber): run them in order.
 

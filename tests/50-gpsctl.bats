@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# gpsctl (issue 4): the read-only inspector of the history ring. Every command against a live
-# service (status, stats, dump, tail, topics, check), its JSON and Prometheus output, its exit
+# gpsctl (README "gpsctl"): the read-only inspector of the history ring. Every command against a
+# live service (status, stats, dump, tail, topics, check), its JSON and Prometheus output, its exit
 # codes, and check against copies of the ring damaged on purpose. One service for the whole
 # file, with a 64 KiB ring so that a reader can be lapped; each test publishes to topics of its
 # own and reads only those back.
@@ -172,6 +172,28 @@ copy_ring()
 	run -2 gpsctl dump '/bad%zzescape'
 	run -0 gpsctl --version
 	[[ $output =~ ^gpsctl\ [0-9]+\.[0-9]+ ]]
+}
+
+@test "the README and the man page list exactly the verbs of gpsctl's table, in its order" {
+	local verbs readme man
+	run -0 gpsctl --list-verbs
+	verbs=$output
+	[[ $verbs == *status*check*tail* ]]
+	readme=$(grep -oE '^\| `gpsctl [a-z]+' "$GPS_REPO/README.md" | sed 's/.*gpsctl //')
+	man=$(sed -n '/^\.Sh COMMANDS/,/^\.Sh OPTIONS/s/^\.It Cm \([a-z]*\).*/\1/p' \
+		"$GPS_REPO/man/gpsctl.1")
+	[[ $readme == "$verbs" ]]
+	[[ $man == "$verbs" ]]
+}
+
+@test "every program reports the one version the Makefile sets" {
+	local want prog
+	want=$(sed -n 's/^GPS_VERSION *= *//p' "$GPS_REPO/Makefile")
+	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
+	for prog in gpsctl gitpubsub-hook gitpubsub-broker gitpubsub-frontend; do
+		run -0 "$GPS_BUILD/$prog" --version
+		[[ $output == "$prog $want" ]]
+	done
 }
 
 @test "a ring that does not exist is a runtime failure (exit 1) that says so" {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# Running as a system service (issue 4): `make install` and `make uninstall` into scratch
-# trees, the installed systemd units (systemd-analyze verify must print nothing, and
-# systemd-analyze security --offline must meet the exposure limits), the sysusers file, the
-# man pages (man -l without a warning, every configuration key and gpsctl option documented),
+# Running as a system service (README "Running as a system service"): `make install` and `make
+# uninstall` into scratch trees, the installed systemd units (systemd-analyze verify must print
+# nothing, and systemd-analyze security --offline must meet the exposure limits), the sysusers file,
+# the man pages (man -l without a warning, every configuration key and gpsctl option documented),
 # and an end-to-end run of the frontend under a real inetd (openbsd-inetd) with a private
 # configuration on a loopback port, publishing and streaming through it.
 #
@@ -14,7 +14,10 @@ bats_require_minimum_version 1.5.0
 
 load lib
 
-# The exposure limits of issue 4, as systemd-analyze security prints them (0.0 - 10.0).
+# The exposure limits the README sets ("Running as a system service"), as systemd-analyze security
+# prints them (0.0 - 10.0).
+# Every unit make install puts in place.
+ALL_UNITS="gitpubsub.socket gitpubsub-frontend.service gitpubsub-accept.socket gitpubsub-accept@.service gitpubsub-broker.service"
 FRONTEND_MAX_EXPOSURE=2.0
 BROKER_MAX_EXPOSURE=3.0
 # What the default install (PREFIX=/usr/local) names, and what inetd/ and the units expect.
@@ -72,7 +75,9 @@ expected_tree()
 		echo "755 usr/local/libexec/gitpubsub/gitpubsub-broker"
 		echo "755 usr/local/libexec/gitpubsub/gitpubsub-frontend"
 		echo "644 ${1#/}/gitpubsub.socket"
-		echo "644 ${1#/}/gitpubsub@.service"
+		echo "644 ${1#/}/gitpubsub-frontend.service"
+		echo "644 ${1#/}/gitpubsub-accept.socket"
+		echo "644 ${1#/}/gitpubsub-accept@.service"
 		echo "644 ${1#/}/gitpubsub-broker.service"
 		echo "644 ${2#/}/gitpubsub.conf"
 		echo "644 usr/local/share/man/man1/gpsctl.1"
@@ -112,8 +117,9 @@ install_prefix()
 	cmp "$GPS_REPO/systemd/gitpubsub.sysusers" "$dest$sysusersdir/gitpubsub.conf"
 	# the units name the installed programs, and no template placeholder is left
 	grep -qx "ExecStart=$DEFAULT_LIBEXEC/gitpubsub-broker" "$dest$unitdir/gitpubsub-broker.service"
-	grep -qx "ExecStart=$DEFAULT_LIBEXEC/gitpubsub-frontend" "$dest$unitdir/gitpubsub@.service"
-	for u in gitpubsub.socket gitpubsub@.service gitpubsub-broker.service; do
+	grep -qx "ExecStart=$DEFAULT_LIBEXEC/gitpubsub-frontend" "$dest$unitdir/gitpubsub-frontend.service"
+	grep -qx "ExecStart=$DEFAULT_LIBEXEC/gitpubsub-frontend" "$dest$unitdir/gitpubsub-accept@.service"
+	for u in $ALL_UNITS; do
 		run -1 grep -n '@[A-Z_]*@' "$dest$unitdir/$u"
 	done
 	"$dest/usr/local/bin/gpsctl" --help >/dev/null
@@ -125,7 +131,7 @@ install_prefix()
 	run -0 mk install DESTDIR="$dest" PREFIX=/usr
 	[[ -x $dest/usr/bin/gpsctl && -x $dest/usr/libexec/gitpubsub/gitpubsub-broker ]]
 	[[ -f $dest$unitdir/gitpubsub.socket && -f $dest/usr/share/man/man8/gitpubsub.8 ]]
-	grep -qx "ExecStart=/usr/libexec/gitpubsub/gitpubsub-frontend" "$dest$unitdir/gitpubsub@.service"
+	grep -qx "ExecStart=/usr/libexec/gitpubsub/gitpubsub-frontend" "$dest$unitdir/gitpubsub-frontend.service"
 
 	dest=$BATS_FILE_TMPDIR/dest-opt
 	run -0 mk install DESTDIR="$dest" BINDIR=/opt/gps/bin LIBEXECDIR=/opt/gps/lib \
@@ -174,7 +180,7 @@ install_prefix()
 @test "systemd-analyze verify prints nothing for each installed unit" {
 	local prefix=$BATS_FILE_TMPDIR/prefix unitdir u
 	unitdir=$(install_prefix "$prefix")
-	for u in gitpubsub.socket gitpubsub@.service gitpubsub-broker.service; do
+	for u in $ALL_UNITS; do
 		[[ -f $unitdir/$u ]]
 		# verify also runs man for Documentation=: point it at the installed pages
 		MANPATH=$prefix/share/man run -0 systemd-analyze verify "$unitdir/$u"
@@ -200,15 +206,21 @@ exposure()
 }
 
 @test "systemd-analyze security --offline: frontend exposure <= 2.0, broker <= 3.0" {
-	local unitdir fe br
+	local unitdir fe fa br u
 	unitdir=$(install_prefix "$BATS_FILE_TMPDIR/prefix-sec")
-	fe=$(exposure "$unitdir/gitpubsub@.service")
+	fe=$(exposure "$unitdir/gitpubsub-frontend.service")
+	fa=$(exposure "$unitdir/gitpubsub-accept@.service")
 	br=$(exposure "$unitdir/gitpubsub-broker.service")
-	echo "exposure: frontend $fe, broker $br" >&3
-	awk -v v="$fe" -v max="$FRONTEND_MAX_EXPOSURE" 'BEGIN { exit !(v + 0 <= max + 0) }'
+	echo "exposure: frontend $fe, frontend per connection unit $fa, broker $br" >&3
+	for u in "$fe" "$fa"; do
+		awk -v v="$u" -v max="$FRONTEND_MAX_EXPOSURE" 'BEGIN { exit !(v + 0 <= max + 0) }'
+	done
 	awk -v v="$br" -v max="$BROKER_MAX_EXPOSURE" 'BEGIN { exit !(v + 0 <= max + 0) }'
 	# the same limits through systemd-analyze's own threshold (in tenths)
-	run -0 systemd-analyze security --offline=yes --threshold=20 "$unitdir/gitpubsub@.service"
+	run -0 systemd-analyze security --offline=yes --threshold=20 \
+		"$unitdir/gitpubsub-frontend.service"
+	run -0 systemd-analyze security --offline=yes --threshold=20 \
+		"$unitdir/gitpubsub-accept@.service"
 	run -0 systemd-analyze security --offline=yes --threshold=30 \
 		"$unitdir/gitpubsub-broker.service"
 }
@@ -219,30 +231,43 @@ unit_has()
 	grep -qx -- "$2" "$1" || _gps_fail "$(basename "$1") does not set '$2'"
 }
 
-@test "the units carry what issue 4 requires" {
+@test "the units carry what the README requires of them" {
 	local unitdir
 	unitdir=$(install_prefix "$BATS_FILE_TMPDIR/prefix-keys")
+	# gitpubsub.socket: one service for every connection
 	unit_has "$unitdir/gitpubsub.socket" ListenStream=2069
 	unit_has "$unitdir/gitpubsub.socket" BindIPv6Only=both
-	unit_has "$unitdir/gitpubsub.socket" Accept=yes
-	(($(sed -n 's/^MaxConnections=//p' "$unitdir/gitpubsub.socket") > 64))
-	(($(sed -n 's/^MaxConnectionsPerSource=//p' "$unitdir/gitpubsub.socket") > 64))
-	(($(sed -n 's/^TriggerLimitBurst=//p' "$unitdir/gitpubsub.socket") > 200))
-	grep -q '^TriggerLimitIntervalSec=' "$unitdir/gitpubsub.socket"
+	unit_has "$unitdir/gitpubsub.socket" Accept=no
+	unit_has "$unitdir/gitpubsub.socket" Service=gitpubsub-frontend.service
+	unit_has "$unitdir/gitpubsub-frontend.service" User=gitpubsub
+	unit_has "$unitdir/gitpubsub-frontend.service" RemoveIPC=no
+	unit_has "$unitdir/gitpubsub-frontend.service" ReadOnlyPaths=-/dev/shm/gitpubsub
+	unit_has "$unitdir/gitpubsub-frontend.service" RestrictAddressFamilies=AF_UNIX
+	unit_has "$unitdir/gitpubsub-frontend.service" IPAddressDeny=any
+	(($(sed -n 's/^LimitNOFILE=//p' "$unitdir/gitpubsub-frontend.service") >= 50000))
 
-	unit_has "$unitdir/gitpubsub@.service" StandardInput=socket
-	unit_has "$unitdir/gitpubsub@.service" StandardError=journal
-	unit_has "$unitdir/gitpubsub@.service" User=gitpubsub
-	unit_has "$unitdir/gitpubsub@.service" RemoveIPC=no
-	unit_has "$unitdir/gitpubsub@.service" ReadOnlyPaths=-/dev/shm/gitpubsub
-	unit_has "$unitdir/gitpubsub@.service" RestrictAddressFamilies=AF_UNIX
-	unit_has "$unitdir/gitpubsub@.service" IPAddressDeny=any
+	# gitpubsub-accept.socket: a unit per connection
+	unit_has "$unitdir/gitpubsub-accept.socket" ListenStream=2069
+	unit_has "$unitdir/gitpubsub-accept.socket" BindIPv6Only=both
+	unit_has "$unitdir/gitpubsub-accept.socket" Accept=yes
+	(($(sed -n 's/^MaxConnections=//p' "$unitdir/gitpubsub-accept.socket") > 64))
+	(($(sed -n 's/^MaxConnectionsPerSource=//p' "$unitdir/gitpubsub-accept.socket") > 64))
+	(($(sed -n 's/^TriggerLimitBurst=//p' "$unitdir/gitpubsub-accept.socket") > 200))
+	grep -q '^TriggerLimitIntervalSec=' "$unitdir/gitpubsub-accept.socket"
+	unit_has "$unitdir/gitpubsub-accept@.service" StandardInput=socket
+	unit_has "$unitdir/gitpubsub-accept@.service" StandardError=journal
+	unit_has "$unitdir/gitpubsub-accept@.service" User=gitpubsub
+	unit_has "$unitdir/gitpubsub-accept@.service" RemoveIPC=no
+	unit_has "$unitdir/gitpubsub-accept@.service" ReadOnlyPaths=-/dev/shm/gitpubsub
+	unit_has "$unitdir/gitpubsub-accept@.service" RestrictAddressFamilies=AF_UNIX
+	unit_has "$unitdir/gitpubsub-accept@.service" IPAddressDeny=any
 
 	unit_has "$unitdir/gitpubsub-broker.service" Type=notify
 	unit_has "$unitdir/gitpubsub-broker.service" User=gitpubsub
 	unit_has "$unitdir/gitpubsub-broker.service" RemoveIPC=no
 	unit_has "$unitdir/gitpubsub-broker.service" Restart=always
-	run -1 grep -q '^DynamicUser=' "$unitdir/gitpubsub-broker.service" "$unitdir/gitpubsub@.service"
+	run -1 grep -q '^DynamicUser=' "$unitdir/gitpubsub-broker.service" \
+		"$unitdir/gitpubsub-frontend.service" "$unitdir/gitpubsub-accept@.service"
 	# an ordering cycle at boot: sockets.target comes before every default service
 	run -1 grep -q '^Before=.*gitpubsub.socket' "$unitdir/gitpubsub-broker.service"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2030,SC2031
 #
-# Issue 7: the live page in a real browser. Headless Chromium (Debian's /usr/bin/chromium,
+# The live page (README 3.11) in a real browser. Headless Chromium (Debian's /usr/bin/chromium,
 # driven by playwright-core from tests/browser) opens $GPS_URL/json/git/demo, the page goes live
 # over EventSource, a commit in the hook's format is published and shown; then the frontend
 # serving the page's stream is killed, five more commits are published while the page waits

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 #
-# The benchmark suite (issue 5, bench/README.md) keeps working: bench/run --smoke runs every
-# scenario once against our service with tiny parameters and checks that nothing was lost,
+# The benchmark suite (README "Performance", bench/README.md) keeps working: bench/run --smoke runs
+# every scenario once against our service with tiny parameters and checks that nothing was lost,
 # duplicated or reordered and that every figure is a positive number. The load generator's own
 # checks are tested against a scripted server that breaks the rules on purpose, so a smoke run
 # that passes means something.

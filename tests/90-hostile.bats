@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 #
-# Issue 6, hostile input: a catalogue of malformed and malicious requests, one table below. Each
-# row is sent raw on a connection of its own and must get exactly the status PROTOCOL section 7
-# names, as a complete PROTOCOL 7.1 error answer (Server, Content-Type: text/plain, a
+# README "Reliability", hostile input: a catalogue of malformed and malicious requests, one table
+# below. Each row is sent raw on a connection of its own and must get exactly the status PROTOCOL
+# section 7 names, as a complete PROTOCOL 7.1 error answer (Server, Content-Type: text/plain, a
 # Content-Length equal to the one-line body, Connection: close, then the connection closed), and
 # must publish nothing: the ring's count of published messages is read before and after every
 # row. The few rows the contract accepts (valid JSON that looks odd, dot segments, trailers, a

@@ -1,15 +1,15 @@
 #!/usr/bin/env bats
 #
-# Issue 6, slowloris: 1,000 connections each trickle one byte of a request head every 9 s. The
-# header deadline (PROTOCOL 7.2: "header block not complete within 10 s" gets 408) runs from the
-# connect, not from the last byte: every one of them is answered 408 and closed between 10 and
+# README "Reliability", slowloris: 1,000 connections each trickle one byte of a request head
+# every 9 s. The header deadline (PROTOCOL 7.2: "header block not complete within 10 s" gets
+# 408) runs from the connect, not from the last byte: every one of them is answered 408 and closed between 10 and
 # 12.5 s after its connect (a deadline restarted by each byte would never end them, since the next
 # byte always comes 9 s after the last). Meanwhile a subscriber connects and receives a message
 # published every 100 ms: its response head within 1 s of its connect (3 s on a sanitizer build,
 # see SUB_HEAD_MAX_MS), and a publish-to-receive p99 under 1 s throughout.
 #
-# One driver process does it all (tests/tools/slowloris.c, built here with cc): it opens the
-# connections no faster than the service starts frontends for them (each is a process of its
+# One driver process does it all (tests/tools/slowloris.c, built by make test-programs): it opens
+# the connections no faster than the service starts frontends for them (each is a process of its
 # own, whose deadline starts when it does), so a slow-starting sanitizer build is attacked more
 # slowly instead of having its start-up counted as deadline. It prints its figures; this file
 # judges them.
@@ -18,7 +18,7 @@ bats_require_minimum_version 1.5.0
 
 load lib
 
-# The attack (issue 6).
+# The attack (README "Reliability").
 SLOW_CONNS=1000
 SLOW_INTERVAL_MS=9000
 # The header deadline under test: PROTOCOL 7.2's default, set explicitly.
@@ -28,8 +28,8 @@ HEADER_TIMEOUT_S=10
 # deadline restarted by the byte sent 9 s after the connect would close it at 19 s.
 CLOSE_MIN_MS=10000
 CLOSE_MAX_MS=12500
-# The subscriber's bounds (issue 6: it "connects and receives with p99 under 1 s"): from its
-# connect to its response head, and publish-to-receive p99; and the publishing period. Its
+# The subscriber's bounds (README "Reliability": it "connects and receives with p99 under 1 s"):
+# from its connect to its response head, and publish-to-receive p99; and the publishing period. Its
 # connection waits in the listener's queue behind the attack's (up to the driver's backlog, a
 # frontend process each): a sanitizer build's frontends take tens of milliseconds each to start,
 # so there the head may take up to 3 s (the plain build's is a few milliseconds).
@@ -46,8 +46,10 @@ DRIVER_DEADLINE_S=90
 
 setup_file()
 {
-	cc -I"$GPS_REPO" -D_GNU_SOURCE -std=c11 -O2 -Wall -Wextra -Werror -o "$BATS_FILE_TMPDIR/slowloris" \
-		"$GPS_REPO/tests/tools/slowloris.c"
+	[[ -x $GPS_BUILD/tests/tools/slowloris ]] || {
+		echo "no $GPS_BUILD/tests/tools/slowloris: build it with 'make test-programs'" >&2
+		return 1
+	}
 	# Under a sanitizer build, a leak check at each of the 1,000 frontends' exits would double
 	# their CPU cost and so the time the attack takes to open, without covering anything new:
 	# tests/90-hostile.bats runs the same 408 path with leak checking on.
@@ -89,8 +91,9 @@ want()
 	# One fd per connection in the driver.
 	(($(ulimit -n) >= SLOW_CONNS + 100)) || ulimit -n $((SLOW_CONNS + 100))
 	start=$(date +%s)
-	timeout -k 5 $((DRIVER_DEADLINE_S + 10)) "$BATS_FILE_TMPDIR/slowloris" --port "$GPS_PORT" \
-		--ring "$GPS_RING" --conns "$SLOW_CONNS" --interval-ms "$SLOW_INTERVAL_MS" \
+	timeout -k 5 $((DRIVER_DEADLINE_S + 10)) \
+		"$GPS_BUILD/tests/tools/slowloris" --port "$GPS_PORT" --ring "$GPS_RING" \
+		--conns "$SLOW_CONNS" --interval-ms "$SLOW_INTERVAL_MS" \
 		--publish-ms "$PUBLISH_MS" --deadline-s "$DRIVER_DEADLINE_S" \
 		>"$BATS_FILE_TMPDIR/figures" 2>"$BATS_FILE_TMPDIR/summary" || rc=$?
 	sed 's/^/# /' "$BATS_FILE_TMPDIR/summary" >&3

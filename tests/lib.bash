@@ -9,7 +9,8 @@
 # Environment:
 #   GPS_BUILD  folder holding gitpubsub-run, gitpubsub-broker, gitpubsub-frontend, gpsctl
 #              (default: <repo>/build)
-#   GPS_MODE   "accept" (default), "inetd" or "fork": how gitpubsub-run starts the frontends
+#   GPS_MODE   "accept" (default), "inetd", "fork" or "mux": how gitpubsub-run starts the
+#              frontends
 #
 # Beware (bats 1.8.2): `run -N` calls bats helpers that assign a global variable named i, so a
 # test that loops over i and calls `run` in the loop never ends. Name loop variables otherwise.
@@ -149,6 +150,7 @@ gps_start()
 
 	[[ $GPS_MODE == inetd ]] && mode_args=(--inetd)
 	[[ $GPS_MODE == fork ]] && mode_args=(--fork)
+	[[ $GPS_MODE == mux ]] && mode_args=(--mux)
 	# setsid: the runner leads its own process group, so gps_stop can reap any stray child.
 	setsid "$runner" --listen "127.0.0.1:$GPS_PORT" --config "$GPS_CFG" \
 		--runtime-dir "$GPS_RUN_DIR" --ring "$GPS_RING" "${mode_args[@]}" \

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * crashload: the driver of tests/93-crash-load.bats (issue 6, fault 1) and of
- * tests/torture/soak.bash (issue 6, soak). One process: an epoll loop holding every subscriber,
- * a publisher thread on one keep-alive connection, and in soak mode a monitor thread.
+ * crashload: the driver of tests/93-crash-load.bats (README "Reliability", fault 1) and of
+ * tests/torture/soak.bash (README "Reliability", soak). One process: an epoll loop holding every
+ * subscriber, a publisher thread on one keep-alive connection, and in soak mode a monitor thread.
  *
  * Crash mode (default): N subscribers connect; then M messages are published at an even pace over
  * --seconds while the broker is SIGKILLed --broker-kills times, evenly between the publishes
@@ -83,7 +83,7 @@
 #define DRAIN_S		 20
 /* How long the set-up may take to connect every subscriber. */
 #define SETUP_S		 120
-/* X-Subscribers must be exact within this long after a churn (issue 6, soak). */
+/* X-Subscribers must be exact within this long after a churn (README "Reliability", soak). */
 #define XSUB_WITHIN_MS	 2000U
 /* ... and is measured up to this long, to report how late it was. */
 #define XSUB_WATCH_MS	 10000U

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * slowloris: the driver of tests/91-slowloris.bats (issue 6), one process with one poll loop.
+ * slowloris: the driver of tests/91-slowloris.bats (README "Reliability"), one process with one
+ * poll loop.
  *
  * It opens N connections and trickles one byte of a request head on each, the first at connect
  * and then one every --interval-ms, which never completes a head. A server that counts its

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2034 # BATS_FILE_TMPDIR and GPS_* are read by tests/lib.bash
 #
-# soak.bash: issue 6's soak. The whole service (gitpubsub-run) for SOAK_SECONDS (default 1800:
-# 30 minutes) with 500 subscribers, 20 messages a second on one keep-alive connection, and 5% of
-# the subscribers hanging up and replaced by new ones every 5 s. Criteria:
+# soak.bash: the soak of README "Reliability". The whole service (gitpubsub-run) for SOAK_SECONDS
+# (default 1800: 30 minutes) with 500 subscribers, 20 messages a second on one keep-alive
+# connection, and 5% of the subscribers hanging up and replaced by new ones every 5 s. Criteria:
 #   - broker memory: its RSS (VmRSS) and its private RSS (RssAnon + RssFile: the heap, whatever
 #     the ring's shared pages do) grow by at most 1 MiB from the first sample after warm-up to
 #     the last (Pss is printed too);
@@ -17,8 +17,8 @@
 # The ring is small (256 KiB: it wraps every couple of minutes), so every page of it is touched
 # before the warm-up ends and the broker's VmRSS measures the broker, not the ring filling up.
 #
-# One driver does the work (tests/tools/crashload.c --soak, built here with cc); this script
-# starts the service with tests/lib.bash, judges the figures, and ends with
+# One driver does the work (tests/tools/crashload.c --soak, built by make test-programs); this
+# script starts the service with tests/lib.bash, judges the figures, and ends with
 # "soak: N passed, M failed". Exit 0 when every criterion holds, 1 otherwise, 2 on a usage error.
 #
 # Usage: tests/torture/soak.bash        (environment: SOAK_SECONDS, GPS_BUILD, GPS_MODE)
@@ -77,8 +77,10 @@ check()
 	fi
 }
 
-cc -I"$repo" -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -o "$BATS_FILE_TMPDIR/crashload" \
-	"$repo/tests/tools/crashload.c" || exit 1
+[ -x "$GPS_BUILD/tests/tools/crashload" ] || {
+	echo "soak: no $GPS_BUILD/tests/tools/crashload: build it with 'make test-programs'" >&2
+	exit 1
+}
 # headerTimeout and sendTimeout at their defaults (the test library's are short): on a busy
 # machine, a process starved of CPU for a second must not end a stream. keepalive at its
 # default too: what a deployment runs.
@@ -87,7 +89,7 @@ gps_start "[Limits]" "headerTimeout: 10s" "[Stream]" "keepalive: 5s" "sendTimeou
 
 echo "# soak: $SOAK_SECONDS s, $SOAK_SUBSCRIBERS subscribers, $SOAK_RATE messages/s," \
 	"$SOAK_CHURN_PERCENT% replaced every $SOAK_CHURN_MS ms (build $GPS_BUILD, mode $GPS_MODE)"
-timeout -k 10 $((SOAK_SECONDS + SOAK_SLACK_S + 30)) "$BATS_FILE_TMPDIR/crashload" --soak \
+timeout -k 10 $((SOAK_SECONDS + SOAK_SLACK_S + 30)) "$GPS_BUILD/tests/tools/crashload" --soak \
 	--port "$GPS_PORT" --run-dir "$GPS_RUN_DIR" --gpsctl "$GPS_BUILD/gpsctl" --ring "$GPS_RING" \
 	--subscribers "$SOAK_SUBSCRIBERS" --seconds "$SOAK_SECONDS" --rate "$SOAK_RATE" \
 	--churn-percent "$SOAK_CHURN_PERCENT" --churn-ms "$SOAK_CHURN_MS" \

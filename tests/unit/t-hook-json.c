@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hook/jbuf.c: the JSON string escaper must turn any bytes into valid JSON in valid UTF-8
- * (issue 3: "JSON is always valid"), replacing ill-formed UTF-8 by U+FFFD per maximal subpart.
+ * (PROTOCOL 10: the message is always valid JSON), replacing ill-formed UTF-8 by U+FFFD per maximal
+ * subpart.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "hook/jbuf.h"
 #include "tests/tap.h"
 
@@ -122,7 +124,7 @@ static void test_utf8(void)
 	CHECK("\xF0\x9F\x98", "\"" FFFD "\"", "truncated 4-byte sequence: one replacement");
 	CHECK("\xE2\x82\"", "\"" FFFD "\\\"\"", "truncated sequence then a quote");
 	CHECK("bad \xFF\xFE \"q\" back\\slash", "\"bad " FFFD FFFD " \\\"q\\\" back\\\\slash\"",
-	      "invalid UTF-8 with a quote and a backslash (issue 3's test message)");
+	      "invalid UTF-8 with a quote and a backslash (the hook tests' message)");
 }
 
 /* Random bytes, weighted towards the interesting ones, must always give a valid JSON string. */

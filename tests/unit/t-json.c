@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * broker/json.c: validation and normalisation of published bodies (PROTOCOL 4.3), each jsmn gap
- * of STYLE 12, the token and depth limits, and json_utf8_valid.
+ * of STYLE 12, the token and depth limits, and utf8_valid.
  *
  * Every input is copied into a heap block of exactly its length and every output buffer is
  * exactly outcap bytes, so a sanitizer build catches a read or write one byte past either.
@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "broker/json.h"
+#include "common/utf8.h"
 #include "tests/tap.h"
 
 /*
@@ -547,15 +548,15 @@ static void test_utf8(void)
 		unsigned char *b = malloc(c->len ? c->len : 1);
 
 		if (!b) {
-			ok(0, "json_utf8_valid: out of memory");
+			ok(0, "utf8_valid: out of memory");
 			continue;
 		}
 		memcpy(b, c->s, c->len);
-		is(json_utf8_valid(b, c->len), c->want, "json_utf8_valid: %s", c->name);
+		is(utf8_valid(b, c->len), c->want, "utf8_valid: %s", c->name);
 		free(b);
 	}
-	is(json_utf8_valid((const unsigned char *)"\xc3\xa9", 1), 0,
-	   "json_utf8_valid: stops at len, inside a sequence");
+	is(utf8_valid((const unsigned char *)"\xc3\xa9", 1), 0,
+	   "utf8_valid: stops at len, inside a sequence");
 }
 
 int main(void)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of publish idempotency (README, "Additions to the protocol", 4.7): the id syntax
+ * Unit tests of publish idempotency (README 4.7, "Publishing exactly once"): the id syntax
  * (common/proto.h), the broker's id table (broker/msgid.h) against a model, with the ring (window,
  * eviction, rebuild after a restart), the [History] messageIdWindow key, and the hook's ids
  * (hook/msgid.h, hook/sha256.h). Prints the table's speed at the default ring's size and how long

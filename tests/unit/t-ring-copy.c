@@ -2,8 +2,8 @@
 /*
  * ring_copy_from() (shm/ring.c): the one function that copies record bytes out of the ring. On
  * x86-64 it copies records of RING_COPY_MOVSB_MIN bytes and more with rep movsb and shorter ones
- * with memcpy (issue 5, replay speed), so both paths and the switch between them are checked:
- * every length up to 4 KiB and a few large ones, at every source and destination alignment
+ * with memcpy (README "Performance", replay speed), so both paths and the switch between them are
+ * checked: every length up to 4 KiB and a few large ones, at every source and destination alignment
  * within 8 bytes, against the bytes they must equal, with guard bytes around the destination
  * that must stay untouched, and straight up to the end of a mapping followed by a PROT_NONE
  * page (the ring's data area ends at the mapping's end; a copy that read one byte past its

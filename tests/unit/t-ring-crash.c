@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Crash inside the append (issue 6, fault 2). For every crash point of the writer (shm/ring.h,
- * enum ring_crash_point: one between each two steps of section 5), a forked writer process
- * appends records until it is SIGKILLed at that point, while reader processes read the ring
+ * Crash inside the append (README "Reliability", fault 2). For every crash point of the writer
+ * (shm/ring.h, enum ring_crash_point: one between each two steps of section 5), a forked writer
+ * process appends records until it is SIGKILLed at that point, while reader processes read the ring
  * continuously as frontends do and verify every record they deliver (each carries its seq and
  * a checksum, so a partial or mixed record is caught). Then ring_writer_open() recovers the
  * ring: timed (the figure: under 500 ms for a 64 MiB ring), checked field by field against
@@ -43,7 +43,7 @@
 #define MAX_COUNTDOWN	   64u	   /* a writer dies at the 1st..64th pass of its point */
 #define WRITER_MAX_PUBLISH 100000  /* a writer that never reaches its point gives up */
 #define AFTER_RECOVERY	   16	   /* messages the test appends itself after each recovery */
-#define RECOVERY_LIMIT_US  500000u /* issue 6: the ring recovered in under 500 ms */
+#define RECOVERY_LIMIT_US  500000u /* README "Reliability": the ring recovered in under 500 ms */
 #define READER_WAIT_MS	   10u	   /* a reader's futex timeout: the crashed writer wakes nobody */
 #define READER_DEADLINE_US (UINT64_C(60) * 1000000) /* a reader gives up after a minute */
 #define READER_MAX_STALE   1000000u		    /* -ESTALE in a row without a lapping: a bug */

@@ -218,23 +218,18 @@ static unsigned pub_range(struct ring_writer *w, uint64_t from, uint64_t to, uin
 	return bad;
 }
 
-/* Copy message seq whole into buf (topic, then payload). 0, -EAGAIN, -ESTALE (gone or torn). */
+/* Copy message seq whole into buf (topic, then payload) with the public reader. 0, -EAGAIN,
+ * -ESTALE (gone, torn, or unreadable), -EMSGSIZE. */
 static int read_msg(const struct ring *r, uint64_t seq, uint8_t *buf, size_t cap,
 		    struct ring_rec *ret_rec)
 {
-	struct ring_rec rec;
-	int err = ring_rec_get(r, seq, &rec);
+	struct ring_cursor c;
+	struct ring_gap gap;
+	int err;
 
-	if (err < 0)
-		return err;
-	if ((size_t)rec.topic_len + rec.payload_len > cap)
-		return -EMSGSIZE;
-	ring_copy_from(buf, rec.topic, rec.topic_len);
-	ring_copy_from(buf + rec.topic_len, rec.payload, rec.payload_len);
-	if (!ring_rec_valid(r, &rec))
-		return -ESTALE;
-	*ret_rec = rec;
-	return 0;
+	ring_cursor_init(&c, seq);
+	err = ring_read(r, &c, buf, cap, ret_rec, &gap);
+	return err == RING_NEXT_GAP ? -ESTALE : err;
 }
 
 /* Read and verify test message seq: 0, -EAGAIN, -ESTALE, or -EBADMSG for wrong bytes. */
@@ -691,6 +686,79 @@ static void test_lapping(void)
 	ok(err == 0 && !ring_rec_valid(&r, &rec), "lap: ring_rec_valid is false for the copy");
 	is(ring_tail(&r) - s, 1, "lap: the reader missed exactly one message");
 	ring_detach(&r);
+	ring_writer_close(&w);
+	drop_ring(name);
+}
+
+/*
+ * The public reader (shm/ring.h): a message at the cursor, -EMSGSIZE that leaves the cursor,
+ * -EAGAIN when caught up, one gap with the exact count and resume time when lapped, an entry
+ * that never reads right skipped as a gap of one after RING_READ_TRIES reads, and a seek by
+ * time that reports the messages evicted at or after it.
+ */
+static void test_reader(void)
+{
+	struct ring_writer w;
+	struct ring_cursor c;
+	struct ring_rec rec, oldest;
+	struct ring_gap gap;
+	struct ring_idx *e;
+	uint64_t tail, saved;
+	char name[64];
+	bool created;
+	int err;
+
+	diag("reader");
+	ring_name(name, sizeof(name));
+	if (open_ring(name, SMALL_DATA, 0, false, &w, &created) < 0) {
+		ok(0, "reader: set up");
+		drop_ring(name);
+		return;
+	}
+	is(pub_range(&w, 1, 3, PAYLOAD_1K, MS), 0, "reader: 2 messages published");
+	ring_cursor_init(&c, 1);
+	err = ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap);
+	ok(err == RING_NEXT_MSG && rec.seq == 1 && c.next == 2 &&
+		   msg_verify(readbuf, &rec, 1, PAYLOAD_1K),
+	   "reader: message 1, intact, and the cursor at 2");
+	is(ring_read(&w.r, &c, readbuf, 16, &rec, &gap), -EMSGSIZE,
+	   "reader: a buffer too small is -EMSGSIZE");
+	ok(c.next == 2 && rec.payload_len == PAYLOAD_1K,
+	   "reader: which keeps the cursor and gives the size");
+	is(ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap), RING_NEXT_MSG,
+	   "reader: message 2");
+	is(ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap), -EAGAIN,
+	   "reader: caught up is -EAGAIN");
+
+	is(pub_range(&w, 3, 101, PAYLOAD_1K, MS), 0, "reader: 98 more, which lap it");
+	tail = ring_tail(&w.r);
+	is(ring_rec_get(&w.r, tail, &oldest), 0, "reader: the oldest held message");
+	is(ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap), RING_NEXT_GAP,
+	   "reader: a lapped cursor gets a gap");
+	ok(gap.missed == tail - 3 && gap.resume_seq == tail && c.next == tail,
+	   "reader: missed %llu (tail - 3), going on at tail", (unsigned long long)gap.missed);
+	is(gap.resume_us, oldest.time_us, "reader: the gap resumes at the oldest message's time");
+
+	/* an entry that does not hold its seq though the message is held: a gap of one */
+	e = &w.r.idx[(tail + 1) & w.r.idx_mask];
+	saved = atomic_load(&e->seq);
+	atomic_store(&e->seq, saved + w.r.nidx);
+	is(ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap), RING_NEXT_MSG,
+	   "reader: message tail");
+	is(ring_read(&w.r, &c, readbuf, sizeof(readbuf), &rec, &gap), RING_NEXT_GAP,
+	   "reader: an unreadable held entry ends in a gap, not a loop");
+	ok(gap.missed == 1 && gap.resume_seq == tail + 2 && c.next == tail + 2,
+	   "reader: of one message, going on after it");
+	atomic_store(&e->seq, saved);
+
+	/* seeking by time (message s has time s ms) */
+	is(ring_cursor_seek_time(&w.r, 1 * MS, &c, &gap), RING_NEXT_GAP,
+	   "reader: a seek before the evicted messages reports a gap");
+	ok(gap.missed == tail - 1 && c.next == tail,
+	   "reader: of the %llu evicted, going on at tail", (unsigned long long)(tail - 1));
+	is(ring_cursor_seek_time(&w.r, (tail + 5) * MS, &c, &gap), 0,
+	   "reader: a seek inside the held messages");
+	is(c.next, tail + 5, "reader: lands on the first message at or after the time");
 	ring_writer_close(&w);
 	drop_ring(name);
 }
@@ -1178,6 +1246,15 @@ static void test_validation(void)
 	VALIDATE_COPY("data_size not matching the size", h->data_size = 2 * SMALL_DATA);
 	VALIDATE_COPY("data_size not a power of two", h->data_size = SMALL_DATA + 8);
 	memcpy(copy, (const void *)w.r.hdr, sizeof(copy));
+	h->version = RING_VERSION + 1;
+	ok(ring_validate_why(h, map, junk, sizeof(junk)) == -EPROTO && strstr(junk, "version"),
+	   "validate: the reason names the version ('%s')", junk);
+	memcpy(copy, (const void *)w.r.hdr, sizeof(copy));
+	ok(ring_validate_why(h, map - 1, junk, sizeof(junk)) == -EPROTO &&
+		   strstr(junk, "the header describes"),
+	   "validate: the reason names the size ('%s')", junk);
+	ok(ring_validate_why(h, map, junk, sizeof(junk)) == 0,
+	   "validate: no reason for a good one");
 	is(ring_validate(h, map - 1), -EPROTO, "validate: a mapping one byte short is -EPROTO");
 	is(ring_validate(h, map + 4096), -EPROTO, "validate: a mapping too long is -EPROTO");
 	is(ring_validate(h, RING_HDR_SIZE - 1), -EPROTO, "validate: smaller than a header");
@@ -1392,7 +1469,7 @@ struct conc_reader {
 	pthread_t tid;
 	struct ring r; /* a copy of the writer's handle: the same mapping */
 	uint64_t total;
-	uint64_t accepted, missed, torn, waits, bad, disorder, anomalies, errors;
+	uint64_t accepted, missed, waits, bad, disorder, anomalies, errors;
 	uint8_t buf[RING_MAX_RECORD(CONC_DATA)];
 };
 
@@ -1430,58 +1507,43 @@ static void *conc_writer_main(void *arg)
 	return NULL;
 }
 
-/* Follow the ring from seq 1 as a frontend does; jump to tail when lapped (PROTOCOL 3.4). */
+/* Follow the ring from seq 1 with the public reader, as a frontend does (PROTOCOL 3.4). */
 static void *conc_reader_main(void *arg)
 {
 	struct conc_reader *rd = arg;
 	const struct ring *r = &rd->r;
-	uint64_t seq = 1, last_seq = 0, last_time = 0;
+	uint64_t last_seq = 0, last_time = 0;
+	struct ring_cursor c;
 
-	while (seq <= rd->total && rd->anomalies < READER_MAX_ANOMALIES) {
+	ring_cursor_init(&c, 1);
+	while (c.next <= rd->total && rd->anomalies < READER_MAX_ANOMALIES) {
+		uint32_t seen = ring_wake_word(r);
 		struct ring_rec rec;
-		uint64_t tail;
-		int err = ring_rec_get(r, seq, &rec);
+		struct ring_gap gap;
+		int err = ring_read(r, &c, rd->buf, sizeof(rd->buf), &rec, &gap);
 
 		if (err == -EAGAIN) {
-			uint32_t seen = ring_wake_word(r);
-
-			if (ring_head(r) > seq)
-				continue;
 			if (ring_wait(r, seen, READER_WAIT_MS) < 0)
 				rd->errors++;
 			rd->waits++;
-			continue;
-		}
-		if (err == 0) {
-			if ((size_t)rec.topic_len + rec.payload_len > sizeof(rd->buf)) {
+		} else if (err == RING_NEXT_GAP) {
+			/* lapped: resumed at a tail past the cursor; a skip (resume_seq past the
+			 * tail) would mean an entry unreadable though held */
+			if (gap.resume_seq > ring_tail(r))
 				rd->anomalies++;
-				continue;
-			}
-			ring_copy_from(rd->buf, rec.topic, rec.topic_len);
-			ring_copy_from(rd->buf + rec.topic_len, rec.payload, rec.payload_len);
-			if (ring_rec_valid(r, &rec)) {
-				if (!msg_verify(rd->buf, &rec, seq, 0))
-					rd->bad++;
-				if (rec.seq <= last_seq || rec.time_us <= last_time)
-					rd->disorder++;
-				last_seq = rec.seq;
-				last_time = rec.time_us;
-				rd->accepted++;
-				seq++;
-				continue;
-			}
-			rd->torn++;
-		} else if (err != -ESTALE) {
+			rd->missed += gap.missed;
+		} else if (err == RING_NEXT_MSG) {
+			if (!msg_verify(rd->buf, &rec, rec.seq, 0))
+				rd->bad++;
+			if (rec.seq <= last_seq || rec.time_us <= last_time)
+				rd->disorder++;
+			last_seq = rec.seq;
+			last_time = rec.time_us;
+			rd->accepted++;
+		} else {
 			rd->errors++;
+			ring_cursor_advance(&c);
 		}
-		/* lapped: the oldest held message is next; everything before it is missed */
-		tail = ring_tail(r);
-		if (tail <= seq) {
-			rd->anomalies++;
-			continue;
-		}
-		rd->missed += tail - seq;
-		seq = tail;
 	}
 	return NULL;
 }
@@ -1528,9 +1590,9 @@ static void run_conc(const char *what, uint64_t total, unsigned gap_us, uint32_t
 		struct conc_reader *x = rd[i];
 
 		(void)pthread_join(x->tid, NULL);
-		diag("%s: reader %d: accepted %llu, missed %llu, torn %llu, waits %llu", what, i,
+		diag("%s: reader %d: accepted %llu, missed %llu, waits %llu", what, i,
 		     (unsigned long long)x->accepted, (unsigned long long)x->missed,
-		     (unsigned long long)x->torn, (unsigned long long)x->waits);
+		     (unsigned long long)x->waits);
 		is(x->bad, 0, "%s: reader %d: every accepted message intact (seq, topic, checksum)",
 		   what, i);
 		is(x->disorder, 0, "%s: reader %d: seqs and times strictly increase", what, i);
@@ -1619,6 +1681,7 @@ int main(void)
 	test_wrap();
 	test_index_capacity();
 	test_lapping();
+	test_reader();
 	test_torn();
 	test_find_time();
 	test_retention();

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Issue 6, fault 4: wake-ups. One writer process appends small records with ring_publish() while
- * reader processes follow the ring the way frontend/stream.c does (load the futex word, drain to
- * head, ring_wait()). No reader may wait longer than the keepalive period (PROTOCOL 3.3, 5 s)
- * while a record it should get is in the ring. The readers' timeout is longer than that
- * (WAKE_TIMEOUT_MS), so only the writer's wake-ups can keep the waits under it.
+ * README "Reliability", fault 4: wake-ups. One writer process appends small records with
+ * ring_publish() while reader processes follow the ring the way frontend/stream.c does (load the
+ * futex word, drain to head, ring_wait()). No reader may wait longer than the keepalive period
+ * (PROTOCOL 3.3, 5 s) while a record it should get is in the ring. The readers' timeout is longer
+ * than that (WAKE_TIMEOUT_MS), so only the writer's wake-ups can keep the waits under it.
  *
  * Each reader measures, every time it looks at the ring (after each wake-up, and after each
  * batch it drained), the age of the oldest record it has not yet seen: now minus the record's
@@ -187,112 +187,98 @@ static void sample(struct reader_result *res, uint64_t age)
 	res->hist[hist_bucket(age)]++;
 }
 
-/*
- * Read record seq: 0 with its payload in buf, -EAGAIN not yet published, -ESTALE lapped (or a
- * torn copy, which is the same thing to a reader).
- */
-static int read_record(const struct ring *r, uint64_t seq, uint8_t *buf)
-{
-	struct ring_rec rec;
-	int err = ring_rec_get(r, seq, &rec);
+/* The record a reader copies: the one-byte topic, then the payload. */
+#define WAKE_RECORD_LEN (WAKE_TOPIC_LEN + WAKE_PAYLOAD_LEN)
 
-	if (err < 0)
-		return err;
-	if (rec.payload_len != WAKE_PAYLOAD_LEN)
-		return -EPROTO;
-	ring_copy_from(buf, rec.payload, WAKE_PAYLOAD_LEN);
-	if (!ring_rec_valid(r, &rec))
-		return -ESTALE;
-	return 0;
-}
-
-/* Skip to the tail after a lapped read; counts what was lost. */
-static void reader_lapped(const struct ring *r, struct reader_result *res, uint64_t *next)
-{
-	uint64_t tail = ring_tail(r);
-
-	if (tail > *next) {
-		res->lapped += tail - *next;
-		*next = tail;
-	}
-}
-
-/* The age of the oldest record not yet seen, if there is one: a sample. */
-static void reader_look(const struct ring *r, struct reader_result *res, uint64_t *next)
+/* The age of the oldest record not yet seen, if there is one: a sample. The reader only looks
+ * (ring_next() without ring_cursor_advance()); reader_drain() takes it. */
+static void reader_look(const struct ring *r, struct reader_result *res, struct ring_cursor *c)
 {
 	uint8_t buf[WAKE_PAYLOAD_LEN];
 
 	for (;;) {
+		struct ring_rec rec;
+		struct ring_gap gap;
 		uint64_t now;
-		int err;
+		int err = ring_next(r, c, &rec, &gap);
 
-		if (*next >= ring_head(r)) {
+		if (err == -EAGAIN) {
 			res->idle_wakes++;
 			return;
 		}
-		err = read_record(r, *next, buf);
-		now = io_now_mono_us();
-		if (err == -ESTALE) {
-			reader_lapped(r, res, next);
+		if (err == RING_NEXT_GAP) {
+			res->lapped += gap.missed;
 			continue;
 		}
-		if (err < 0) {
+		if (rec.payload_len != WAKE_PAYLOAD_LEN) {
 			res->order_errors++;
 			return;
 		}
+		ring_copy_from(buf, rec.payload, WAKE_PAYLOAD_LEN);
+		now = io_now_mono_us();
+		if (!ring_rec_valid(r, &rec))
+			continue; /* overwritten while we looked: ring_next() says how */
 		sample(res, now - MIN(now, get_u64(buf + 8)));
 		return;
 	}
 }
 
-/* Take every record up to head; false once the last record (seq total) is seen. */
-static bool reader_drain(const struct ring *r, struct reader_result *res, uint64_t *next,
+/* Take every record up to head through the public reader; false once the last record (seq
+ * total) is seen. */
+static bool reader_drain(const struct ring *r, struct reader_result *res, struct ring_cursor *c,
 			 uint64_t total)
 {
 	uint64_t head = ring_head(r);
-	uint8_t buf[WAKE_PAYLOAD_LEN];
+	uint8_t buf[WAKE_RECORD_LEN];
 
-	while (*next < head) {
-		int err = read_record(r, *next, buf);
+	while (c->next < head) {
+		struct ring_rec rec;
+		struct ring_gap gap;
+		int err = ring_read(r, c, buf, sizeof(buf), &rec, &gap);
 
 		if (err == -EAGAIN)
 			break;
-		if (err == -ESTALE) {
-			reader_lapped(r, res, next);
+		if (err == RING_NEXT_GAP) {
+			res->lapped += gap.missed;
 			continue;
 		}
-		if (err < 0 || get_u64(buf) != *next)
+		if (err < 0) {
+			res->order_errors++; /* -EMSGSIZE: not a record of ours */
+			ring_cursor_advance(c);
+			continue;
+		}
+		if (rec.payload_len != WAKE_PAYLOAD_LEN || get_u64(buf + WAKE_TOPIC_LEN) != rec.seq)
 			res->order_errors++;
 		res->records++;
-		(*next)++;
 	}
-	return *next <= total;
+	return c->next <= total;
 }
 
 /* A reader process: follows the ring like frontend/stream.c's loop. Exits 0, or 1 if it could
  * not attach. */
 _noreturn_ static void reader_main(const char *name, struct reader_result *res, uint64_t total)
 {
+	struct ring_cursor c;
 	struct ring r;
-	uint64_t next, last_progress;
+	uint64_t last_progress;
 
 	if (ring_attach(name, &r) < 0)
 		_exit(1);
-	next = ring_head(&r);
+	ring_cursor_init(&c, ring_head(&r));
 	last_progress = io_now_mono_us();
 	atomic_store_explicit(&res->ready, 1, memory_order_release);
 	for (;;) {
 		uint32_t w = ring_wake_word(&r);
-		uint64_t before = next;
+		uint64_t before = c.next;
 
-		reader_look(&r, res, &next);
-		if (!reader_drain(&r, res, &next, total))
+		reader_look(&r, res, &c);
+		if (!reader_drain(&r, res, &c, total))
 			break;
-		if (next != before)
+		if (c.next != before)
 			last_progress = io_now_mono_us();
 		else if (io_now_mono_us() - last_progress > WAKE_READER_IDLE_S * UINT64_C(1000000))
 			break;
-		if (next < ring_head(&r))
+		if (c.next < ring_head(&r))
 			continue; /* more arrived while we were draining */
 		res->waits++;
 		if (ring_wait(&r, w, WAKE_TIMEOUT_MS) < 0)
@@ -395,8 +381,9 @@ int main(void)
 	int err;
 
 	if (total == WAKE_PUBLISHES_FULL && nreaders == WAKE_READERS_FULL)
-		diag("wake: full run, %" PRIu64 " publishes x %u readers (issue 6, fault 4)", total,
-		     nreaders);
+		diag("wake: full run, %" PRIu64
+		     " publishes x %u readers (README \"Reliability\", fault 4)",
+		     total, nreaders);
 	else
 		diag("wake: scaled run, %" PRIu64 " publishes x %u readers; make torture runs the "
 		     "full %" PRIu64 " x %u (WAKE_PUBLISHES, WAKE_READERS)",

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The request loop (PROTOCOL 1.2, 1.3): parse each request head as its bytes arrive and hand it
+ * to its handler; answers leave in request order. HEAD (PROTOCOL 6) is answered here.
+ */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/io.h"
+#include "common/log.h"
+#include "frontend/frontend.h"
+#include "frontend/sse.h"
+
+#define HEAD_ANSWER_MAX 1024u /* a HEAD answer with every statistics header */
+
+static bool is_method(const struct http_request *req, const char *m)
+{
+	return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
+}
+
+static bool wants_keep_alive(const struct http_request *req)
+{
+	const struct http_header *h = http_find_header(req, "Connection");
+
+	if (h && http_value_has_token(h->value, h->value_len, "close"))
+		return false;
+	if (req->minor_version == 0)
+		return h && http_value_has_token(h->value, h->value_len, "keep-alive");
+	return true;
+}
+
+/*
+ * Whether a request declares a body: any Transfer-Encoding, or a Content-Length other than 0.
+ * GET and HEAD take none (RFC 9110 9.3.1, 9.3.2), and leaving one unread would make its bytes
+ * the next request: a HEAD whose "body" is a POST would smuggle that POST past whatever proxy
+ * framed it as one request. So such a request is refused (400) and its bytes never parsed.
+ */
+static bool declares_body(const struct http_request *req)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+		uint64_t len;
+
+		if (h->name_len == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0)
+			return true;
+		if (h->name_len == 14 && strncasecmp(h->name, "Content-Length", 14) == 0 &&
+		    (http_parse_content_length(h->value, h->value_len, &len) < 0 || len != 0))
+			return true;
+	}
+	return false;
+}
+
+/* HEAD (PROTOCOL 6): statistics for trusted peers, a bare health check for the rest. */
+static void handle_head(struct conn *c)
+{
+	struct frontend *fe = c->fe;
+	struct response_stats st = { 0 };
+	char buf[HEAD_ANSWER_MAX];
+	size_t n;
+
+	if (c->trusted) {
+		if (fanout_attach(fe) == 0) {
+			const struct ring *r = &fe->ring;
+			uint64_t now = io_now_real_us(), tail = ring_tail(r), head = ring_head(r);
+			uint64_t start = atomic_load_explicit(&r->hdr->broker_start_us,
+							      memory_order_relaxed);
+			struct ring_rec rec;
+
+			st.uptime_s = start && now > start ? (now - start) / 1000000u : 0;
+			st.held = head - tail;
+			st.bytes = atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed) -
+				   atomic_load_explicit(&r->hdr->data_tail, memory_order_relaxed);
+			if (ring_rec_get(r, tail, &rec) == 0)
+				st.oldest_s = rec.time_us / 1000000u;
+		}
+		if (fe->stats) {
+			st.subscribers =
+				atomic_load_explicit(&fe->stats->subscribers, memory_order_relaxed);
+			st.connections =
+				atomic_load_explicit(&fe->stats->connections, memory_order_relaxed);
+			st.received =
+				atomic_load_explicit(&fe->stats->received, memory_order_relaxed);
+			st.sent = atomic_load_explicit(&fe->stats->sent, memory_order_relaxed);
+		}
+	}
+	n = response_head(buf, sizeof(buf), c->trusted ? &st : NULL, c->keep_alive);
+	if (!n) {
+		conn_fail(c, 500, "response head too long");
+		return;
+	}
+	if (conn_send(c, buf, n) && !c->keep_alive)
+		conn_finish(c);
+}
+
+/* One request whose head is c->in[0..hlen), parsed into req. */
+static void handle_request(struct conn *c, const struct http_request *req, size_t hlen)
+{
+	bool get = is_method(req, "GET"), head = is_method(req, "HEAD");
+	bool publish = is_method(req, "POST") || is_method(req, "PUT");
+
+	/* publishes waiting for answers: theirs go first (PROTOCOL 1.3); this request is parsed
+	 * again once they are answered */
+	if (!publish && publish_pending(c)) {
+		publish_flush(c);
+		return;
+	}
+	c->requests++;
+	c->keep_alive = wants_keep_alive(req);
+	timer_disarm(&c->timer);
+	if ((get || head) && declares_body(req)) {
+		conn_fail(c, 400, "a GET or HEAD request may not carry a body");
+		return;
+	}
+	if (get && sse_negotiate(req) == SSE_KIND_PAGE) {
+		stream_page(c, req); /* README 3.11: its EventSource may follow here */
+		conn_consume(c, hlen);
+	} else if (get) {
+		stream_begin(c, req); /* the rest of the connection is the stream (PROTOCOL 1.3) */
+	} else if (head) {
+		handle_head(c);
+		conn_consume(c, hlen);
+	} else if (publish) {
+		publish_begin(c, req, hlen);
+		conn_consume(c, hlen);
+	} else {
+		conn_fail(c, 405, "method not allowed: use GET, HEAD, POST or PUT");
+	}
+}
+
+static void header_timeout(struct loop *l, struct timer *t)
+{
+	struct conn *c = container_of(t, struct conn, timer);
+
+	(void)l;
+	/* an idle keep-alive connection just ends; a started head is a 408 */
+	if (c->in_len == 0 && c->requests > 0)
+		conn_close(c, "idle keep-alive connection");
+	else
+		conn_fail(c, 408, "request header not complete in time");
+}
+
+void request_process(struct conn *c)
+{
+	struct frontend *fe = c->fe;
+	const struct http_limits lim = {
+		.max_target = fe->cfg.max_target,
+		.max_header = fe->cfg.max_header,
+		.max_header_lines = MIN(fe->cfg.max_header_lines, HTTP_MAX_HEADERS),
+	};
+	static struct http_request req; /* 3 KiB of header slots: not on the stack */
+
+	while (c->state == CONN_HEAD || c->state == CONN_BODY) {
+		struct http_error herr = { 0 };
+		int hlen;
+
+		if (c->state == CONN_HEAD && !timer_armed(&c->timer))
+			timer_arm(&fe->loop, &c->timer, TIMER_HEADER, header_timeout);
+		/* answers wait for the client to take them: read no further (EPOLLOUT resumes) */
+		if (conn_backlogged(c))
+			return;
+		if (c->state == CONN_BODY) {
+			publish_body(c);
+			if (c->state == CONN_BODY)
+				return; /* more body to come */
+			continue;
+		}
+		if (c->in_len == 0)
+			break;
+		hlen = http_parse_request(c->in, c->in_len, &lim, &req, &herr);
+		if (hlen == -2 && c->in_len < c->in_max)
+			break;
+		if (hlen == -2) {
+			conn_fail(c, 431, "request header section too large");
+			return;
+		}
+		if (hlen < 0) {
+			conn_fail(c, herr.status ? herr.status : 400,
+				  herr.reason ? herr.reason : "malformed request");
+			return;
+		}
+		handle_request(c, &req, (size_t)hlen);
+	}
+	if (c->state != CONN_HEAD)
+		return;
+	/* nothing more to parse now: the batch leaves before we wait for the client */
+	if (publish_pending(c)) {
+		publish_flush(c);
+		return;
+	}
+	if (c->read_closed) {
+		if (c->in_len == 0)
+			conn_close(c, "the client closed between requests");
+		else
+			conn_fail(c, 400, "connection closed in the middle of a request");
+		return;
+	}
+	if (!timer_armed(&c->timer))
+		timer_arm(&fe->loop, &c->timer, TIMER_HEADER, header_timeout);
+}
+
+bool request_start(struct conn *c)
+{
+	if (!conn_watch_start(c))
+		return false;
+	timer_arm(&c->fe->loop, &c->timer, TIMER_HEADER, header_timeout);
+	return true;
+}
