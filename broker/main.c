@@ -12,7 +12,6 @@
  * (consumed back from the stream, which is the only way into the ring then). Answers wait in
  * struct pending, in request order, since a frontend pairs replies with requests by order.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -28,9 +27,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "broker/cluster.h"
-#include "broker/json.h"
-#include "broker/msgid.h"
+#include "broker/broker.h"
 #include "common/config.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -48,65 +45,10 @@
  * broker's own fds (listener, signals, timer) are registered with data.u64 = fd too. */
 #define CONN_FD_MASK	UINT64_C(0xffffffff)
 #define CONN_REFUSED	(UINT64_C(1) << 32)
-/* Cluster mode: publishes waiting for JetStream (or answers queued behind one), at most. A
- * frontend that would add one more is disconnected (its publisher gets 503), never answered out
- * of order. */
-#define MAX_PENDING	16384u
-#define CLUSTER_TICK_MS 50 /* how often publish deadlines are looked at */
-/* An acknowledged publish waits this long after its deadline for this node to consume it; the
- * frontend waits publishTimeout + 2 s for the answer (frontend/publish.c). */
-#define APPEND_GRACE_US 1000000u
-/* How long a starting broker waits to copy the stream before it says it is ready anyway (the
- * runner gives it 10 s): subscribers are answered from a ring caught up with the stream. */
-#define CATCHUP_MAX_MS	8000u
 
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
 _Static_assert(PROTO_MAX_ID <= RING_MAX_ID, "a message id fits ring_idx.id_len");
-
-struct broker {
-	struct config cfg;
-	struct ring_writer w;
-	struct json_validator *json;
-	char *body;	/* max_body bytes: the body as received */
-	char *msg;	/* max_body bytes: the normalised message */
-	uint8_t *dgram; /* one request datagram */
-	size_t dgram_cap;
-	int epfd, lfd, sigfd, timerfd;
-	uint64_t published, refused;
-	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
-	uint64_t msgid_window_us;
-	uint64_t duplicates; /* publishes answered from the id table */
-	/* cluster mode (broker/cluster.h); cl NULL on one machine */
-	struct cluster *cl;
-	struct ring_params rp;	  /* how the ring was opened: reopened for a new stream */
-	struct ring_stats *stats; /* the cluster lines of the statistics (shm/ring.h section 8) */
-	struct pending *pend;	  /* MAX_PENDING answers, by token % MAX_PENDING */
-	uint64_t pend_first;	  /* token of the oldest answer not sent */
-	uint64_t pend_next;	  /* token of the next publish */
-	uint32_t *fd_mark;	  /* flush_answers(): fds with an earlier answer not ready */
-	size_t fd_mark_cap;
-	uint32_t mark_epoch;
-	uint64_t stream_last; /* the stream's last seq, last seen */
-	int ready_fd;	      /* signalled once caught up with the stream; -1 once done */
-	uint64_t ready_deadline_us;
-};
-
-enum pending_state {
-	PEND_FREE,  /* answered, or its frontend left */
-	PEND_SENT,  /* sent to JetStream, no acknowledgement yet */
-	PEND_ACKED, /* acknowledged as seq, not in this node's ring yet */
-	PEND_DONE,  /* resp is the answer, to be sent in order */
-};
-
-struct pending {
-	enum pending_state state;
-	int fd;
-	uint64_t deadline_us; /* CLOCK_MONOTONIC: a 503 then */
-	uint64_t seq;	      /* PEND_ACKED: the stream's sequence */
-	uint32_t flags;	      /* PEND_ACKED: PROTO_RESP_DUPLICATE when JetStream had it */
-	struct proto_resp resp;
-};
 
 static void usage(FILE *f)
 {
@@ -136,7 +78,7 @@ static void usage(FILE *f)
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
 }
 
-static int send_resp(int fd, const struct proto_resp *r)
+int broker_send_resp(int fd, const struct proto_resp *r)
 {
 	ssize_t n = send(fd, r, sizeof(*r), MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -146,7 +88,7 @@ static int send_resp(int fd, const struct proto_resp *r)
 }
 
 /* Cluster mode: a slot for the next answer on fd, in request order; NULL when MAX_PENDING wait. */
-static struct pending *pend_push(struct broker *b, int fd)
+struct pending *broker_pend_push(struct broker *b, int fd)
 {
 	struct pending *p;
 
@@ -164,8 +106,8 @@ static int answer(struct broker *b, int fd, const struct proto_resp *r)
 	struct pending *p;
 
 	if (!b->cl)
-		return send_resp(fd, r);
-	p = pend_push(b, fd);
+		return broker_send_resp(fd, r);
+	p = broker_pend_push(b, fd);
 	if (!p)
 		return -ENOBUFS;
 	p->state = PEND_DONE;
@@ -223,7 +165,7 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
  * Append b->msg[0..len) with its id and topic to the ring at time now_us (0: the ring clock) and
  * remember the id (README 4.7). The one way into the ring, on one machine and in a cluster.
  */
-static int store(struct broker *b, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
+int broker_store(struct broker *b, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
 		 uint32_t topic_len, uint32_t len, uint64_t now_us, uint64_t *ret_seq,
 		 uint64_t *ret_time_us)
 {
@@ -246,30 +188,6 @@ static int store(struct broker *b, const uint8_t *id, uint32_t id_len, const uin
 	}
 	*ret_seq = seq;
 	*ret_time_us = t;
-	return 0;
-}
-
-/* Cluster mode: hand the message to JetStream; its answer comes with a CLUSTER_ACK event. */
-static int publish_cluster(struct broker *b, int fd, const uint8_t *id, uint32_t id_len,
-			   const uint8_t *topic, uint32_t topic_len, uint32_t len)
-{
-	const uint64_t token = b->pend_next;
-	struct pending *p = pend_push(b, fd);
-	int err;
-
-	if (!p)
-		return -ENOBUFS;
-	err = cluster_publish(b->cl, token, id, id_len, topic, topic_len, b->msg, len);
-	if (err < 0) {
-		p->state = PEND_DONE;
-		p->resp = (struct proto_resp){ .magic = PROTO_MAGIC, .status = 503 };
-		(void)snprintf(p->resp.reason, sizeof(p->resp.reason), "%s",
-			       err == -ENOTCONN ? "the cluster (NATS) is unreachable"
-						: "unable to send the message to the cluster");
-		return 0;
-	}
-	p->state = PEND_SENT;
-	p->deadline_us = io_now_mono_us() + (uint64_t)b->cfg.publish_timeout_ms * 1000u;
 	return 0;
 }
 
@@ -375,12 +293,12 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 		goto out;
 	}
 	if (b->cl) {
-		err = publish_cluster(b, fd, id, req.id_len, topic, req.topic_len, (uint32_t)mlen);
+		err = replica_publish(b, fd, id, req.id_len, topic, req.topic_len, (uint32_t)mlen);
 		ok = true; /* not known yet: what is chained after it is sent along (README) */
 		goto out;
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
-	err = store(b, id, req.id_len, topic, req.topic_len, (uint32_t)mlen, 0, &seq, &t);
+	err = broker_store(b, id, req.id_len, topic, req.topic_len, (uint32_t)mlen, 0, &seq, &t);
 	if (err < 0) {
 		log_error("unable to append to the ring: %s", strerror(-err));
 		err = reply(b, fd, 503, "unable to store the message");
@@ -423,259 +341,13 @@ static int handle_requests(struct broker *b, uint64_t conn)
 	return err < 0 ? err : 0;
 }
 
-static void signal_ready(int ready_fd)
+void broker_signal_ready(int ready_fd)
 {
 	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "\n", 1);
 		(void)close(ready_fd);
 	}
-}
-
-/* ---- cluster mode: answers in order, events from the stream ---------------------------- */
-
-static void pend_done(struct pending *p, uint32_t status, const char *reason)
-{
-	p->state = PEND_DONE;
-	p->resp = (struct proto_resp){ .magic = PROTO_MAGIC, .status = status };
-	(void)snprintf(p->resp.reason, sizeof(p->resp.reason), "%s", reason);
-}
-
-/* fd is closed: its answers have nowhere to go. */
-static void pend_forget(struct broker *b, int fd)
-{
-	for (uint64_t k = b->pend_first; k < b->pend_next; k++)
-		if (b->pend[k % MAX_PENDING].fd == fd)
-			b->pend[k % MAX_PENDING].state = PEND_FREE;
-}
-
-/* Whether fd was marked in this round of flush_answers; marks it. */
-static bool fd_marked(struct broker *b, int fd, bool mark)
-{
-	if ((size_t)fd >= b->fd_mark_cap) {
-		size_t cap = MAX((size_t)fd + 1, b->fd_mark_cap * 2);
-		uint32_t *m = realloc(b->fd_mark, cap * sizeof(*m));
-
-		if (!m)
-			return true; /* hold its answers back until memory is found */
-		memset(m + b->fd_mark_cap, 0, (cap - b->fd_mark_cap) * sizeof(*m));
-		b->fd_mark = m;
-		b->fd_mark_cap = cap;
-	}
-	if (b->fd_mark[fd] == b->mark_epoch)
-		return true;
-	if (mark)
-		b->fd_mark[fd] = b->mark_epoch;
-	return false;
-}
-
-/* Send every ready answer whose fd has no earlier answer still waiting. */
-static void flush_answers(struct broker *b)
-{
-	if (++b->mark_epoch == 0)
-		b->mark_epoch = 1; /* 0 is what a new mark slot holds */
-	for (uint64_t k = b->pend_first; k < b->pend_next; k++) {
-		struct pending *p = &b->pend[k % MAX_PENDING];
-
-		if (p->state == PEND_FREE)
-			continue;
-		if (p->state != PEND_DONE) {
-			(void)fd_marked(b, p->fd, true);
-			continue;
-		}
-		if (fd_marked(b, p->fd, false))
-			continue;
-		if (send_resp(p->fd, &p->resp) < 0)
-			log_info("unable to answer a frontend: it left");
-		p->state = PEND_FREE;
-	}
-	while (b->pend_first < b->pend_next &&
-	       b->pend[b->pend_first % MAX_PENDING].state == PEND_FREE)
-		b->pend_first++;
-}
-
-/* Answer what JetStream acknowledged and the ring now holds; 503 what waited too long. */
-static void resolve_answers(struct broker *b)
-{
-	const struct ring *r = &b->w.r;
-	const uint64_t head = ring_head(r), tail = ring_tail(r), now = io_now_mono_us();
-
-	for (uint64_t k = b->pend_first; k < b->pend_next; k++) {
-		struct pending *p = &b->pend[k % MAX_PENDING];
-		const struct ring_idx *e;
-
-		if (p->state == PEND_SENT && now >= p->deadline_us) {
-			pend_done(p, 503, "the cluster did not acknowledge the message in time");
-			continue;
-		}
-		if (p->state != PEND_ACKED)
-			continue;
-		if (p->seq >= head) {
-			/* acknowledged, but this node has not consumed it yet: a while more */
-			if (now >= p->deadline_us + APPEND_GRACE_US)
-				pend_done(p, 503, "stored in the cluster, not yet on this node");
-			continue;
-		}
-		e = &r->idx[p->seq & r->idx_mask];
-		if (p->seq < tail ||
-		    atomic_load_explicit(&e->seq, memory_order_relaxed) != p->seq) {
-			pend_done(p, 503, "stored in the cluster, no longer held on this node");
-			continue;
-		}
-		if (p->flags & PROTO_RESP_DUPLICATE)
-			b->duplicates++;
-		p->state = PEND_DONE;
-		p->resp = (struct proto_resp){
-			.magic = PROTO_MAGIC,
-			.status = 200,
-			.seq = p->seq,
-			.time_us = atomic_load_explicit(&e->time_us, memory_order_relaxed),
-			.generation = r->generation,
-			.flags = p->flags,
-			.reason = "Message sent!",
-		};
-	}
-}
-
-static void on_ack(struct broker *b, const struct cluster_event *ev)
-{
-	struct pending *p;
-
-	if (ev->token < b->pend_first || ev->token >= b->pend_next)
-		return; /* answered already: too late */
-	p = &b->pend[ev->token % MAX_PENDING];
-	if (p->state != PEND_SENT)
-		return;
-	if (ev->failed) {
-		pend_done(p, 503, "the cluster refused the message");
-		return;
-	}
-	p->state = PEND_ACKED;
-	p->seq = ev->seq;
-	p->flags = ev->duplicate ? PROTO_RESP_DUPLICATE : 0;
-}
-
-/* shm/ring.h section 8: the stream is another one (recreated): so is the ring. */
-static int switch_ring(struct broker *b, uint64_t generation)
-{
-	struct ring_params rp = b->rp;
-	bool created;
-	int err;
-
-	rp.generation = generation;
-	rp.recreate = true;
-	ring_stats_detach(b->stats);
-	b->stats = NULL;
-	ring_writer_close(&b->w);
-	err = ring_writer_open(b->cfg.ring_name, &rp, &b->w, &created);
-	if (err < 0)
-		return err;
-	b->w.defer_wake = true;
-	msgid_clear(&b->ids);
-	if (ring_stats_attach(b->cfg.ring_name, true, &b->stats) < 0)
-		b->stats = NULL;
-	log_notice("the stream is another one (made at %llu us): ring '%s' %s, generation %llu",
-		   (unsigned long long)generation, b->cfg.ring_name,
-		   created ? "made again" : "kept", (unsigned long long)b->w.r.generation);
-	return 0;
-}
-
-/* One message of the stream, in stream order, into the ring. */
-static int on_message(struct broker *b, const struct cluster_event *ev)
-{
-	const uint8_t *id = ev->data, *topic = ev->data + ev->id_len;
-	const char *payload = (const char *)topic + ev->topic_len;
-	uint64_t head, seq, t;
-	ssize_t mlen;
-	int err;
-
-	if (ev->generation != b->w.r.generation) {
-		err = switch_ring(b, ev->generation);
-		if (err < 0) {
-			log_error("unable to make ring '%s' again: %s", b->cfg.ring_name,
-				  strerror(-err));
-			return err;
-		}
-	}
-	head = ring_head(&b->w.r);
-	if (ev->seq < head)
-		return 0; /* held already: a consumer that started again */
-	if (ev->seq > head) {
-		log_warning("stream: messages %llu to %llu are gone; subscribers get a gap notice",
-			    (unsigned long long)head, (unsigned long long)ev->seq - 1);
-		ring_skip_to(&b->w, ev->seq);
-	}
-	/* published by a broker, so normalised already; anything else must be JSON too */
-	mlen = json_normalize(b->json, payload, ev->payload_len, b->msg, b->cfg.max_body);
-	if (mlen < 0 || !topic_stored_valid(topic, ev->topic_len)) {
-		log_warning("stream: message %llu is not a JSON message of a valid topic; skipped",
-			    (unsigned long long)ev->seq);
-		return 0;
-	}
-	err = store(b, id, ev->id_len, topic, ev->topic_len, (uint32_t)mlen, ev->time_us, &seq, &t);
-	if (err < 0) {
-		log_warning("stream: message %llu cannot be stored (%s); skipped",
-			    (unsigned long long)ev->seq, strerror(-err));
-		return 0;
-	}
-	return 0;
-}
-
-static void on_stream(struct broker *b, const struct cluster_event *ev)
-{
-	if (!ev->failed)
-		b->stream_last = ev->last_seq;
-	/* ready once caught up, or when there is nothing to catch up with yet (NATS away) */
-	if (b->ready_fd >= 0 &&
-	    (ev->failed || ev->last_seq == 0 ||
-	     (ev->generation == b->w.r.generation && ring_head(&b->w.r) > ev->last_seq))) {
-		signal_ready(b->ready_fd);
-		b->ready_fd = -1;
-	}
-	if (!b->stats)
-		return;
-	atomic_store_explicit(&b->stats->cluster,
-			      ev->failed ? RING_CLUSTER_DOWN : RING_CLUSTER_CONNECTED,
-			      memory_order_relaxed);
-	(void)snprintf(b->stats->cluster_server, sizeof(b->stats->cluster_server), "%s",
-		       ev->server);
-	(void)snprintf(b->stats->cluster_stream, sizeof(b->stats->cluster_stream), "%s",
-		       b->cfg.stream);
-}
-
-/* Everything the cluster thread and the NATS library queued. <0: the ring is lost. */
-static int cluster_events(struct broker *b)
-{
-	struct cluster_event *ev;
-	int err = 0;
-
-	cluster_clear_fd(b->cl);
-	while (err >= 0 && (ev = cluster_next(b->cl))) {
-		if (ev->type == CLUSTER_MSG)
-			err = on_message(b, ev);
-		else if (ev->type == CLUSTER_ACK)
-			on_ack(b, ev);
-		else
-			on_stream(b, ev);
-		free(ev);
-	}
-	cluster_position(b->cl, b->w.r.generation, ring_head(&b->w.r));
-	if (b->stats) {
-		const uint64_t held = ring_head(&b->w.r) - 1;
-
-		atomic_store_explicit(&b->stats->cluster_seq, MAX(b->stream_last, held),
-				      memory_order_relaxed);
-		atomic_store_explicit(&b->stats->cluster_lag,
-				      b->stream_last > held ? b->stream_last - held : 0,
-				      memory_order_relaxed);
-	}
-	if (b->ready_fd >= 0 && io_now_mono_us() >= b->ready_deadline_us) {
-		log_warning("not caught up with the stream after %u ms; serving anyway",
-			    CATCHUP_MAX_MS);
-		signal_ready(b->ready_fd);
-		b->ready_fd = -1;
-	}
-	return err;
 }
 
 static int peer_allowed(int fd)
@@ -774,37 +446,6 @@ static int setup_fds(struct broker *b)
 	return 0;
 }
 
-/* JetStream stream names: no space, '.', '*', '>' or path separator; we ask for less. */
-static bool stream_name_valid(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-			return false;
-	return true;
-}
-
-/* Cluster mode: the answers' queue, the statistics, the cluster thread and its eventfd. */
-static int setup_cluster(struct broker *b)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	int err;
-
-	b->pend = calloc(MAX_PENDING, sizeof(*b->pend));
-	if (!b->pend)
-		return -ENOMEM;
-	if (ring_stats_attach(b->cfg.ring_name, true, &b->stats) < 0)
-		b->stats = NULL; /* statistics are not worth refusing to start */
-	err = cluster_start(&b->cfg, b->w.r.generation, ring_head(&b->w.r), &b->cl);
-	if (err < 0)
-		return err;
-	ev.data.u64 = (uint64_t)cluster_fd(b->cl);
-	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, cluster_fd(b->cl), &ev) < 0)
-		return -errno;
-	return 0;
-}
-
 /* The loop; returns at SIGTERM/SIGINT. */
 static int serve(struct broker *b)
 {
@@ -855,17 +496,15 @@ static int serve(struct broker *b)
 					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 					(void)close(fd);
 					if (b->cl)
-						pend_forget(b, fd);
+						replica_forget(b, fd);
 				}
 			}
 		}
 		if (b->cl) {
-			int err = cluster_events(b);
+			int err = replica_round(b);
 
 			if (err < 0)
 				return err;
-			resolve_answers(b);
-			flush_answers(b);
 		}
 		/* step g of shm/ring.h section 5, once for everything this round stored */
 		ring_wake_flush(&b->w);
@@ -979,7 +618,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (b.cfg.nats[0] && !stream_name_valid(b.cfg.stream)) {
+	if (b.cfg.nats[0] && !replica_stream_name_valid(b.cfg.stream)) {
 		log_error("invalid [Cluster] stream '%s': letters, digits, '-' and '_' only",
 			  b.cfg.stream);
 		free_buffers(&b);
@@ -1054,7 +693,7 @@ int main(int argc, char **argv)
 	}
 	err = setup_fds(&b);
 	if (err == 0 && b.cfg.nats[0])
-		err = setup_cluster(&b);
+		err = replica_setup(&b);
 	if (err < 0) {
 		log_error("unable to set up the event loop: %s", strerror(-err));
 		cluster_stop(b.cl);
@@ -1074,7 +713,7 @@ int main(int argc, char **argv)
 			 b.cfg.stream);
 	} else {
 		log_info("ready on '%s'", b.cfg.socket_path);
-		signal_ready(ready_fd);
+		broker_signal_ready(ready_fd);
 	}
 
 	err = serve(&b);

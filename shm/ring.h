@@ -274,8 +274,8 @@ _Static_assert(RING_AT(ring_hdr, magic, 0) && RING_AT(ring_hdr, version, 4) &&
 	       "a field of the header's line 0 or of its writer-hot line moved: bump RING_VERSION");
 _Static_assert(RING_AT(ring_hdr, broker_pid, 128) && RING_AT(ring_hdr, broker_start_us, 136) &&
 		       RING_AT(ring_hdr, published, 144) && RING_AT(ring_hdr, retention_us, 152) &&
-		       RING_AT(ring_hdr, clock_offset_us, 160) && RING_AT(ring_hdr, first_seq, 168) &&
-		       sizeof(struct ring_hdr) == 192,
+		       RING_AT(ring_hdr, clock_offset_us, 160) &&
+		       RING_AT(ring_hdr, first_seq, 168) && sizeof(struct ring_hdr) == 192,
 	       "a field of the broker line moved, or one was added: bump RING_VERSION");
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page");
 _Static_assert(offsetof(struct ring_idx, seq) == 0 && offsetof(struct ring_idx, time_us) == 8 &&
