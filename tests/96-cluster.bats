@@ -22,7 +22,12 @@ setup_file()
 	local k urls="" routes=""
 	CL_DIR=$(mktemp -d /tmp/gps-cluster.XXXXXX)
 	export CL_DIR
-	cc -std=gnu11 -O2 -pthread -o "$CL_DIR/clustercheck" "$GPS_REPO/tests/tools/clustercheck.c"
+	# the checker: built by make test-programs (with the build's flags and sanitizers)
+	[[ -x $GPS_BUILD/tests/tools/clustercheck ]] || {
+		echo "no $GPS_BUILD/tests/tools/clustercheck: build it with 'make test-programs'" >&2
+		return 1
+	}
+	cp "$GPS_BUILD/tests/tools/clustercheck" "$CL_DIR/clustercheck"
 	for ((k = 1; k <= NODES; k++)); do
 		free_port >"$CL_DIR/nats$k.port"
 		free_port >"$CL_DIR/route$k.port"

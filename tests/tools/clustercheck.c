@@ -18,7 +18,7 @@
  *     Prints "stream=I received=R dup=D lost=L reorder=O gaps=G" per stream; exit 0 when
  *     dup, lost and reorder are all 0, else 1.
  *
- * Built by the tests: cc -std=gnu11 -O2 -pthread -o clustercheck tests/tools/clustercheck.c
+ * Built by make test-programs (build/tests/tools/clustercheck).
  * Exit status: 0 success (check: all clean), 1 failure (check: a fault found), 2 usage.
  */
 #ifndef _GNU_SOURCE
