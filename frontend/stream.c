@@ -543,8 +543,10 @@ static void pump(struct sub *s);
 
 void stream_pump(struct sub *s)
 {
+	struct frontend *fe = s->c->fe; /* pump() frees s when the stream ends */
+
 	pump(s);
-	trim_scratch(s->c->fe);
+	trim_scratch(fe);
 }
 
 static void pump(struct sub *s)
