@@ -2,9 +2,10 @@
 # Variant builds (asan, tsan) run this same file again with another BUILD folder.
 
 BUILD     ?= build
-# The version every program reports (--version, the hook's User-Agent, the Server header): set
-# here only. After changing it, `make clean`: objects do not depend on this line.
-GPS_VERSION = 1.0.0
+# The version every program reports (--version, the hook's User-Agent, the Server header) and
+# the Debian package's: written in one place, the first line of debian/changelog, "gitpubsub
+# (1.0.0) unstable; ...", where dpkg needs it. Every object depends on that file (below).
+GPS_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 CC        ?= cc
 CSTD       = -std=c11
 CPPFLAGS  += -I. -D_GNU_SOURCE -DGPS_VERSION='"$(GPS_VERSION)"'
@@ -23,10 +24,12 @@ ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(SANFLAGS)
 PKG_CONFIG ?= pkg-config
 # libnats and liburcu: cluster mode (broker/cluster.h), linked always, used with [Cluster] nats
 LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd libnats liburcu-cds 2>/dev/null) -lpthread
-LIBS_frontend =  # static, and no libsystemd: see "the frontend's C library" below
+# The frontend is static and has no libsystemd (see "the frontend's C library" below); of
+# liburcu it takes the futex wrappers (urcu/futex.h), whose fallback lives in liburcu-common.
+LIBS_frontend = -lurcu-common
 LIBS_hook     = $(shell $(PKG_CONFIG) --libs libcurl libcrypto 2>/dev/null)
 LIBS_gpsctl   =
-LIBS_tests    = -lpthread
+LIBS_tests    = -lpthread -lurcu-common
 
 # Quiet by default, like the kernel: `make V=1` shows the commands.
 ifeq ($(V),1)
@@ -144,14 +147,20 @@ FRONTEND_LIBC ?= $(if $(SANFLAGS),glibc,$(if $(and $(MUSL_GCC),$(wildcard $(MUSL
 ifeq ($(FRONTEND_LIBC),musl)
 MUSL_OBJ  = $(patsubst %.c,$(BUILD)/musl/%.o,$(FRONTEND_SRC) frontend/main.c $(SHM_SRC) $(COMMON_SRC))
 # musl ships no kernel headers: this folder shows the compiler linux/ and asm/ (the kernel's
-# UAPI, which does not depend on the C library) and nothing else of /usr/include.
+# UAPI, which does not depend on the C library), liburcu's headers (urcu/, spread by Debian
+# over /usr/include and its multiarch folder) and nothing else of /usr/include.
 MUSL_KHDR = $(BUILD)/musl/include
 $(MUSL_KHDR)/.stamp:
-	@mkdir -p $(@D)
+	@mkdir -p $(@D)/urcu
 	$(Q)ln -sfn /usr/include/linux $(@D)/linux
 	$(Q)ln -sfn /usr/include/asm-generic $(@D)/asm-generic
 	$(Q)ln -sfn /usr/include/$(MULTIARCH)/asm $(@D)/asm
+	$(Q)for f in /usr/include/urcu/* /usr/include/$(MULTIARCH)/urcu/*; do \
+		ln -sfn "$$f" "$(@D)/urcu/$${f##*/}" || exit 1; done
 	@touch $@
+# liburcu-common's archive by its path: a -L to the multiarch folder would also offer musl's
+# link glibc's libc.a. It needs only what musl has too (pthread, poll, errno, assert).
+MUSL_URCU_A = /usr/lib/$(MULTIARCH)/liburcu-common.a
 
 $(BUILD)/musl/%.o: %.c | $(MUSL_KHDR)/.stamp
 	@mkdir -p $(@D)
@@ -164,7 +173,7 @@ $(BUILD)/gitpubsub-frontend: $(MUSL_OBJ) $(PAGE_OBJ)
 	$(Q)$(MUSL_GCC) -static-pie -nostartfiles -Wl,-static,-pie,--no-dynamic-linker,-z,text \
 		$(ALL_LDFLAGS) -o $@ $(MUSL_LIBDIR)/rcrt1.o $(MUSL_LIBDIR)/crti.o \
 		$(shell $(MUSL_GCC) -print-file-name=crtbeginS.o) $^ \
-		$(shell $(MUSL_GCC) -print-file-name=crtendS.o) $(MUSL_LIBDIR)/crtn.o $(LIBS_frontend)
+		$(shell $(MUSL_GCC) -print-file-name=crtendS.o) $(MUSL_LIBDIR)/crtn.o $(MUSL_URCU_A)
 
 -include $(MUSL_OBJ:.o=.d)
 # main.c's glibc object too: the unit tests build the other frontend sources with $(CC), and a
@@ -205,6 +214,8 @@ $(BUILD)/tests/tools/%: $(call obj,tests/tools/%.c)
 -include $(ALL_OBJ:.o=.d)
 # Reached only through the pattern rules above, these would be deleted as intermediate files.
 .SECONDARY: $(call obj,$(UNIT_SRC) $(wildcard tests/tools/*.c))
+# -MMD sees headers, not flags: a new version in debian/changelog rebuilds what compiled it in.
+$(ALL_OBJ) $(MUSL_OBJ): debian/changelog
 
 # The benchmark suite and the fuzzers keep their rules beside their sources.
 -include bench/bench.mk fuzz/fuzz.mk
@@ -219,13 +230,19 @@ deps:
 run:
 	@scripts/install-deps run
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all
-	exec $(BUILD)/gitpubsub-run --listen 127.0.0.1:2069
+	exec $(BUILD)/gitpubsub-run --mux --listen 127.0.0.1:2069
 
 unit: $(UNIT_TESTS)
 	prove -f $(UNIT_TESTS)
 
 e2e: all test-programs
-	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' tests/*.bats
+	GPS_BUILD=$(abspath $(BUILD)) prove -f --timer --exec 'bats --tap' \
+		$(filter-out tests/95-systemd.bats,$(wildcard tests/*.bats))
+
+# The packages under a real booted systemd (tests/95-systemd.bats; root): make check's last stage.
+.PHONY: e2e-systemd
+e2e-systemd: all test-programs
+	@scripts/run-tests $(BUILD) systemd
 
 # make check: the whole suite, the sanitizer builds' tests, the fuzzers and the analysers, each
 # stage to its end, then one line "N passed, M failed" (scripts/check).
@@ -267,7 +284,8 @@ C_HEADERS = $(wildcard common/*.h shm/*.h broker/*.h frontend/*.h hook/*.h gpsct
 SHELL_SCRIPTS = scripts/install-deps scripts/run-tests scripts/check scripts/gitpubsub-run \
 		scripts/lengths \
 		tests/lib.bash tests/lib-http.bash .ci/run bench/run tests/torture/run \
-		tests/torture/soak.bash $(wildcard fuzz/run-fuzz tests/browser/kill-stream)
+		tests/torture/soak.bash tests/box debian/gitpubsub.prerm debian/gitpubsub.postrm \
+		$(wildcard fuzz/run-fuzz tests/browser/kill-stream)
 
 # make static (in make check): every analyser below, each to its end, then "static: N passed,
 # M failed". make lint is the quick subset; make analyze adds scan-build.
@@ -373,6 +391,24 @@ uninstall:
 	fi
 	$(Q)rmdir "$(DESTDIR)$(LIBEXECDIR)/gitpubsub" "$(DESTDIR)$(CONFDIR)" 2>/dev/null || true
 	$(msg) UNINSTALL "$(DESTDIR)$(PREFIX)"
+
+# make deb: the Debian packages (debian/), built by dpkg-buildpackage from a clean copy of the
+# tree (the files git tracks, as they are in the working tree: no build output, nothing
+# untracked), so that they are what a fresh clone gives. The .debs land in $(BUILD)/, and
+# lintian must find no error and no warning in them.
+DEB_DIR = $(BUILD)/deb
+.PHONY: deb
+deb:
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
+	$(Q)git ls-files -z | tar --null --no-recursion --ignore-failed-read -T - -cf - | \
+		tar -xf - -C $(DEB_DIR)/gitpubsub-$(GPS_VERSION)
+	$(msg) DEB "$(DEB_DIR)/gitpubsub-$(GPS_VERSION)"
+	$(Q)cd $(DEB_DIR)/gitpubsub-$(GPS_VERSION) && dpkg-buildpackage -us -uc -b -j$(BUILD_JOBS) \
+		>../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	$(Q)rm -f $(BUILD)/gitpubsub*_*.deb && cp $(DEB_DIR)/*.deb $(BUILD)/
+	$(msg) LINTIAN "$(DEB_DIR)/gitpubsub_$(GPS_VERSION)_*.changes"
+	$(Q)lintian --fail-on error,warning $(DEB_DIR)/*.changes
+	@ls $(BUILD)/gitpubsub*_$(GPS_VERSION)_*.deb
 
 clean:
 	rm -rf build

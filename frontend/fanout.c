@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,7 +28,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
+#include <urcu/futex.h>
 
 #include "common/io.h"
 #include "common/log.h"
@@ -78,6 +81,24 @@ static void poke(int fd)
 	(void)!write(fd, &one, sizeof(one));
 }
 
+/*
+ * Sleep until the ring's futex word differs from seen or WAITER_TICK_MS pass: 0 (look again), or
+ * -errno. liburcu's futex_async() (urcu/futex.h), as its own wait queues use it: a shared futex
+ * (no FUTEX_PRIVATE_FLAG, the waker is the broker), and a fallback where the kernel has none.
+ */
+static int wait_word(const struct ring *r, uint32_t seen)
+{
+	const struct timespec ts = { .tv_sec = WAITER_TICK_MS / 1000u,
+				     .tv_nsec = (long)(WAITER_TICK_MS % 1000u) * 1000000L };
+	/* the word, by its offset (futex(2) takes a plain int; FUTEX_WAIT only reads it) */
+	int32_t *word = (int32_t *)(void *)((char *)r->hdr + offsetof(struct ring_hdr, wake));
+
+	if (futex_async(word, FUTEX_WAIT, (int32_t)seen, &ts, NULL, 0) == 0 || errno == EAGAIN ||
+	    errno == EINTR || errno == ETIMEDOUT)
+		return 0;
+	return -errno;
+}
+
 static void *waiter_main(void *arg)
 {
 	const struct frontend *fe = arg;
@@ -107,7 +128,7 @@ static void *waiter_main(void *arg)
 			(void)usleep(WAITER_RETRY_US);
 			continue;
 		}
-		if (ring_wait(&r, w, WAITER_TICK_MS) < 0)
+		if (wait_word(&r, w) < 0)
 			(void)usleep(1000); /* futex unusable: poll gently rather than spin */
 	}
 	return NULL;

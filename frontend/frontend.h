@@ -120,10 +120,11 @@ struct conn *conn_new(struct frontend *fe, int fd);
 /* Queue buf for the client and write what the socket takes now; false if the client is gone
  * (the connection is closed). */
 bool conn_send(struct conn *c, const void *buf, size_t len);
-/* Whether response bytes are waiting for the client to take them. */
+/* Whether response bytes are waiting for the client to take them (never, without a socket:
+ * a test's connection keeps all it sends). */
 static inline bool conn_backlogged(const struct conn *c)
 {
-	return c->out_len > 0;
+	return c->out_len > 0 && c->fd >= 0;
 }
 /* Answer with an error (PROTOCOL 7.1) once the publishes before it are answered, then linger
  * and close. The caller returns to the loop at once. */

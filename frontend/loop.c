@@ -80,6 +80,9 @@ void timer_arm(struct loop *l, struct timer *t, enum timer_class c, timer_fn fn)
 	struct timer_fifo *f = &l->fifo[c];
 
 	timer_disarm(t);
+	/* now, not the round's start: a deadline counts from the event that armed it (a connection
+	 * accepted late in a long round), and times only grow, so the class stays in order */
+	l->now_us = io_now_mono_us();
 	t->due_us = l->now_us + f->period_us;
 	t->fn = fn;
 	t->prev = f->head.prev;

@@ -77,7 +77,7 @@ _must_check_ int loop_mod(struct loop *l, struct loop_io *io, uint32_t events);
 /* Stop watching (before the fd is closed); accepts an io that is not watched. */
 void loop_del(struct loop *l, struct loop_io *io);
 
-/* Arm t in class c (disarming it first): it fires period_us from l->now_us. */
+/* Arm t in class c (disarming it first): it fires period_us from now. */
 void timer_arm(struct loop *l, struct timer *t, enum timer_class c, timer_fn fn);
 /* Disarm; accepts a disarmed timer. */
 void timer_disarm(struct timer *t);

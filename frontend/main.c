@@ -506,6 +506,19 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 				if (stopping)
 					break;
 				now = io_now_mono_us();
+				if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+					/* a worker exits 0 only when told to stop (SIGTERM):
+					 * the service is being stopped around us (systemd
+					 * signals the whole group); stop with it */
+					log_info("worker %d stopped; stopping the others",
+						 (int)pid);
+					stopping = true;
+					stop_deadline = now + (uint64_t)STOP_WAIT_MS * 1000u;
+					for (size_t j = 0; j < nworkers; j++)
+						if (workers[j].pid > 0)
+							(void)kill(workers[j].pid, SIGTERM);
+					break;
+				}
 				if (WIFSIGNALED(status))
 					log_warning(
 						"worker %d was killed by signal %d; restarting it",

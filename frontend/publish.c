@@ -698,8 +698,9 @@ void publish_begin(struct conn *c, const struct http_request *req, size_t hlen)
 	}
 	/* The client waits for this before it sends the body; not when publishes before it wait
 	 * for their answers (PROTOCOL 1.3 keeps answers in order), when it sends the body after
-	 * its own wait (RFC 9110 10.1.1 allows a server to skip 100). */
-	if (expect && expect->value_len == 12 &&
+	 * its own wait (RFC 9110 10.1.1 allows a server to skip 100), and never to HTTP/1.0,
+	 * which has no 1xx answers (RFC 9110 15.2). */
+	if (expect && req->minor_version >= 1 && expect->value_len == 12 &&
 	    strncasecmp(expect->value, "100-continue", 12) == 0 && c->in_len == hlen &&
 	    !publish_pending(c)) {
 		char cont[64];

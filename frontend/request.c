@@ -19,14 +19,29 @@ static bool is_method(const struct http_request *req, const char *m)
 	return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
 }
 
+/* Whether any header called name lists token (RFC 9110 5.3: several lines are one list). */
+static bool headers_list(const struct http_request *req, const char *name, const char *token)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+
+		if (h->name_len == n && strncasecmp(h->name, name, n) == 0 &&
+		    http_value_has_token(h->value, h->value_len, token))
+			return true;
+	}
+	return false;
+}
+
+/* PROTOCOL 1.2: keep-alive unless a Connection line says close (any of them: RFC 9112 9.6
+ * forbids serving what follows a close), or HTTP/1.0 without keep-alive. */
 static bool wants_keep_alive(const struct http_request *req)
 {
-	const struct http_header *h = http_find_header(req, "Connection");
-
-	if (h && http_value_has_token(h->value, h->value_len, "close"))
+	if (headers_list(req, "Connection", "close"))
 		return false;
 	if (req->minor_version == 0)
-		return h && http_value_has_token(h->value, h->value_len, "keep-alive");
+		return headers_list(req, "Connection", "keep-alive");
 	return true;
 }
 

@@ -20,15 +20,14 @@
  * (the future replays nothing). 0 or -EINVAL. */
 static int parse_since(const char *v, size_t len, uint64_t *ret)
 {
-	uint64_t sec = 0, frac = 0;
+	uint64_t sec = 0, frac = 0, us;
 	size_t i = 0, digits = 0;
 	bool more = false, sat = false;
 
 	while (i < len && v[i] >= '0' && v[i] <= '9') {
-		if (sec > (UINT64_MAX / 1000000u - 9) / 10)
+		if (__builtin_mul_overflow(sec, 10, &sec) ||
+		    __builtin_add_overflow(sec, (uint64_t)(v[i] - '0'), &sec))
 			sat = true;
-		else
-			sec = sec * 10 + (uint64_t)(v[i] - '0');
 		i++;
 		digits++;
 	}
@@ -52,7 +51,12 @@ static int parse_since(const char *v, size_t len, uint64_t *ret)
 	}
 	if (i != len)
 		return -EINVAL;
-	*ret = sat ? UINT64_MAX : sec * 1000000u + frac + (more ? 1 : 0);
+	/* a time past what 64 bits of microseconds hold is in the future: it replays nothing
+	 * (PROTOCOL 3.5), never wraps around to the past */
+	if (sat || __builtin_mul_overflow(sec, UINT64_C(1000000), &us) ||
+	    __builtin_add_overflow(us, frac + (more ? 1 : 0), &us))
+		us = UINT64_MAX;
+	*ret = us;
 	return 0;
 }
 

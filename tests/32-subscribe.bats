@@ -336,6 +336,19 @@ ms_now()
 	[ "${#lines[@]}" -eq 2 ]
 }
 
+@test "3.5 an X-Fetch-Since beyond 64 bits of microseconds is in the future: it replays nothing" {
+	run -0 gps_publish /t35far '{"far":1}'
+	[ "$output" = 200 ]
+	# 2^64 us exactly, and far beyond: neither may wrap around to the past
+	gps_subscribe far1 /t35far -H "X-Fetch-Since: 18446744073709.551616"
+	gps_subscribe far2 /t35far -H "X-Fetch-Since: 99999999999999999999999"
+	run -0 gps_publish /t35far '{"far":2}'
+	gps_wait_messages far1 1
+	gps_wait_messages far2 1
+	[ "$(gps_messages far1)" = '{"far":2}' ]
+	[ "$(gps_messages far2)" = '{"far":2}' ]
+}
+
 @test "3.5 X-Fetch-Since is inclusive: a publish's X-Timestamp as value replays that message" {
 	local ts
 	next_second

@@ -186,9 +186,9 @@ copy_ring()
 	[[ $man == "$verbs" ]]
 }
 
-@test "every program reports the one version the Makefile sets" {
+@test "every program reports the one version, debian/changelog's" {
 	local want prog
-	want=$(sed -n 's/^GPS_VERSION *= *//p' "$GPS_REPO/Makefile")
+	want=$(sed -n '1s/^gitpubsub (\([^)]*\)) .*/\1/p' "$GPS_REPO/debian/changelog")
 	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
 	for prog in gpsctl gitpubsub-hook gitpubsub-broker gitpubsub-frontend; do
 		run -0 "$GPS_BUILD/$prog" --version

@@ -11,6 +11,7 @@
 #              (default: <repo>/build)
 #   GPS_MODE   "accept" (default), "inetd", "fork" or "mux": how gitpubsub-run starts the
 #              frontends
+#   GPS_WORKERS  with GPS_MODE=mux: how many workers (default: one per CPU)
 #
 # Beware (bats 1.8.2): `run -N` calls bats helpers that assign a global variable named i, so a
 # test that loops over i and calls `run` in the loop never ends. Name loop variables otherwise.
@@ -151,6 +152,7 @@ gps_start()
 	[[ $GPS_MODE == inetd ]] && mode_args=(--inetd)
 	[[ $GPS_MODE == fork ]] && mode_args=(--fork)
 	[[ $GPS_MODE == mux ]] && mode_args=(--mux)
+	[[ $GPS_MODE == mux && -n ${GPS_WORKERS:-} ]] && mode_args+=(--workers "$GPS_WORKERS")
 	# setsid: the runner leads its own process group, so gps_stop can reap any stray child.
 	setsid "$runner" --listen "127.0.0.1:$GPS_PORT" --config "$GPS_CFG" \
 		--runtime-dir "$GPS_RUN_DIR" --ring "$GPS_RING" "${mode_args[@]}" \
