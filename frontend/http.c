@@ -584,12 +584,12 @@ static bool chunked_step(struct http_chunked *c, uint8_t b)
 		c->state = c->remaining ? CHUNK_DATA : CHUNK_TRAILER;
 		return true;
 	case CHUNK_DATA_CR:
-		if (b == '\r')
-			c->state = CHUNK_DATA_LF;
-		else if (b == '\n')
-			c->state = CHUNK_SIZE_FIRST;
-		else
+		/* CRLF only: a bare LF after chunk data is where a front proxy and we could
+		 * disagree about the body's end (RFC 9112 7.1; 2.2 allows LF in the start line
+		 * and fields only) */
+		if (b != '\r')
 			return false;
+		c->state = CHUNK_DATA_LF;
 		return true;
 	case CHUNK_DATA_LF:
 		if (b != '\n')
@@ -637,13 +637,10 @@ static bool chunked_step(struct http_chunked *c, uint8_t b)
 		return false;
 	}
 
-	/* The end of a size line, from CHUNK_SIZE, CHUNK_EXT_BWS or CHUNK_EXT. */
+	/* The end of a size line, from CHUNK_SIZE, CHUNK_EXT_BWS or CHUNK_EXT: CRLF only, as
+	 * after chunk data. */
 	if (b == '\r') {
 		c->state = CHUNK_SIZE_LF;
-		return true;
-	}
-	if (b == '\n') {
-		c->state = c->remaining ? CHUNK_DATA : CHUNK_TRAILER;
 		return true;
 	}
 	return false;

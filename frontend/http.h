@@ -121,7 +121,10 @@ void http_chunked_init(struct http_chunked *c);
  *         or LF after chunk data, a trailer section over 16 KiB or with a malformed field line,
  *         a bare CR or a control byte outside the data. buf[0..*len) holds what was decoded
  *         before the error. Further calls return -1 with *len = 0.
- * Lines may end in CRLF or a bare LF. Trailer fields are checked and discarded. c->total counts
+ * Size lines and the end of chunk data take CRLF only (RFC 9112 7.1; a bare LF there is where a
+ * proxy in front and we could disagree about where the body ends); trailer field lines and the
+ * final line may end in a bare LF, as header fields may. Trailer fields are checked and
+ * discarded. c->total counts
  * the data bytes decoded so far.
  */
 ssize_t http_chunked_decode(struct http_chunked *c, char *buf, size_t *len);

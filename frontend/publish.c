@@ -447,6 +447,8 @@ static bool body_room(struct conn *c, size_t n)
 
 static void body_append(struct conn *c, const char *src, size_t n)
 {
+	if (n == 0)
+		return; /* the body (and the input) may have no buffer yet */
 	memcpy(c->pub->body + c->pub->body_len, src, n);
 	c->pub->body_len += n;
 }
@@ -502,7 +504,7 @@ void publish_body(struct conn *c)
 	case BODY_LINE: {
 		/* No framing at all (PROTOCOL 4.2, compat): one line, ending at LF or when the
 		 * client half-closes. */
-		const char *lf = memchr(c->in, '\n', c->in_len);
+		const char *lf = c->in_len ? memchr(c->in, '\n', c->in_len) : NULL;
 		size_t take = lf ? (size_t)(lf - c->in) + 1 : c->in_len;
 
 		if (!body_room(c, take))
