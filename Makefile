@@ -22,7 +22,8 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(WERROR) $(HARDEN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(SANFLAGS)
 
 PKG_CONFIG ?= pkg-config
-LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null)
+# libnats and liburcu: cluster mode (broker/cluster.h), linked always, used with [Cluster] nats
+LIBS_broker   = $(shell $(PKG_CONFIG) --libs libsystemd libnats liburcu-cds 2>/dev/null) -lpthread
 # The frontend is static and has no libsystemd (see "the frontend's C library" below); of
 # liburcu it takes the futex wrappers (urcu/futex.h), whose fallback lives in liburcu-common.
 LIBS_frontend = -lurcu-common

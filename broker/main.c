@@ -2,10 +2,15 @@
 /*
  * gitpubsub-broker: the single writer of the history ring.
  *
- * One thread, one epoll loop: the local socket where frontends hand over publishes
- * (common/proto.h), a signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages
- * once a second. Each publish is validated (broker/json.h), appended (shm/ring.h) and only then
- * answered, so a 200 always means "in the ring".
+ * One epoll loop: the local socket where frontends hand over publishes (common/proto.h), a
+ * signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages once a second. Each
+ * publish is validated (broker/json.h), appended (shm/ring.h) and only then answered, so a 200
+ * always means "in the ring".
+ *
+ * Cluster mode ([Cluster] nats, broker/cluster.h): a validated publish goes to the JetStream
+ * stream instead, and is answered once JetStream acknowledged it and this node's ring holds it
+ * (consumed back from the stream, which is the only way into the ring then). Answers wait in
+ * struct pending, in request order, since a frontend pairs replies with requests by order.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,8 +27,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "broker/json.h"
-#include "broker/msgid.h"
+#include "broker/broker.h"
 #include "common/config.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -45,21 +49,6 @@
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
 _Static_assert(PROTO_MAX_ID <= RING_MAX_ID, "a message id fits ring_idx.id_len");
-
-struct broker {
-	struct config cfg;
-	struct ring_writer w;
-	struct json_validator *json;
-	char *body;	/* max_body bytes: the body as received */
-	char *msg;	/* max_body bytes: the normalised message */
-	uint8_t *dgram; /* one request datagram */
-	size_t dgram_cap;
-	int epfd, lfd, sigfd, timerfd;
-	uint64_t published, refused;
-	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
-	uint64_t msgid_window_us;
-	uint64_t duplicates; /* publishes answered from the id table */
-};
 
 static void usage(FILE *f)
 {
@@ -89,7 +78,7 @@ static void usage(FILE *f)
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
 }
 
-static int send_resp(int fd, const struct proto_resp *r)
+int broker_send_resp(int fd, const struct proto_resp *r)
 {
 	ssize_t n = send(fd, r, sizeof(*r), MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -98,18 +87,45 @@ static int send_resp(int fd, const struct proto_resp *r)
 	return 0;
 }
 
+/* Cluster mode: a slot for the next answer on fd, in request order; NULL when MAX_PENDING wait. */
+struct pending *broker_pend_push(struct broker *b, int fd)
+{
+	struct pending *p;
+
+	if (b->pend_next - b->pend_first >= MAX_PENDING)
+		return NULL;
+	p = &b->pend[b->pend_next++ % MAX_PENDING];
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	return p;
+}
+
+/* An answer: at once on one machine; in cluster mode after the earlier ones on fd. */
+static int answer(struct broker *b, int fd, const struct proto_resp *r)
+{
+	struct pending *p;
+
+	if (!b->cl)
+		return broker_send_resp(fd, r);
+	p = broker_pend_push(b, fd);
+	if (!p)
+		return -ENOBUFS;
+	p->state = PEND_DONE;
+	p->resp = *r;
+	return 0;
+}
+
 /* A refusal: status and the one-line reason the publisher sees. */
-static int reply(int fd, uint32_t status, const char *reason)
+static int reply(struct broker *b, int fd, uint32_t status, const char *reason)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status };
 
 	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason);
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /* A 200: message seq of the current ring, published at time_us. */
-static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t time_us,
-			uint32_t flags)
+static int reply_stored(struct broker *b, int fd, uint64_t seq, uint64_t time_us, uint32_t flags)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC,
 				.status = 200,
@@ -119,7 +135,7 @@ static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t t
 				.flags = flags,
 				.reason = "Message sent!" };
 
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /*
@@ -146,6 +162,36 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
 }
 
 /*
+ * Append b->msg[0..len) with its id and topic to the ring at time now_us (0: the ring clock) and
+ * remember the id (README 4.7). The one way into the ring, on one machine and in a cluster.
+ */
+int broker_store(struct broker *b, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
+		 uint32_t topic_len, uint32_t len, uint64_t now_us, uint64_t *ret_seq,
+		 uint64_t *ret_time_us)
+{
+	uint64_t seq, t;
+	int err = ring_publish_id(&b->w, id, id_len, topic, topic_len, (const uint8_t *)b->msg, len,
+				  now_us, &seq, &t);
+
+	if (err < 0)
+		return err;
+	b->published++;
+	if (id_len && b->msgid_window_us) {
+		/* first forget what the append evicted: it frees the hash slot seq reuses */
+		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
+		msgid_insert(&b->ids, msgid_hash(&b->ids, id, id_len), seq);
+	}
+	if (log_get_level() >= LOG_DEBUG) {
+		char path[256];
+		(void)topic_format(topic, topic_len, path, sizeof(path));
+		log_debug("stored seq %llu to '%s', %u bytes", (unsigned long long)seq, path, len);
+	}
+	*ret_seq = seq;
+	*ret_time_us = t;
+	return 0;
+}
+
+/*
  * Read one request on fd, handle it, answer it: 1 done, 0 none was waiting, <0 drop the
  * connection. *refused says whether the last request on fd was refused: in and out, since a
  * chained request after a refused one is refused unread (common/proto.h, PROTO_REQ_CHAINED).
@@ -165,7 +211,7 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	struct cmsghdr *cm;
 	const uint8_t *topic, *id;
 	const char *body;
-	uint64_t seq, t, id_hash = 0, inline_len;
+	uint64_t seq, t, inline_len;
 	ssize_t n, mlen;
 	int body_fd = -1, err;
 	bool ok = false;
@@ -181,7 +227,7 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 			memcpy(&body_fd, CMSG_DATA(cm), sizeof(int));
 
 	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
+		err = reply(b, fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	memcpy(&req, b->dgram, sizeof(req));
@@ -192,40 +238,40 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
 	    inline_len > PROTO_INLINE_MAX ||
 	    (uint64_t)req.id_len + req.topic_len + inline_len != (uint64_t)n - sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
+		err = reply(b, fd, 400, "malformed request to the broker");
 		goto out;
 	}
 	body = (const char *)topic + req.topic_len;
 	if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
 		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
 		 * processed; the frontend had sent this one along before it knew */
-		err = reply(fd, 400, "not stored: a request before it was refused");
+		err = reply(b, fd, 400, "not stored: a request before it was refused");
 		goto out;
 	}
 	if (!topic_stored_valid(topic, req.topic_len)) {
-		err = reply(fd, 400, "invalid topic");
+		err = reply(b, fd, 400, "invalid topic");
 		goto out;
 	}
 	if (req.id_len && !proto_id_valid(id, req.id_len)) {
-		err = reply(fd, 400, "invalid X-Message-Id");
+		err = reply(b, fd, 400, "invalid X-Message-Id");
 		goto out;
 	}
 	if (req.id_len && b->msgid_window_us) {
-		id_hash = msgid_hash(&b->ids, id, req.id_len);
-		err = reply_if_duplicate(b, fd, id, req.id_len, id_hash);
+		err = reply_if_duplicate(b, fd, id, req.id_len,
+					 msgid_hash(&b->ids, id, req.id_len));
 		ok = err > 0;
 		if (err != 0)
 			goto out;
 	}
 	if (req.body_len > b->cfg.max_body) {
-		err = reply(fd, 413, "body larger than the limit");
+		err = reply(b, fd, 413, "body larger than the limit");
 		goto out;
 	}
 	if (body_fd >= 0) {
 		err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
 		if (err < 0) {
 			log_warning("unable to read a published body: %s", strerror(-err));
-			err = reply(fd, 400, "unable to read the body");
+			err = reply(b, fd, 400, "unable to read the body");
 			goto out;
 		}
 		body = b->body;
@@ -233,37 +279,30 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	mlen = json_normalize(b->json, body, (size_t)req.body_len, b->msg, b->cfg.max_body);
 	if (mlen == -E2BIG) {
 		b->refused++;
-		err = reply(fd, 400, "JSON has too many values");
+		err = reply(b, fd, 400, "JSON has too many values");
 		goto out;
 	}
 	if (mlen < 0) {
 		b->refused++;
-		err = reply(fd, 400, "Invalid JSON data posted :(");
+		err = reply(b, fd, 400, "Invalid JSON data posted :(");
+		goto out;
+	}
+	if (RING_MAX_RECORD(b->w.r.data_size) <
+	    (uint64_t)req.id_len + req.topic_len + (size_t)mlen) {
+		err = reply(b, fd, 413, "message larger than the history ring can hold");
+		goto out;
+	}
+	if (b->cl) {
+		err = replica_publish(b, fd, id, req.id_len, topic, req.topic_len, (uint32_t)mlen);
+		ok = true; /* not known yet: what is chained after it is sent along (README) */
 		goto out;
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
-	err = ring_publish_id(&b->w, id, req.id_len, topic, req.topic_len, (const uint8_t *)b->msg,
-			      (uint32_t)mlen, 0, &seq, &t);
-	if (err == -EMSGSIZE) {
-		err = reply(fd, 413, "message larger than the history ring can hold");
-		goto out;
-	}
+	err = broker_store(b, id, req.id_len, topic, req.topic_len, (uint32_t)mlen, 0, &seq, &t);
 	if (err < 0) {
 		log_error("unable to append to the ring: %s", strerror(-err));
-		err = reply(fd, 503, "unable to store the message");
+		err = reply(b, fd, 503, "unable to store the message");
 		goto out;
-	}
-	b->published++;
-	if (id_hash) {
-		/* first forget what the append evicted: it frees the hash slot seq reuses */
-		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
-		msgid_insert(&b->ids, id_hash, seq);
-	}
-	if (log_get_level() >= LOG_DEBUG) {
-		char path[256];
-		(void)topic_format(topic, req.topic_len, path, sizeof(path));
-		log_debug("published seq %llu to '%s', %zd bytes", (unsigned long long)seq, path,
-			  mlen);
 	}
 	err = reply_stored(b, fd, seq, t, 0);
 	ok = true;
@@ -300,6 +339,15 @@ static int handle_requests(struct broker *b, uint64_t conn)
 			return -errno;
 	}
 	return err < 0 ? err : 0;
+}
+
+void broker_signal_ready(int ready_fd)
+{
+	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "\n", 1);
+		(void)close(ready_fd);
+	}
 }
 
 static int peer_allowed(int fd)
@@ -404,7 +452,7 @@ static int serve(struct broker *b)
 	struct epoll_event evs[MAX_EVENTS];
 
 	for (;;) {
-		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, -1);
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, b->cl ? CLUSTER_TICK_MS : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -441,24 +489,25 @@ static int serve(struct broker *b)
 				if (gone)
 					log_debug("expired %llu messages older than the retention",
 						  (unsigned long long)gone);
+			} else if (b->cl && fd == cluster_fd(b->cl)) {
+				continue; /* below, every round */
 			} else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 				if (handle_requests(b, evs[i].data.u64) < 0) {
 					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 					(void)close(fd);
+					if (b->cl)
+						replica_forget(b, fd);
 				}
 			}
 		}
+		if (b->cl) {
+			int err = replica_round(b);
+
+			if (err < 0)
+				return err;
+		}
 		/* step g of shm/ring.h section 5, once for everything this round stored */
 		ring_wake_flush(&b->w);
-	}
-}
-
-static void signal_ready(int ready_fd)
-{
-	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
-	if (ready_fd >= 0) {
-		(void)!write(ready_fd, "\n", 1);
-		(void)close(ready_fd);
 	}
 }
 
@@ -569,6 +618,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (b.cfg.nats[0] && !replica_stream_name_valid(b.cfg.stream)) {
+		log_error("invalid [Cluster] stream '%s': letters, digits, '-' and '_' only",
+			  b.cfg.stream);
+		free_buffers(&b);
+		return 1;
+	}
+	rp.stream_time = b.cfg.nats[0] != '\0'; /* shm/ring.h section 8 */
 	rp.data_size = b.cfg.ring_size;
 	rp.retention_us = b.cfg.retention_s * 1000000u;
 	err = ring_writer_open(b.cfg.ring_name, &rp, &b.w, &created);
@@ -597,6 +653,7 @@ int main(int argc, char **argv)
 		free_buffers(&b);
 		return 1;
 	}
+	b.rp = rp;
 	if (RING_MAX_RECORD(b.w.r.data_size) < b.cfg.max_body + PROTO_MAX_TOPIC)
 		log_warning("ringSize %llu holds messages of at most %llu bytes, less than "
 			    "maxBodySize %llu: larger bodies will get 413",
@@ -635,19 +692,37 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	err = setup_fds(&b);
+	if (err == 0 && b.cfg.nats[0])
+		err = replica_setup(&b);
 	if (err < 0) {
 		log_error("unable to set up the event loop: %s", strerror(-err));
+		cluster_stop(b.cl);
+		free(b.pend);
+		ring_stats_detach(b.stats);
 		ring_writer_close(&b.w);
 		free_buffers(&b);
 		return 1;
 	}
 	(void)ring_expire(&b.w, io_now_real_us());
-	log_info("ready on '%s'", b.cfg.socket_path);
-	signal_ready(ready_fd);
+	b.ready_fd = -1;
+	if (b.cl) {
+		/* ready once the ring caught up with the stream (cluster_events) */
+		b.ready_fd = ready_fd;
+		b.ready_deadline_us = io_now_mono_us() + (uint64_t)CATCHUP_MAX_MS * 1000u;
+		log_info("listening on '%s', catching up with stream '%s'", b.cfg.socket_path,
+			 b.cfg.stream);
+	} else {
+		log_info("ready on '%s'", b.cfg.socket_path);
+		broker_signal_ready(ready_fd);
+	}
 
 	err = serve(&b);
 	(void)sd_notify(0, "STOPPING=1");
 	(void)unlink(b.cfg.socket_path);
+	cluster_stop(b.cl);
+	free(b.pend);
+	free(b.fd_mark);
+	ring_stats_detach(b.stats);
 	ring_writer_close(&b.w);
 	json_validator_free(b.json);
 	msgid_free(&b.ids);

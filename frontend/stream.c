@@ -675,10 +675,19 @@ void stream_io(struct conn *c, uint32_t events)
 
 void stream_ring_replaced(struct sub *s)
 {
+	const uint64_t before = s->next;
+
 	/* section 6 of shm/ring.h: follow the new ring from its start */
 	s->next = ring_tail(&s->c->fe->ring);
 	if (is_sse(s))
 		s->id_due = true;
+	/* section 8: a cluster's stream was recreated: PROTOCOL 3.4 (not when the old ring never
+	 * held a message: a node's first copy of a stream) */
+	if (atomic_load_explicit(&s->c->fe->ring.hdr->stream_time, memory_order_relaxed) &&
+	    before > 1) {
+		s->gap_due = true;
+		s->gap_missed = s->next - 1;
+	}
 }
 
 void stream_free(struct conn *c)
