@@ -250,7 +250,7 @@ pub1()
 		tr -d '\r' | awk -F': ' 'tolower($1) == "x-cursor" { print $2 }'
 }
 
-# ---- the faults of issue 12 -----------------------------------------------------------------
+# ---- the cluster's faults ------------------------------------------------------------------
 
 @test "fault 1: publishes spread over three nodes reach every node once, in one shared order" {
 	local k

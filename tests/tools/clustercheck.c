@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * clustercheck: the publisher and the checker of tests/96-cluster.bats (issue 12).
+ * clustercheck: the publisher and the checker of tests/96-cluster.bats (README "Running a cluster").
  *
  *   clustercheck publish --ports P1,P2,... --count N [--conns C] [--tag T] [--topic /t]
  *     N publishes of {"tag":"T","n":k}, k = 0..N-1, spread over C keep-alive connections (one
