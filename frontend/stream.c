@@ -710,17 +710,27 @@ void stream_free(struct conn *c)
 
 /* The parsed pattern of a subscription: sized for the longest topic, so one per process, its
  * pages touched only as far as a topic reaches. */
+static struct topic_pattern *pattern;
+
 static struct topic_pattern *pattern_buf(void)
 {
-	static struct topic_pattern *pat;
-
-	if (!pat) {
-		void *p = mmap(NULL, sizeof(*pat), PROT_READ | PROT_WRITE,
+	if (!pattern) {
+		void *p = mmap(NULL, sizeof(*pattern), PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		pat = p == MAP_FAILED ? NULL : p;
+		pattern = p == MAP_FAILED ? NULL : p;
 	}
-	return pat;
+	return pattern;
+}
+
+/* A process that serves one connection needs the parsed pattern once: its pages (three, for an
+ * everyday topic) go back rather than stay with an idle subscriber. */
+static void pattern_done(const struct frontend *fe)
+{
+	if (!fe->single || !pattern)
+		return;
+	(void)munmap(pattern, sizeof(*pattern));
+	pattern = NULL;
 }
 
 /* The group key of the request's topic into *ret_key (malloc, caller frees); false when
@@ -746,6 +756,7 @@ static bool topic_key(struct conn *c, const struct http_request *req, uint8_t **
 		return false;
 	}
 	(void)pattern_key(pat, key);
+	pattern_done(c->fe);
 	*ret_key = key;
 	return true;
 }
