@@ -671,6 +671,12 @@ void publish_begin(struct conn *c, const struct http_request *req, size_t hlen)
 		conn_fail(c, 400, "both Content-Length and Transfer-Encoding");
 		return;
 	}
+	/* RFC 9112 6.1: HTTP/1.0 has no transfer codings; a message that names one has faulty
+	 * framing, answered and closed */
+	if (te && req->minor_version == 0) {
+		conn_fail(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+		return;
+	}
 	/* Several Transfer-Encoding lines make one list (RFC 9110 5.3): "chunked" then "gzip" is
 	 * "chunked, gzip", not chunked, however the first line reads. */
 	if (te && (header_count(req, "Transfer-Encoding") > 1 ||

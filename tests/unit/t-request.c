@@ -175,6 +175,19 @@ static void test_errors(void)
 	}
 }
 
+/* RFC 9112 6.1: an HTTP/1.0 message naming a transfer coding has faulty framing. */
+static void test_te_10(void)
+{
+	struct conn *c = connect_test(true);
+
+	feed(c, "POST /t HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+	ok(strncmp(sent(c), "HTTP/1.1 400 Bad Request\r\n", 26) == 0,
+	   "RFC 9112 6.1: Transfer-Encoding on HTTP/1.0 is a 400");
+	ok(strstr(sent(c), "Connection: close\r\n") != NULL, "and the connection is closed");
+	is(c->state, CONN_LINGER, "nothing of the body is read as a request");
+	conn_close(c, "test done");
+}
+
 static void test_431(void)
 {
 	struct conn *c;
@@ -213,6 +226,7 @@ int main(void)
 	test_connection_lines();
 	test_expect();
 	test_errors();
+	test_te_10();
 	test_431();
 	test_publish_without_broker();
 	conn_reap(&fe);
