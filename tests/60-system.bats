@@ -402,3 +402,26 @@ inetd_up()
 	run -1 grep -a -e 'gitpubsub-frontend' -e 'debug' "$raw"
 	run -1 grep -a 'gitpubsub-frontend:' "$BATS_FILE_TMPDIR/sub-viainetd.raw"
 }
+
+@test "gitpubsub-run refuses a runtime folder that belongs to another user, and makes its own private" {
+	local port dir=$BATS_TEST_TMPDIR/theirs rt=$BATS_TEST_TMPDIR/xdg
+	port=$(free_port)
+	install -d -m 0777 -o nobody "$dir"
+	run -1 "$GPS_BUILD/gitpubsub-run" --listen "127.0.0.1:$port" --runtime-dir "$dir" \
+		--ring "/gps-t60-$$"
+	[[ $output == *"runtime folder '$dir' belongs to nobody, not to you; remove it or choose another with --runtime-dir"* ]]
+	[[ ! -e $dir/broker.sock ]]
+	# a symbolic link is refused too: it could lead anywhere
+	ln -s "$BATS_TEST_TMPDIR" "$BATS_TEST_TMPDIR/link"
+	run -1 "$GPS_BUILD/gitpubsub-run" --listen "127.0.0.1:$port" \
+		--runtime-dir "$BATS_TEST_TMPDIR/link" --ring "/gps-t60-$$"
+	# the default is in XDG_RUNTIME_DIR, made 0700
+	mkdir -m 0700 "$rt"
+	XDG_RUNTIME_DIR=$rt timeout 20 "$GPS_BUILD/gitpubsub-run" --listen "127.0.0.1:$port" \
+		--ring "/gps-t60-$$" >"$BATS_TEST_TMPDIR/run.log" 2>&1 3>&- &
+	_gps_sleep_until 10 test -e "$rt/gitpubsub-$port/ready"
+	[[ $(stat -c %a "$rt/gitpubsub-$port") == 700 ]]
+	kill -TERM $!
+	wait $! || true
+	rm -f "/dev/shm/gps-t60-$$" "/dev/shm/gps-t60-$$.stats"
+}
