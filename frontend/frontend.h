@@ -95,8 +95,13 @@ struct frontend {
 	/* The listening socket (multiplexed workers). */
 	int listen_fd;
 	struct loop_io listen_io;
-	struct timer accept_timer; /* pause after EMFILE */
+	struct timer accept_timer;  /* pause after EMFILE */
+	struct timer balance_timer; /* look again while others hold fewer (main.c) */
 	bool accepting;
+	/* Multiplexed: every worker's connection count, shared with its siblings (main.c), and
+	 * this worker's slot in it. */
+	struct worker_load *loads;
+	size_t nworkers, slot;
 
 	/* The ring, shared by every stream of the process (fanout.c). */
 	struct ring ring;	 /* hdr NULL while not attached */

@@ -15,10 +15,12 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -195,6 +197,8 @@ static struct sub *sole_stream(const struct frontend *fe)
 	return c->sub;
 }
 
+static void accept_balance(struct frontend *fe);
+
 /* Run the loop until the process has nothing left to serve. */
 static void run(struct frontend *fe)
 {
@@ -205,6 +209,8 @@ static void run(struct frontend *fe)
 		struct sub *s;
 
 		conn_reap(fe);
+		if (!fe->single)
+			accept_balance(fe);
 		if (stop_requested && !fe->draining) {
 			drain(fe);
 			drain_end = io_now_mono_us() + (uint64_t)DRAIN_MS * 1000u;
@@ -312,6 +318,24 @@ static int accept_loop(int lfd)
 
 /* ---- a multiplexed worker ---- */
 
+/*
+ * The workers share one listening socket, and EPOLLEXCLUSIVE wakes one of them per connection:
+ * the same one, mostly, while it is idle, so a few hundred subscribers would all land on one
+ * worker and one core. So each worker publishes its connection count in a page the supervisor
+ * shares with every worker (MAP_SHARED before the forks), and one that holds more than
+ * BALANCE_SLACK above the least loaded worker that accepts stops watching the socket until
+ * the others catch up: the kernel then wakes one of them. A worker that cannot accept (full,
+ * draining, or not running) shows LOAD_NONE and is no measure. A paused worker looks again on
+ * every round of its loop and at least every TIMER_RETRY.
+ */
+#define BALANCE_SLACK 4u
+#define LOAD_NONE     UINT64_MAX
+
+struct worker_load {
+	_Alignas(64) _Atomic uint64_t
+		conns; /* written by its worker only; LOAD_NONE: not accepting */
+};
+
 static void listen_io(struct loop *l, struct loop_io *io, uint32_t events);
 
 static void accept_resume(struct frontend *fe)
@@ -323,10 +347,42 @@ static void accept_resume(struct frontend *fe)
 		fe->accepting = true;
 }
 
+static void accept_retry(struct loop *l, struct timer *t);
+
+/* Accept what waits in the backlog now (at most ACCEPT_BURST). */
+static void accept_pending(struct frontend *fe)
+{
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		int fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct conn *c;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN) {
+				/* out of descriptors or memory: a pause, then try again */
+				log_warning("unable to accept a connection: %s", strerror(errno));
+				timer_arm(&fe->loop, &fe->accept_timer, TIMER_RETRY, accept_retry);
+			}
+			return;
+		}
+		c = conn_new(fe, fd);
+		if (c && request_start(c))
+			request_process(c);
+	}
+}
+
+/*
+ * Stop watching the listening socket. A connection that came after the kernel last woke us but
+ * before this would wait for the next one to wake a sibling: take what waits now, so nothing
+ * is left behind unannounced.
+ */
 static void accept_pause(struct frontend *fe)
 {
 	loop_del(&fe->loop, &fe->listen_io);
 	fe->accepting = false;
+	if (fe->listen_fd >= 0 && !fe->draining)
+		accept_pending(fe);
 }
 
 static void accept_retry(struct loop *l, struct timer *t)
@@ -335,40 +391,58 @@ static void accept_retry(struct loop *l, struct timer *t)
 	accept_resume(container_of(t, struct frontend, accept_timer));
 }
 
+/* Whether this worker holds no more than its share: within BALANCE_SLACK of the least loaded
+ * worker that accepts. */
+static bool fair_share(const struct frontend *fe)
+{
+	uint64_t least = LOAD_NONE;
+
+	for (size_t i = 0; i < fe->nworkers; i++)
+		if (i != fe->slot)
+			least = MIN(least, atomic_load_explicit(&fe->loads[i].conns,
+								memory_order_relaxed));
+	return least == LOAD_NONE || fe->nconns <= least + BALANCE_SLACK;
+}
+
+/* The loop's next round decides (accept_balance). */
+static void balance_again(struct loop *l, struct timer *t)
+{
+	(void)l;
+	(void)t;
+}
+
+/* Once per round of a worker's loop: publish our load, and watch the socket or not. */
+static void accept_balance(struct frontend *fe)
+{
+	bool able = !fe->draining && fe->listen_fd >= 0 && fe->nconns < fe->max_conns &&
+		    !timer_armed(&fe->accept_timer);
+
+	if (fe->loads)
+		atomic_store_explicit(&fe->loads[fe->slot].conns, able ? fe->nconns : LOAD_NONE,
+				      memory_order_relaxed);
+	if (able && (!fe->loads || fair_share(fe))) {
+		accept_resume(fe);
+		return;
+	}
+	if (fe->accepting && fe->nconns >= fe->max_conns)
+		/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE) or
+		 * keeps them in the backlog until one of ours ends */
+		log_warning("worker %d holds %zu connections, its maximum; new ones go to other "
+			    "workers or wait",
+			    (int)getpid(), fe->nconns);
+	if (fe->accepting)
+		accept_pause(fe);
+	/* look again soon even if nothing else wakes this loop (a full worker waits for one of
+	 * its connections to end, which wakes it anyway) */
+	if (able && !timer_armed(&fe->balance_timer))
+		timer_arm(&fe->loop, &fe->balance_timer, TIMER_RETRY, balance_again);
+}
+
 static void listen_io(struct loop *l, struct loop_io *io, uint32_t events)
 {
-	struct frontend *fe = container_of(io, struct frontend, listen_io);
-
+	(void)l;
 	(void)events;
-	for (int i = 0; i < ACCEPT_BURST; i++) {
-		int fd;
-		struct conn *c;
-
-		if (fe->nconns >= fe->max_conns) {
-			/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE)
-			 * or keeps them in the backlog until one of ours ends */
-			log_warning("worker %d holds %zu connections, its maximum; new ones go to "
-				    "other workers or wait",
-				    (int)getpid(), fe->nconns);
-			accept_pause(fe);
-			return;
-		}
-		fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN)
-				return;
-			/* out of descriptors or memory: a pause, then try again */
-			log_warning("unable to accept a connection: %s", strerror(errno));
-			accept_pause(fe);
-			timer_arm(l, &fe->accept_timer, TIMER_RETRY, accept_retry);
-			return;
-		}
-		c = conn_new(fe, fd);
-		if (c && request_start(c))
-			request_process(c);
-	}
+	accept_pending(container_of(io, struct frontend, listen_io));
 }
 
 /* The most descriptors this process may have, raised to the hard limit. */
@@ -426,13 +500,14 @@ struct worker {
 	uint64_t restart_at_us;
 };
 
-static pid_t worker_spawn(struct frontend *fe, int lfd, struct worker *w)
+static pid_t worker_spawn(struct frontend *fe, int lfd, struct worker *w, size_t slot)
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
 		sigset_t none;
 
+		fe->slot = slot;
 		(void)sigemptyset(&none);
 		(void)sigprocmask(SIG_SETMASK, &none, NULL);
 		exit(worker_main(fe, lfd));
@@ -469,6 +544,13 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	uint64_t stop_deadline = 0;
 	size_t alive = 0;
 
+	fe->loads = mmap(NULL, MAX_WORKERS * sizeof(*fe->loads), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fe->loads == MAP_FAILED)
+		fe->loads = NULL; /* no balancing: every worker accepts when it can */
+	fe->nworkers = nworkers;
+	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
+		atomic_store(&fe->loads[i].conns, LOAD_NONE);
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGCHLD);
 	(void)sigaddset(&set, SIGTERM);
@@ -477,7 +559,7 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	(void)sigprocmask(SIG_BLOCK, &set, NULL);
 	for (size_t i = 0; i < nworkers; i++) {
 		workers[i].delay_ms = RESTART_MIN_MS;
-		if (worker_spawn(fe, lfd, &workers[i]) > 0)
+		if (worker_spawn(fe, lfd, &workers[i], i) > 0)
 			alive++;
 	}
 	log_info("serving with %zu multiplexed workers", nworkers);
@@ -503,6 +585,8 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 					continue;
 				w->pid = 0;
 				alive--;
+				if (fe->loads) /* its connections are gone with it */
+					atomic_store(&fe->loads[i].conns, LOAD_NONE);
 				if (stopping)
 					break;
 				now = io_now_mono_us();
@@ -547,7 +631,7 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 		}
 		for (size_t i = 0; i < nworkers; i++)
 			if (workers[i].pid == 0 && now >= workers[i].restart_at_us &&
-			    worker_spawn(fe, lfd, &workers[i]) > 0)
+			    worker_spawn(fe, lfd, &workers[i], i) > 0)
 				alive++;
 	}
 }
