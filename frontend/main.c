@@ -154,6 +154,7 @@ static int frontend_init(struct frontend *fe, bool single)
 		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
 		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,
 		[TIMER_SOON] = 0,
+		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
 
 	fe->single = single;
@@ -271,7 +272,7 @@ static int serve_one(struct frontend *fe, int fd)
  * process starts at once with the configuration already read, where an Accept=yes listener forks
  * a large one which then execs us. A crashing child takes only its own connection.
  */
-static int accept_loop(int lfd)
+static int accept_loop(struct frontend *fe, int lfd)
 {
 	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
 	(void)!io_set_nonblock(lfd, true);
@@ -292,6 +293,10 @@ static int accept_loop(int lfd)
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
 			continue;
 		}
+		/* each child starts with the tokens file as it is now, read once here */
+		if (fe->cfg.tokens_file[0] &&
+		    io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US)
+			(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 		pid = fork();
 		if (pid == 0) {
 			(void)signal(SIGCHLD, SIG_DFL);
@@ -382,6 +387,16 @@ static size_t fd_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
 }
 
+/* A worker's look at the tokens file: read again when it changed, without touching a
+ * connection (each request checks the tokens there are when it arrives). */
+static void tokens_tick(struct loop *l, struct timer *t)
+{
+	struct frontend *fe = container_of(t, struct frontend, tokens_timer);
+
+	(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
+	timer_arm(l, t, TIMER_TOKENS, tokens_tick);
+}
+
 static int worker_main(struct frontend *fe, int lfd)
 {
 	size_t limit = fd_limit();
@@ -405,6 +420,8 @@ static int worker_main(struct frontend *fe, int lfd)
 	/* the ring's waiter starts now, not at the first stream: the first subscriber's first
 	 * message should not wait for a thread to start */
 	(void)!fanout_attach(fe);
+	if (fe->cfg.tokens_file[0])
+		timer_arm(&fe->loop, &fe->tokens_timer, TIMER_TOKENS, tokens_tick);
 	log_debug("worker %d: serving up to %zu connections", (int)getpid(), fe->max_conns);
 	for (;;) {
 		run(fe);
@@ -685,6 +702,11 @@ static bool configure(struct frontend *fe, const struct options *o)
 		free(fe->trust);
 		fe->trust = NULL;
 	}
+	/* problems are logged; what loaded is accepted, a refused file accepts no token */
+	if (fe->cfg.tokens_file[0]) {
+		(void)!tokens_load(fe->cfg.tokens_file, &fe->tokens);
+		fe->tokens.checked_us = io_now_mono_us();
+	}
 	return true;
 }
 
@@ -719,7 +741,7 @@ int main(int argc, char **argv)
 	if (n == 1 && socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
 		if (strcmp(fe.cfg.frontend_mode, "multiplexed") == 0)
 			return supervise(&fe, LISTEN_FDS_START, worker_count(&fe.cfg));
-		int fd = accept_loop(LISTEN_FDS_START);
+		int fd = accept_loop(&fe, LISTEN_FDS_START);
 
 		if (fd < 0) {
 			log_error("unable to accept connections: %s", strerror(-fd));
