@@ -291,12 +291,13 @@ int tokens_load(const char *path, struct tokens *ret)
 int tokens_refresh(const char *path, struct tokens *t, uint64_t now_us)
 {
 	struct tokens_stamp now = { 0 };
+	bool first = t->checked_us == 0;
 	struct stat st;
 
 	t->checked_us = now_us;
 	if (stat(path, &st) == 0)
 		stamp_of(&st, &now);
-	if (memcmp(&now, &t->stamp, sizeof(now)) == 0)
+	if (!first && memcmp(&now, &t->stamp, sizeof(now)) == 0)
 		return 0;
 	(void)!tokens_load(path, t); /* logged; whatever it left is what we accept */
 	t->checked_us = now_us;

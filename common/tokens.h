@@ -72,9 +72,10 @@ _must_check_ int tokens_load(const char *path, struct tokens *ret);
 void tokens_done(struct tokens *t);
 
 /*
- * If the file at path is not the one t was read from (a stat(2): device, inode, size, mode,
- * times), read it again and replace t's tokens (logged, as tokens_load). Returns 1 when it did,
- * 0 when nothing changed. now_us is the monotonic time, kept as t->checked_us.
+ * If t was never looked at (checked_us 0), or the file at path is not the one t was read from
+ * (a stat(2): device, inode, size, mode, times), read it (again) and replace t's tokens (logged,
+ * as tokens_load). Returns 1 when it did, 0 when nothing changed. now_us is the monotonic time
+ * (never 0), kept as t->checked_us.
  */
 int tokens_refresh(const char *path, struct tokens *t, uint64_t now_us);
 

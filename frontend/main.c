@@ -293,9 +293,11 @@ static int accept_loop(struct frontend *fe, int lfd)
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
 			continue;
 		}
-		/* each child starts with the tokens file as it is now, read once here */
+		/* each child starts with the tokens file as it is now, read here (the first time,
+		 * and when it changed) */
 		if (fe->cfg.tokens_file[0] &&
-		    io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US)
+		    (!fe->tokens.checked_us ||
+		     io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
 			(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 		pid = fork();
 		if (pid == 0) {
@@ -489,6 +491,9 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	(void)sigaddset(&set, SIGINT);
 	(void)sigaddset(&set, SIGHUP);
 	(void)sigprocmask(SIG_BLOCK, &set, NULL);
+	/* read once here, so every worker starts with the tokens (and a bad line is logged once) */
+	if (fe->cfg.tokens_file[0])
+		(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 	for (size_t i = 0; i < nworkers; i++) {
 		workers[i].delay_ms = RESTART_MIN_MS;
 		if (worker_spawn(fe, lfd, &workers[i]) > 0)
@@ -701,11 +706,6 @@ static bool configure(struct frontend *fe, const struct options *o)
 		log_error("trustedPeers: %s; trusting nobody", why);
 		free(fe->trust);
 		fe->trust = NULL;
-	}
-	/* problems are logged; what loaded is accepted, a refused file accepts no token */
-	if (fe->cfg.tokens_file[0]) {
-		(void)!tokens_load(fe->cfg.tokens_file, &fe->tokens);
-		fe->tokens.checked_us = io_now_mono_us();
 	}
 	return true;
 }

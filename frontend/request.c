@@ -109,10 +109,11 @@ static int token_trust(const struct conn *c, const struct http_request *req,
 		}
 		well_formed = n == 1 && tokens_syntax_ok(tok, len);
 	}
-	/* a worker looks on its timer; a one-connection process (inetd, per-connection) may
-	 * live on as a keep-alive publisher, so it looks now and then when a token comes */
+	/* A worker looks on its timer. A one-connection process reads the file when the first
+	 * token comes, not at start: a subscriber's process (inetd, Accept=yes) never needs it.
+	 * It may live on as a keep-alive publisher, so it looks again now and then. */
 	if (fe->single && fe->cfg.tokens_file[0] &&
-	    io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US)
+	    (!fe->tokens.checked_us || io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
 		(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 	i = tokens_find(&fe->tokens, tok, MIN(len, (size_t)TOKEN_MAX));
 	if (!well_formed || i < 0) {

@@ -93,7 +93,11 @@ int main(void)
 	is(tokens_find(&t, "tokC", 4), -1, "a line without prefix is skipped");
 	is(tokens_find(&t, "tokZ", 4), -1, "an unknown token is not found");
 
-	is(tokens_refresh(path, &t, 1), 0, "refresh: nothing changed, nothing read");
+	tokens_done(&t);
+	t.checked_us = 0;
+	is(tokens_refresh(path, &t, 1), 1, "refresh: never looked at, the file is read");
+	is(t.n, 3, "all of it");
+	is(tokens_refresh(path, &t, 2), 0, "refresh: nothing changed, nothing read");
 	write_file(0644, good, 2);
 	is(tokens_refresh(path, &t, 2), 1, "refresh: a changed file is read again");
 	is(t.n, 0, "a file readable by others is refused whole");
