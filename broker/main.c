@@ -2,10 +2,15 @@
 /*
  * gitpubsub-broker: the single writer of the history ring.
  *
- * One thread, one epoll loop: the local socket where frontends hand over publishes
- * (common/proto.h), a signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages
- * once a second. Each publish is validated (broker/json.h), appended (shm/ring.h) and only then
- * answered, so a 200 always means "in the ring".
+ * One epoll loop: the local socket where frontends hand over publishes (common/proto.h), a
+ * signalfd for SIGTERM/SIGINT, and a timerfd that expires old messages once a second. Each
+ * publish is validated (broker/json.h), appended (shm/ring.h) and only then answered, so a 200
+ * always means "in the ring".
+ *
+ * Cluster mode ([Cluster] nats, broker/cluster.h): a validated publish goes to the JetStream
+ * stream instead, and is answered once JetStream acknowledged it and this node's ring holds it
+ * (consumed back from the stream, which is the only way into the ring then). Answers wait in
+ * struct pending, in request order, since a frontend pairs replies with requests by order.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,8 +27,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "broker/json.h"
-#include "broker/msgid.h"
+#include "broker/broker.h"
 #include "common/config.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -45,21 +49,6 @@
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
 _Static_assert(PROTO_MAX_ID <= RING_MAX_ID, "a message id fits ring_idx.id_len");
-
-struct broker {
-	struct config cfg;
-	struct ring_writer w;
-	struct json_validator *json;
-	char *body;	/* max_body bytes: the body as received */
-	char *msg;	/* max_body bytes: the normalised message */
-	uint8_t *dgram; /* one request datagram */
-	size_t dgram_cap;
-	int epfd, lfd, sigfd, timerfd;
-	uint64_t published, refused;
-	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
-	uint64_t msgid_window_us;
-	uint64_t duplicates; /* publishes answered from the id table */
-};
 
 static void usage(FILE *f)
 {
@@ -89,7 +78,7 @@ static void usage(FILE *f)
 		"Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
 }
 
-static int send_resp(int fd, const struct proto_resp *r)
+int broker_send_resp(int fd, const struct proto_resp *r)
 {
 	ssize_t n = send(fd, r, sizeof(*r), MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -98,18 +87,45 @@ static int send_resp(int fd, const struct proto_resp *r)
 	return 0;
 }
 
+/* Cluster mode: a slot for the next answer on fd, in request order; NULL when MAX_PENDING wait. */
+struct pending *broker_pend_push(struct broker *b, int fd)
+{
+	struct pending *p;
+
+	if (b->pend_next - b->pend_first >= MAX_PENDING)
+		return NULL;
+	p = &b->pend[b->pend_next++ % MAX_PENDING];
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	return p;
+}
+
+/* An answer: at once on one machine; in cluster mode after the earlier ones on fd. */
+static int answer(struct broker *b, int fd, const struct proto_resp *r)
+{
+	struct pending *p;
+
+	if (!b->cl)
+		return broker_send_resp(fd, r);
+	p = broker_pend_push(b, fd);
+	if (!p)
+		return -ENOBUFS;
+	p->state = PEND_DONE;
+	p->resp = *r;
+	return 0;
+}
+
 /* A refusal: status and the one-line reason the publisher sees. */
-static int reply(int fd, uint32_t status, const char *reason)
+static int reply(struct broker *b, int fd, uint32_t status, const char *reason)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC, .status = status };
 
 	(void)snprintf(r.reason, sizeof(r.reason), "%s", reason);
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /* A 200: message seq of the current ring, published at time_us. */
-static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t time_us,
-			uint32_t flags)
+static int reply_stored(struct broker *b, int fd, uint64_t seq, uint64_t time_us, uint32_t flags)
 {
 	struct proto_resp r = { .magic = PROTO_MAGIC,
 				.status = 200,
@@ -119,7 +135,7 @@ static int reply_stored(const struct broker *b, int fd, uint64_t seq, uint64_t t
 				.flags = flags,
 				.reason = "Message sent!" };
 
-	return send_resp(fd, &r);
+	return answer(b, fd, &r);
 }
 
 /*
@@ -146,11 +162,41 @@ static int reply_if_duplicate(struct broker *b, int fd, const uint8_t *id, size_
 }
 
 /*
- * Read one request on fd, handle it, answer it: 1 done, 0 none was waiting, <0 drop the
- * connection. *refused says whether the last request on fd was refused: in and out, since a
- * chained request after a refused one is refused unread (common/proto.h, PROTO_REQ_CHAINED).
+ * Append b->msg[0..len) with its id and topic to the ring at time now_us (0: the ring clock) and
+ * remember the id (README 4.7). The one way into the ring, on one machine and in a cluster.
  */
-static int handle_request(struct broker *b, int fd, bool *refused)
+int broker_store(struct broker *b, const uint8_t *id, uint32_t id_len, const uint8_t *topic,
+		 uint32_t topic_len, uint32_t len, uint64_t now_us, uint64_t *ret_seq,
+		 uint64_t *ret_time_us)
+{
+	uint64_t seq, t;
+	int err = ring_publish_id(&b->w, id, id_len, topic, topic_len, (const uint8_t *)b->msg, len,
+				  now_us, &seq, &t);
+
+	if (err < 0)
+		return err;
+	b->published++;
+	if (id_len && b->msgid_window_us) {
+		/* first forget what the append evicted: it frees the hash slot seq reuses */
+		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
+		msgid_insert(&b->ids, msgid_hash(&b->ids, id, id_len), seq);
+	}
+	if (log_get_level() >= LOG_DEBUG) {
+		char path[256];
+		(void)topic_format(topic, topic_len, path, sizeof(path));
+		log_debug("stored seq %llu to '%s', %u bytes", (unsigned long long)seq, path, len);
+	}
+	*ret_seq = seq;
+	*ret_time_us = t;
+	return 0;
+}
+
+/*
+ * Receive one request datagram from fd into b->dgram: its size (> 0), 0 when none waits, or
+ * -errno (-ECONNRESET: the frontend went away). *ret_body_fd is the memfd passed with it, or -1;
+ * *ret_trunc says the datagram or its control data did not fit.
+ */
+static ssize_t recv_request(struct broker *b, int fd, int *ret_body_fd, bool *ret_trunc)
 {
 	union {
 		struct cmsghdr align;
@@ -161,15 +207,10 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 			     .msg_iovlen = 1,
 			     .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };
-	struct proto_req req;
 	struct cmsghdr *cm;
-	const uint8_t *topic, *id;
-	const char *body;
-	uint64_t seq, t, id_hash = 0, inline_len;
-	ssize_t n, mlen;
-	int body_fd = -1, err;
-	bool ok = false;
+	ssize_t n;
 
+	*ret_body_fd = -1;
 	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
@@ -178,96 +219,115 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&body_fd, CMSG_DATA(cm), sizeof(int));
+			memcpy(ret_body_fd, CMSG_DATA(cm), sizeof(int));
+	*ret_trunc = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+	return n;
+}
 
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
-		goto out;
-	}
-	memcpy(&req, b->dgram, sizeof(req));
-	id = b->dgram + sizeof(req);
-	topic = id + req.id_len;
-	/* common/proto.h: a body passed as a memfd, or inline after the topic */
-	inline_len = body_fd < 0 ? req.body_len : 0;
-	if (req.magic != PROTO_MAGIC || req.id_len > PROTO_MAX_ID ||
+/* The parts of a request datagram of n bytes (common/proto.h), or false when it is malformed. */
+static bool parse_request(const struct broker *b, size_t n, bool trunc, int body_fd,
+			  struct proto_req *req, const uint8_t **ret_id, const uint8_t **ret_topic,
+			  const char **ret_body)
+{
+	uint64_t inline_len;
+
+	if (trunc || n < sizeof(*req))
+		return false;
+	memcpy(req, b->dgram, sizeof(*req));
+	*ret_id = b->dgram + sizeof(*req);
+	*ret_topic = *ret_id + req->id_len;
+	/* a body passed as a memfd, or inline after the topic */
+	inline_len = body_fd < 0 ? req->body_len : 0;
+	if (req->magic != PROTO_MAGIC || req->id_len > PROTO_MAX_ID ||
 	    inline_len > PROTO_INLINE_MAX ||
-	    (uint64_t)req.id_len + req.topic_len + inline_len != (uint64_t)n - sizeof(req)) {
-		err = reply(fd, 400, "malformed request to the broker");
-		goto out;
-	}
-	body = (const char *)topic + req.topic_len;
-	if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
-		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
-		 * processed; the frontend had sent this one along before it knew */
-		err = reply(fd, 400, "not stored: a request before it was refused");
-		goto out;
-	}
-	if (!topic_stored_valid(topic, req.topic_len)) {
-		err = reply(fd, 400, "invalid topic");
-		goto out;
-	}
-	if (req.id_len && !proto_id_valid(id, req.id_len)) {
-		err = reply(fd, 400, "invalid X-Message-Id");
-		goto out;
-	}
-	if (req.id_len && b->msgid_window_us) {
-		id_hash = msgid_hash(&b->ids, id, req.id_len);
-		err = reply_if_duplicate(b, fd, id, req.id_len, id_hash);
-		ok = err > 0;
+	    (uint64_t)req->id_len + req->topic_len + inline_len != (uint64_t)n - sizeof(*req))
+		return false;
+	*ret_body = (const char *)*ret_topic + req->topic_len;
+	return true;
+}
+
+/*
+ * Check, validate and store one parsed request, answering it: what handle_request() does once
+ * the datagram is in. *ok says whether it was stored (or found stored: a repeated id). The
+ * answer's -errno, or 0.
+ */
+static int store_request(struct broker *b, int fd, const struct proto_req *req, const uint8_t *id,
+			 const uint8_t *topic, const char *body, int body_fd, bool *ok)
+{
+	uint64_t seq, t;
+	ssize_t mlen;
+	int err;
+
+	if (!topic_stored_valid(topic, req->topic_len))
+		return reply(b, fd, 400, "invalid topic");
+	if (req->id_len && !proto_id_valid(id, req->id_len))
+		return reply(b, fd, 400, "invalid X-Message-Id");
+	if (req->id_len && b->msgid_window_us) {
+		err = reply_if_duplicate(b, fd, id, req->id_len,
+					 msgid_hash(&b->ids, id, req->id_len));
+		*ok = err > 0;
 		if (err != 0)
-			goto out;
+			return err;
 	}
-	if (req.body_len > b->cfg.max_body) {
-		err = reply(fd, 413, "body larger than the limit");
-		goto out;
-	}
+	if (req->body_len > b->cfg.max_body)
+		return reply(b, fd, 413, "body larger than the limit");
 	if (body_fd >= 0) {
-		err = io_pread_full(body_fd, b->body, (size_t)req.body_len, 0);
+		err = io_pread_full(body_fd, b->body, (size_t)req->body_len, 0);
 		if (err < 0) {
 			log_warning("unable to read a published body: %s", strerror(-err));
-			err = reply(fd, 400, "unable to read the body");
-			goto out;
+			return reply(b, fd, 400, "unable to read the body");
 		}
 		body = b->body;
 	}
-	mlen = json_normalize(b->json, body, (size_t)req.body_len, b->msg, b->cfg.max_body);
-	if (mlen == -E2BIG) {
-		b->refused++;
-		err = reply(fd, 400, "JSON has too many values");
-		goto out;
-	}
+	mlen = json_normalize(b->json, body, (size_t)req->body_len, b->msg, b->cfg.max_body);
 	if (mlen < 0) {
 		b->refused++;
-		err = reply(fd, 400, "Invalid JSON data posted :(");
-		goto out;
+		return reply(b, fd, 400,
+			     mlen == -E2BIG ? "JSON has too many values"
+					    : "Invalid JSON data posted :(");
+	}
+	if (RING_MAX_RECORD(b->w.r.data_size) <
+	    (uint64_t)req->id_len + req->topic_len + (size_t)mlen)
+		return reply(b, fd, 413, "message larger than the history ring can hold");
+	if (b->cl) {
+		*ok = true; /* not known yet: what is chained after it is sent along (README) */
+		return replica_publish(b, fd, id, req->id_len, topic, req->topic_len,
+				       (uint32_t)mlen);
 	}
 	/* now_us 0: the ring reads the clock inside its stamp window (shm/ring.h, writer a) */
-	err = ring_publish_id(&b->w, id, req.id_len, topic, req.topic_len, (const uint8_t *)b->msg,
-			      (uint32_t)mlen, 0, &seq, &t);
-	if (err == -EMSGSIZE) {
-		err = reply(fd, 413, "message larger than the history ring can hold");
-		goto out;
-	}
+	err = broker_store(b, id, req->id_len, topic, req->topic_len, (uint32_t)mlen, 0, &seq, &t);
 	if (err < 0) {
 		log_error("unable to append to the ring: %s", strerror(-err));
-		err = reply(fd, 503, "unable to store the message");
-		goto out;
+		return reply(b, fd, 503, "unable to store the message");
 	}
-	b->published++;
-	if (id_hash) {
-		/* first forget what the append evicted: it frees the hash slot seq reuses */
-		msgid_expire_ring(&b->ids, &b->w.r, t, b->msgid_window_us);
-		msgid_insert(&b->ids, id_hash, seq);
-	}
-	if (log_get_level() >= LOG_DEBUG) {
-		char path[256];
-		(void)topic_format(topic, req.topic_len, path, sizeof(path));
-		log_debug("published seq %llu to '%s', %zd bytes", (unsigned long long)seq, path,
-			  mlen);
-	}
-	err = reply_stored(b, fd, seq, t, 0);
-	ok = true;
-out:
+	*ok = true;
+	return reply_stored(b, fd, seq, t, 0);
+}
+
+/*
+ * Read one request on fd, handle it, answer it: 1 done, 0 none was waiting, <0 drop the
+ * connection. *refused says whether the last request on fd was refused: in and out, since a
+ * chained request after a refused one is refused unread (common/proto.h, PROTO_REQ_CHAINED).
+ */
+static int handle_request(struct broker *b, int fd, bool *refused)
+{
+	struct proto_req req;
+	const uint8_t *topic = NULL, *id = NULL;
+	const char *body = NULL;
+	int body_fd, err;
+	bool ok = false, trunc = false;
+	ssize_t n = recv_request(b, fd, &body_fd, &trunc);
+
+	if (n <= 0)
+		return (int)n;
+	if (!parse_request(b, (size_t)n, trunc, body_fd, &req, &id, &topic, &body))
+		err = reply(b, fd, 400, "malformed request to the broker");
+	else if ((req.flags & PROTO_REQ_CHAINED) && *refused)
+		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
+		 * processed; the frontend had sent this one along before it knew */
+		err = reply(b, fd, 400, "not stored: a request before it was refused");
+	else
+		err = store_request(b, fd, &req, id, topic, body, body_fd, &ok);
 	if (body_fd >= 0)
 		(void)close(body_fd);
 	*refused = !ok;
@@ -300,6 +360,15 @@ static int handle_requests(struct broker *b, uint64_t conn)
 			return -errno;
 	}
 	return err < 0 ? err : 0;
+}
+
+void broker_signal_ready(int ready_fd)
+{
+	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "\n", 1);
+		(void)close(ready_fd);
+	}
 }
 
 static int peer_allowed(int fd)
@@ -404,7 +473,7 @@ static int serve(struct broker *b)
 	struct epoll_event evs[MAX_EVENTS];
 
 	for (;;) {
-		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, -1);
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, b->cl ? CLUSTER_TICK_MS : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -441,24 +510,25 @@ static int serve(struct broker *b)
 				if (gone)
 					log_debug("expired %llu messages older than the retention",
 						  (unsigned long long)gone);
+			} else if (b->cl && fd == cluster_fd(b->cl)) {
+				continue; /* below, every round */
 			} else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 				if (handle_requests(b, evs[i].data.u64) < 0) {
 					(void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 					(void)close(fd);
+					if (b->cl)
+						replica_forget(b, fd);
 				}
 			}
 		}
+		if (b->cl) {
+			int err = replica_round(b);
+
+			if (err < 0)
+				return err;
+		}
 		/* step g of shm/ring.h section 5, once for everything this round stored */
 		ring_wake_flush(&b->w);
-	}
-}
-
-static void signal_ready(int ready_fd)
-{
-	(void)sd_notify(0, "READY=1\nSTATUS=Accepting publishes");
-	if (ready_fd >= 0) {
-		(void)!write(ready_fd, "\n", 1);
-		(void)close(ready_fd);
 	}
 }
 
@@ -473,7 +543,17 @@ static void free_buffers(struct broker *b)
 	msgid_free(&b->ids); /* allocated after the ring opens; harmless before */
 }
 
-int main(int argc, char **argv)
+/* What the command line asks. */
+struct options {
+	const char *config, *ring, *socket;
+	int ready_fd;
+	int verbosity;
+	bool recreate, check_only;
+};
+
+/* Read the command line into o: 0 to go on, 1 when done (help or version printed: exit 0),
+ * -1 on a usage error (said: exit 2). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -488,172 +568,218 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *config_path = NULL, *ring_name = NULL, *socket_path = NULL;
-	struct broker b = { .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
-	struct ring_params rp = { 0 };
-	int ready_fd = -1, verbosity = 0, c, err;
-	bool created, check_only = false;
+	int c;
 
-	log_open(argv[0]);
 	while ((c = getopt_long(argc, argv, "c:r:s:vqhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			config_path = optarg;
+			o->config = optarg;
 			break;
 		case 'r':
-			ring_name = optarg;
+			o->ring = optarg;
 			break;
 		case 's':
-			socket_path = optarg;
+			o->socket = optarg;
 			break;
 		case 'R': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
 			if (*end || v < 0 || v > 1023) {
 				log_error("invalid --ready-fd '%s'", optarg);
-				return 2;
+				return -1;
 			}
-			ready_fd = (int)v;
+			o->ready_fd = (int)v;
 			break;
 		}
 		case 'X':
-			rp.recreate = true;
+			o->recreate = true;
 			break;
 		case 'C':
-			check_only = true;
+			o->check_only = true;
 			break;
 		case 'v':
-			verbosity++;
+			o->verbosity++;
 			break;
 		case 'q':
-			verbosity--;
+			o->verbosity--;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return 1;
 		case 'V':
 			printf("gitpubsub-broker " GPS_VERSION "\n");
-			return 0;
+			return 1;
 		default:
 			usage(stderr);
-			return 2;
+			return -1;
 		}
 	}
 	if (optind < argc) {
 		log_error("unexpected argument '%s'", argv[optind]);
 		usage(stderr);
-		return 2;
+		return -1;
 	}
-	if (verbosity)
-		log_set_level(log_get_level() + verbosity);
+	return 0;
+}
 
-	if (config_read(config_path, &b.cfg) < 0)
-		return 1;
-	if (ring_name)
-		(void)snprintf(b.cfg.ring_name, sizeof(b.cfg.ring_name), "%s", ring_name);
-	if (socket_path)
-		(void)snprintf(b.cfg.socket_path, sizeof(b.cfg.socket_path), "%s", socket_path);
-	if (check_only) {
-		config_write(&b.cfg, stdout);
-		return 0;
-	}
+/* The buffers of one request; false (logged) when out of memory. */
+static bool alloc_buffers(struct broker *b)
+{
+	b->json = json_validator_new();
+	b->body = malloc(b->cfg.max_body + 1);
+	b->msg = malloc(b->cfg.max_body + 1);
+	b->dgram_cap = sizeof(struct proto_req) + PROTO_MAX_ID + PROTO_MAX_TOPIC + PROTO_INLINE_MAX;
+	b->dgram = malloc(b->dgram_cap);
+	if (b->json && b->body && b->msg && b->dgram)
+		return true;
+	log_error("unable to allocate buffers: out of memory");
+	return false;
+}
 
-	b.json = json_validator_new();
-	b.body = malloc(b.cfg.max_body + 1);
-	b.msg = malloc(b.cfg.max_body + 1);
-	b.dgram_cap = sizeof(struct proto_req) + PROTO_MAX_ID + PROTO_MAX_TOPIC + PROTO_INLINE_MAX;
-	b.dgram = malloc(b.dgram_cap);
-	if (!b.json || !b.body || !b.msg || !b.dgram) {
-		log_error("unable to allocate buffers: out of memory");
-		free_buffers(&b);
-		return 1;
-	}
+/* Create or attach the ring (shm/ring.h section 1); false when it cannot be used (logged). */
+static bool open_ring(struct broker *b, struct ring_params *rp)
+{
+	bool created;
+	int err;
 
-	rp.data_size = b.cfg.ring_size;
-	rp.retention_us = b.cfg.retention_s * 1000000u;
-	err = ring_writer_open(b.cfg.ring_name, &rp, &b.w, &created);
-	if (err == -EEXIST || err == -EPROTO) {
+	rp->stream_time = b->cfg.nats[0] != '\0'; /* shm/ring.h section 8 */
+	rp->data_size = b->cfg.ring_size;
+	rp->retention_us = b->cfg.retention_s * 1000000u;
+	err = ring_writer_open(b->cfg.ring_name, rp, &b->w, &created);
+	if (err == -EEXIST || err == -EPROTO)
 		log_error("ring '%s' exists with another size or version (%s); start once with "
 			  "--recreate to replace it (its history is lost)",
-			  b.cfg.ring_name, strerror(-err));
-		free_buffers(&b);
-		return 1;
-	}
-	if (err == -EBUSY) {
-		log_error("ring '%s' is in use by another broker", b.cfg.ring_name);
-		free_buffers(&b);
-		return 1;
-	}
-	if (err == -ENOSPC) {
+			  b->cfg.ring_name, strerror(-err));
+	else if (err == -EBUSY)
+		log_error("ring '%s' is in use by another broker", b->cfg.ring_name);
+	else if (err == -ENOSPC)
 		/* posix_fallocate at creation (shm/ring.h section 1): refused now, not SIGBUS later */
 		log_error("unable to create ring '%s': no space left in /dev/shm for %llu KiB of "
 			  "history; free some there or lower [History] ringSize",
-			  b.cfg.ring_name, (unsigned long long)(rp.data_size >> 10));
-		free_buffers(&b);
-		return 1;
-	}
-	if (err < 0) {
-		log_error("unable to open ring '%s': %s", b.cfg.ring_name, strerror(-err));
-		free_buffers(&b);
-		return 1;
-	}
-	if (RING_MAX_RECORD(b.w.r.data_size) < b.cfg.max_body + PROTO_MAX_TOPIC)
+			  b->cfg.ring_name, (unsigned long long)(rp->data_size >> 10));
+	else if (err < 0)
+		log_error("unable to open ring '%s': %s", b->cfg.ring_name, strerror(-err));
+	if (err < 0)
+		return false;
+	b->rp = *rp;
+	if (RING_MAX_RECORD(b->w.r.data_size) < b->cfg.max_body + PROTO_MAX_TOPIC)
 		log_warning("ringSize %llu holds messages of at most %llu bytes, less than "
 			    "maxBodySize %llu: larger bodies will get 413",
-			    (unsigned long long)b.w.r.data_size,
-			    (unsigned long long)RING_MAX_RECORD(b.w.r.data_size),
-			    (unsigned long long)b.cfg.max_body);
-	b.w.defer_wake = true; /* serve() wakes the readers once per round */
+			    (unsigned long long)b->w.r.data_size,
+			    (unsigned long long)RING_MAX_RECORD(b->w.r.data_size),
+			    (unsigned long long)b->cfg.max_body);
+	b->w.defer_wake = true; /* serve() wakes the readers once per round */
 	log_info("%s ring '%s': %llu bytes of messages, %llu index entries, head %llu",
-		 created ? "created" : "attached to", b.cfg.ring_name,
-		 (unsigned long long)b.w.r.data_size, (unsigned long long)b.w.r.nidx,
-		 (unsigned long long)ring_head(&b.w.r));
+		 created ? "created" : "attached to", b->cfg.ring_name,
+		 (unsigned long long)b->w.r.data_size, (unsigned long long)b->w.r.nidx,
+		 (unsigned long long)ring_head(&b->w.r));
+	return true;
+}
 
-	b.msgid_window_us = b.cfg.msgid_window_s * 1000000U;
-	if (b.msgid_window_us) {
-		uint64_t t0 = io_now_mono_us(), n;
+/* The message-id table, rebuilt from the ring (README 4.7: a repeat must be caught even if the
+ * original came before a restart); false (logged) when out of memory. */
+static bool load_message_ids(struct broker *b)
+{
+	uint64_t t0 = io_now_mono_us(), n;
+	int err;
 
-		err = msgid_init(&b.ids, b.w.r.nidx);
-		if (err < 0) {
-			log_error("unable to allocate the message id table: %s", strerror(-err));
-			ring_writer_close(&b.w);
-			free_buffers(&b);
-			return 1;
-		}
-		/* README 4.7: a repeat must be caught even if the original came before a restart */
-		n = msgid_rebuild(&b.ids, &b.w.r, io_now_real_us(), b.msgid_window_us);
-		log_info("message ids: %llu held from the last %llu s, found in %llu us",
-			 (unsigned long long)n, (unsigned long long)b.cfg.msgid_window_s,
-			 (unsigned long long)(io_now_mono_us() - t0));
+	b->msgid_window_us = b->cfg.msgid_window_s * 1000000U;
+	if (!b->msgid_window_us)
+		return true;
+	err = msgid_init(&b->ids, b->w.r.nidx);
+	if (err < 0) {
+		log_error("unable to allocate the message id table: %s", strerror(-err));
+		return false;
 	}
+	n = msgid_rebuild(&b->ids, &b->w.r, io_now_real_us(), b->msgid_window_us);
+	log_info("message ids: %llu held from the last %llu s, found in %llu us",
+		 (unsigned long long)n, (unsigned long long)b->cfg.msgid_window_s,
+		 (unsigned long long)(io_now_mono_us() - t0));
+	return true;
+}
 
-	b.lfd = open_listener(b.cfg.socket_path);
-	if (b.lfd < 0) {
-		log_error("unable to listen on '%s': %s", b.cfg.socket_path, strerror(-b.lfd));
-		ring_writer_close(&b.w);
-		free_buffers(&b);
-		return 1;
+/* Listen, set up the loop (and the cluster), and say ready; false (logged) on failure. */
+static bool start(struct broker *b, int ready_fd)
+{
+	int err;
+
+	b->lfd = open_listener(b->cfg.socket_path);
+	if (b->lfd < 0) {
+		log_error("unable to listen on '%s': %s", b->cfg.socket_path, strerror(-b->lfd));
+		return false;
 	}
-	err = setup_fds(&b);
+	err = setup_fds(b);
+	if (err == 0 && b->cfg.nats[0])
+		err = replica_setup(b);
 	if (err < 0) {
 		log_error("unable to set up the event loop: %s", strerror(-err));
-		ring_writer_close(&b.w);
-		free_buffers(&b);
+		return false;
+	}
+	(void)ring_expire(&b->w, io_now_real_us());
+	b->ready_fd = -1;
+	if (b->cl) {
+		/* ready once the ring caught up with the stream (cluster_events) */
+		b->ready_fd = ready_fd;
+		b->ready_deadline_us = io_now_mono_us() + (uint64_t)CATCHUP_MAX_MS * 1000u;
+		log_info("listening on '%s', catching up with stream '%s'", b->cfg.socket_path,
+			 b->cfg.stream);
+	} else {
+		log_info("ready on '%s'", b->cfg.socket_path);
+		broker_signal_ready(ready_fd);
+	}
+	return true;
+}
+
+/* Release everything b holds (any part may be missing). */
+static void teardown(struct broker *b)
+{
+	cluster_stop(b->cl);
+	free(b->pend);
+	free(b->fd_mark);
+	ring_stats_detach(b->stats);
+	if (b->w.r.hdr)
+		ring_writer_close(&b->w);
+	free_buffers(b); /* and the message-id table */
+}
+
+int main(int argc, char **argv)
+{
+	struct broker b = { .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
+	struct options o = { .ready_fd = -1 };
+	struct ring_params rp = { 0 };
+	int err;
+
+	log_open(argv[0]);
+	err = parse_options(argc, argv, &o);
+	if (err != 0)
+		return err > 0 ? 0 : 2;
+	if (o.verbosity)
+		log_set_level(log_get_level() + o.verbosity);
+	if (config_read(o.config, &b.cfg) < 0)
+		return 1;
+	if (o.ring)
+		(void)snprintf(b.cfg.ring_name, sizeof(b.cfg.ring_name), "%s", o.ring);
+	if (o.socket)
+		(void)snprintf(b.cfg.socket_path, sizeof(b.cfg.socket_path), "%s", o.socket);
+	if (o.check_only) {
+		config_write(&b.cfg, stdout);
+		return 0;
+	}
+	if (b.cfg.nats[0] && !replica_stream_name_valid(b.cfg.stream)) {
+		log_error("invalid [Cluster] stream '%s': letters, digits, '-' and '_' only",
+			  b.cfg.stream);
 		return 1;
 	}
-	(void)ring_expire(&b.w, io_now_real_us());
-	log_info("ready on '%s'", b.cfg.socket_path);
-	signal_ready(ready_fd);
-
+	rp.recreate = o.recreate;
+	if (!alloc_buffers(&b) || !open_ring(&b, &rp) || !load_message_ids(&b) ||
+	    !start(&b, o.ready_fd)) {
+		teardown(&b);
+		return 1;
+	}
 	err = serve(&b);
 	(void)sd_notify(0, "STOPPING=1");
 	(void)unlink(b.cfg.socket_path);
-	ring_writer_close(&b.w);
-	json_validator_free(b.json);
-	msgid_free(&b.ids);
-	free(b.body);
-	free(b.msg);
-	free(b.dgram);
+	teardown(&b);
 	if (err < 0) {
 		log_error("event loop failed: %s", strerror(-err));
 		return 1;

@@ -98,6 +98,14 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Frontend", "mode", CONFIG_MODE, frontend_mode),
 	CONFIG_KEY("Frontend", "workers", CONFIG_COUNT32_0, workers),
 	CONFIG_KEY("Frontend", "maxConnections", CONFIG_COUNT32_0, max_connections),
+	CONFIG_KEY("Cluster", "nats", CONFIG_HEADER, nats),
+	CONFIG_KEY("Cluster", "stream", CONFIG_STRING, stream),
+	CONFIG_KEY("Cluster", "replicas", CONFIG_COUNT32, replicas),
+	CONFIG_KEY("Cluster", "publishTimeout", CONFIG_DURATION_MS, publish_timeout_ms),
+	CONFIG_KEY("Cluster", "credentials", CONFIG_HEADER, credentials),
+	CONFIG_KEY("Cluster", "tlsCA", CONFIG_HEADER, tls_ca),
+	CONFIG_KEY("Cluster", "tlsCert", CONFIG_HEADER, tls_cert),
+	CONFIG_KEY("Cluster", "tlsKey", CONFIG_HEADER, tls_key),
 };
 
 struct config_suffix {
@@ -139,6 +147,9 @@ void config_defaults(struct config *c)
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
 	(void)snprintf(c->frontend_mode, sizeof(c->frontend_mode), "%s", "multiplexed");
+	(void)snprintf(c->stream, sizeof(c->stream), "%s", "GITPUBSUB");
+	c->replicas = 3;
+	c->publish_timeout_ms = 5 * 1000;
 }
 
 /* Leading decimal digits of *ps into *ret, advancing *ps. At least one digit; no overflow. */
@@ -671,4 +682,10 @@ void config_write(const struct config *c, FILE *f)
 		(unsigned long long)c->ring_size, c->ring_name,
 		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
 		c->max_connections);
+	if (c->nats[0]) /* one machine: the output stays what it was before clusters */
+		fprintf(f,
+			"\n[Cluster]\nnats: %s\nstream: %s\nreplicas: %u\npublishTimeout: %ums\n"
+			"credentials: %s\ntlsCA: %s\ntlsCert: %s\ntlsKey: %s\n",
+			c->nats, c->stream, c->replicas, c->publish_timeout_ms, c->credentials,
+			c->tls_ca, c->tls_cert, c->tls_key);
 }

@@ -25,6 +25,9 @@
  *   [Frontend] mode ("multiplexed" or "per-connection": what a frontend given a listening
  *              socket does), workers, maxConnections (counts; 0: one per CPU, as many as
  *              the file limit allows)
+ *   [Cluster]  nats (NATS server URLs, comma-separated; empty: single machine), stream (name),
+ *              replicas (count), publishTimeout (duration), credentials, tlsCA, tlsCert,
+ *              tlsKey (file paths, may be empty)
  *
  * Sizes take an optional suffix K, M, G (powers of 1024; "KiB", "MiB", "GiB" also accepted).
  * Durations take ms, s, m, h, d; a bare number is seconds.
@@ -57,6 +60,15 @@ struct config {
 	char frontend_mode[16];	    /* [Frontend] mode; default "multiplexed" */
 	uint32_t workers;	    /* [Frontend] workers; default 0: one per CPU */
 	uint32_t max_connections;   /* [Frontend] maxConnections per worker; 0: the fd limit's */
+	/* [Cluster] (README, "Running a cluster"): all empty or default means one machine */
+	char nats[1024];	     /* nats: server URLs; "" (the default): no cluster */
+	char stream[64];	     /* stream: the JetStream stream; default "GITPUBSUB" */
+	uint32_t replicas;	     /* replicas: of a stream we create; default 3 */
+	uint32_t publish_timeout_ms; /* publishTimeout: wait for JetStream's ack; default 5 s */
+	char credentials[256];	     /* credentials: a .creds file; "" none */
+	char tls_ca[256];	     /* tlsCA: CA certificates to verify servers; "" none */
+	char tls_cert[256];	     /* tlsCert: client certificate chain; "" none */
+	char tls_key[256];	     /* tlsKey: its private key; "" none */
 };
 
 /* Fill c with the defaults above. */

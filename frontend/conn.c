@@ -384,6 +384,9 @@ void conn_reap(struct frontend *fe)
 		struct conn *c = fe->dead;
 
 		fe->dead = c->next;
+		/* a close does this; a timer armed on the way out of a callback must not outlive
+		 * the connection either */
+		timer_disarm(&c->timer);
 		free(c->in);
 		free(c->out);
 		free(c);

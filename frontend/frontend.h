@@ -169,6 +169,8 @@ size_t response_published(char *buf, size_t cap, uint64_t time_us, uint64_t gen,
 size_t response_continue(char *buf, size_t cap);
 struct response_stats {
 	uint64_t uptime_s, subscribers, connections, received, sent, held, bytes, oldest_s;
+	bool cluster;	      /* shm/ring.h section 8: cluster mode, X-Cluster-Lag is sent */
+	uint64_t cluster_lag; /* messages of the stream not in this node's ring yet */
 };
 size_t response_head(char *buf, size_t cap, const struct response_stats *st, bool keep_alive);
 size_t response_stream(char *buf, size_t cap, bool sse, bool chunked, const char *allow_origin);

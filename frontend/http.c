@@ -532,6 +532,53 @@ static bool chunked_ext_byte(struct http_chunked *c)
 	return c->ext_len <= HTTP_CHUNK_EXT_MAX;
 }
 
+/* One byte of the trailer section (RFC 9112 7.1.2) and the final line: field lines as in a
+ * header, checked and discarded. Returns false on malformed input. */
+static bool chunked_trailer_step(struct http_chunked *c, uint8_t b)
+{
+	switch (c->state) {
+	case CHUNK_TRAILER:
+		if (b == '\r') {
+			c->state = CHUNK_FINAL_LF;
+			return true;
+		}
+		if (b == '\n') {
+			c->state = CHUNK_DONE;
+			return true;
+		}
+		if (!is_tchar(b))
+			return false;
+		c->state = CHUNK_TRAILER_NAME;
+		return chunked_trailer_byte(c);
+	case CHUNK_TRAILER_NAME:
+		if (b == ':')
+			c->state = CHUNK_TRAILER_VALUE;
+		else if (!is_tchar(b))
+			return false;
+		return chunked_trailer_byte(c);
+	case CHUNK_TRAILER_VALUE:
+		if (b == '\r')
+			c->state = CHUNK_TRAILER_LF;
+		else if (b == '\n')
+			c->state = CHUNK_TRAILER;
+		else if (!is_value_byte(b))
+			return false;
+		return chunked_trailer_byte(c);
+	case CHUNK_TRAILER_LF:
+		if (b != '\n')
+			return false;
+		c->state = CHUNK_TRAILER;
+		return chunked_trailer_byte(c);
+	case CHUNK_FINAL_LF:
+		if (b != '\n')
+			return false;
+		c->state = CHUNK_DONE;
+		return true;
+	default:
+		return false;
+	}
+}
+
 /*
  * One byte of framing (not chunk data): the state machine of RFC 9112 7.1 with our bounds.
  * Returns false on malformed input.
@@ -597,42 +644,11 @@ static bool chunked_step(struct http_chunked *c, uint8_t b)
 		c->state = CHUNK_SIZE_FIRST;
 		return true;
 	case CHUNK_TRAILER:
-		if (b == '\r') {
-			c->state = CHUNK_FINAL_LF;
-			return true;
-		}
-		if (b == '\n') {
-			c->state = CHUNK_DONE;
-			return true;
-		}
-		if (!is_tchar(b))
-			return false;
-		c->state = CHUNK_TRAILER_NAME;
-		return chunked_trailer_byte(c);
 	case CHUNK_TRAILER_NAME:
-		if (b == ':')
-			c->state = CHUNK_TRAILER_VALUE;
-		else if (!is_tchar(b))
-			return false;
-		return chunked_trailer_byte(c);
 	case CHUNK_TRAILER_VALUE:
-		if (b == '\r')
-			c->state = CHUNK_TRAILER_LF;
-		else if (b == '\n')
-			c->state = CHUNK_TRAILER;
-		else if (!is_value_byte(b))
-			return false;
-		return chunked_trailer_byte(c);
 	case CHUNK_TRAILER_LF:
-		if (b != '\n')
-			return false;
-		c->state = CHUNK_TRAILER;
-		return chunked_trailer_byte(c);
 	case CHUNK_FINAL_LF:
-		if (b != '\n')
-			return false;
-		c->state = CHUNK_DONE;
-		return true;
+		return chunked_trailer_step(c, b);
 	default:
 		return false;
 	}

@@ -148,8 +148,11 @@ static int frontend_init(struct frontend *fe, bool single)
 		[TIMER_HEADER] = (uint64_t)fe->cfg.header_timeout_ms * 1000u,
 		[TIMER_BODY] = (uint64_t)fe->cfg.body_timeout_ms * 1000u,
 		[TIMER_KEEPALIVE] = (uint64_t)fe->cfg.keepalive_ms * 1000u,
-		/* PROTOCOL 4.6: how long a publisher waits for the broker before its 503 */
-		[TIMER_BROKER] = UINT64_C(5000) * 1000u,
+		/* PROTOCOL 4.6: how long a publisher waits for the broker before its 503; in
+		 * cluster mode the broker answers within [Cluster] publishTimeout + 1 s */
+		[TIMER_BROKER] = (fe->cfg.nats[0] ? (uint64_t)fe->cfg.publish_timeout_ms + 2000u
+						  : UINT64_C(5000)) *
+				 1000u,
 		/* after an error: how long we read what the client still sends */
 		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
 		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,

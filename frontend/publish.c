@@ -321,6 +321,8 @@ void publish_flush(struct conn *c)
 		return;
 	timer_disarm(&c->timer);
 	conn_enter(c, CONN_BROKER);
+	if (c->state != CONN_BROKER)
+		return; /* it could not be watched: closed */
 	p->got = 0;
 	p->nsent = send_batch(p, &err);
 	if (p->nsent == 0) {

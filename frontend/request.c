@@ -212,6 +212,10 @@ static void handle_head(struct conn *c, const struct http_request *req)
 			st.received =
 				atomic_load_explicit(&fe->stats->received, memory_order_relaxed);
 			st.sent = atomic_load_explicit(&fe->stats->sent, memory_order_relaxed);
+			st.cluster = atomic_load_explicit(&fe->stats->cluster,
+							  memory_order_relaxed) != 0;
+			st.cluster_lag =
+				atomic_load_explicit(&fe->stats->cluster_lag, memory_order_relaxed);
 		}
 	}
 	n = response_head(buf, sizeof(buf), trusted ? &st : NULL, c->keep_alive);

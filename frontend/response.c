@@ -103,7 +103,11 @@ size_t response_continue(char *buf, size_t cap)
 size_t response_head(char *buf, size_t cap, const struct response_stats *st, bool keep_alive)
 {
 	const char *close = keep_alive ? "" : "Connection: close\r\n";
+	char lag[48] = ""; /* "X-Cluster-Lag: <20 digits>\r\n" */
 
+	if (st && st->cluster)
+		(void)snprintf(lag, sizeof(lag), "X-Cluster-Lag: %llu\r\n",
+			       (unsigned long long)st->cluster_lag);
 	if (!st)
 		return fitted(snprintf(buf, cap,
 				       "HTTP/1.1 200 OK\r\nServer: " SERVER_NAME
@@ -116,12 +120,12 @@ size_t response_head(char *buf, size_t cap, const struct response_stats *st, boo
 			 "X-Uptime: %llu\r\nX-Connections: %llu\r\nX-Subscribers: %llu\r\n"
 			 "X-Total-Connections: %llu\r\nX-Received: %llu\r\nX-Sent: %llu\r\n"
 			 "X-Messages: %llu\r\nX-History-Bytes: %llu\r\n"
-			 "X-Oldest-Message: %llu\r\n%s\r\n",
+			 "X-Oldest-Message: %llu\r\n%s%s\r\n",
 			 (unsigned long long)st->uptime_s, (unsigned long long)st->subscribers,
 			 (unsigned long long)st->subscribers, (unsigned long long)st->connections,
 			 (unsigned long long)st->received, (unsigned long long)st->sent,
 			 (unsigned long long)st->held, (unsigned long long)st->bytes,
-			 (unsigned long long)st->oldest_s, close),
+			 (unsigned long long)st->oldest_s, lag, close),
 		cap);
 }
 

@@ -543,8 +543,10 @@ static void pump(struct sub *s);
 
 void stream_pump(struct sub *s)
 {
+	struct frontend *fe = s->c->fe; /* pump() frees s when the stream ends */
+
 	pump(s);
-	trim_scratch(s->c->fe);
+	trim_scratch(fe);
 }
 
 static void pump(struct sub *s)
@@ -673,10 +675,19 @@ void stream_io(struct conn *c, uint32_t events)
 
 void stream_ring_replaced(struct sub *s)
 {
+	const uint64_t before = s->next;
+
 	/* section 6 of shm/ring.h: follow the new ring from its start */
 	s->next = ring_tail(&s->c->fe->ring);
 	if (is_sse(s))
 		s->id_due = true;
+	/* section 8: a cluster's stream was recreated: PROTOCOL 3.4 (not when the old ring never
+	 * held a message: a node's first copy of a stream) */
+	if (atomic_load_explicit(&s->c->fe->ring.hdr->stream_time, memory_order_relaxed) &&
+	    before > 1) {
+		s->gap_due = true;
+		s->gap_missed = s->next - 1;
+	}
 }
 
 void stream_free(struct conn *c)
@@ -699,17 +710,27 @@ void stream_free(struct conn *c)
 
 /* The parsed pattern of a subscription: sized for the longest topic, so one per process, its
  * pages touched only as far as a topic reaches. */
+static struct topic_pattern *pattern;
+
 static struct topic_pattern *pattern_buf(void)
 {
-	static struct topic_pattern *pat;
-
-	if (!pat) {
-		void *p = mmap(NULL, sizeof(*pat), PROT_READ | PROT_WRITE,
+	if (!pattern) {
+		void *p = mmap(NULL, sizeof(*pattern), PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		pat = p == MAP_FAILED ? NULL : p;
+		pattern = p == MAP_FAILED ? NULL : p;
 	}
-	return pat;
+	return pattern;
+}
+
+/* A process that serves one connection needs the parsed pattern once: its pages (three, for an
+ * everyday topic) go back rather than stay with an idle subscriber. */
+static void pattern_done(const struct frontend *fe)
+{
+	if (!fe->single || !pattern)
+		return;
+	(void)munmap(pattern, sizeof(*pattern));
+	pattern = NULL;
 }
 
 /* The group key of the request's topic into *ret_key (malloc, caller frees); false when
@@ -735,6 +756,7 @@ static bool topic_key(struct conn *c, const struct http_request *req, uint8_t **
 		return false;
 	}
 	(void)pattern_key(pat, key);
+	pattern_done(c->fe);
 	*ret_key = key;
 	return true;
 }
@@ -822,6 +844,8 @@ void stream_begin(struct conn *c, const struct http_request *req)
 	c->state = CONN_STREAM;
 	if (c->fd >= 0)
 		conn_stream_watch(c, false);
+	if (c->state != CONN_STREAM)
+		return; /* it could not be watched: closed, and s with it */
 	s->acked_at_us = fe->loop.now_us;
 	timer_arm(&fe->loop, &c->timer, TIMER_KEEPALIVE, keepalive_tick);
 	log_debug("%s: streaming", c->peer);

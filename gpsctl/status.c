@@ -33,6 +33,10 @@ struct snapshot {
 	pid_t lock_pid; /* holder of the writer lock, when BROKER_RUNNING */
 	bool has_stats;
 	uint64_t connections, subscribers, received, sent;
+	/* cluster mode (shm/ring.h section 8), from the statistics object */
+	uint64_t cluster, cluster_seq, cluster_lag;
+	char cluster_server[sizeof(((struct ring_stats *)NULL)->cluster_server)];
+	char cluster_stream[sizeof(((struct ring_stats *)NULL)->cluster_stream)];
 };
 
 /* Time of the oldest held message, 0 if none is held (retried under a fast writer). */
@@ -97,6 +101,14 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 		s->subscribers = atomic_load_explicit(&st->subscribers, memory_order_relaxed);
 		s->received = atomic_load_explicit(&st->received, memory_order_relaxed);
 		s->sent = atomic_load_explicit(&st->sent, memory_order_relaxed);
+		s->cluster = atomic_load_explicit(&st->cluster, memory_order_relaxed);
+		s->cluster_seq = atomic_load_explicit(&st->cluster_seq, memory_order_relaxed);
+		s->cluster_lag = atomic_load_explicit(&st->cluster_lag, memory_order_relaxed);
+		/* display only: copied and terminated, whatever the broker is writing */
+		memcpy(s->cluster_server, st->cluster_server, sizeof(s->cluster_server));
+		s->cluster_server[sizeof(s->cluster_server) - 1] = '\0';
+		memcpy(s->cluster_stream, st->cluster_stream, sizeof(s->cluster_stream));
+		s->cluster_stream[sizeof(s->cluster_stream) - 1] = '\0';
 		ring_stats_detach(st);
 	}
 }
@@ -185,6 +197,17 @@ int gpsctl_status(struct reader *rd)
 						   : "unknown");
 		gpsctl_print_json_time(stdout, s.broker_start_us);
 		printf(", \"uptime\": %" PRIu64 "}", uptime_s(&s));
+		if (s.cluster) {
+			printf(", \"cluster\": {\"connected\": %s, \"server\": ",
+			       s.cluster == RING_CLUSTER_CONNECTED ? "true" : "false");
+			gpsctl_print_json_string(stdout, s.cluster_server,
+						 strlen(s.cluster_server));
+			printf(", \"stream\": ");
+			gpsctl_print_json_string(stdout, s.cluster_stream,
+						 strlen(s.cluster_stream));
+			printf(", \"stream_seq\": %" PRIu64 ", \"lag\": %" PRIu64 "}",
+			       s.cluster_seq, s.cluster_lag);
+		}
 		if (s.has_stats)
 			printf(", \"subscribers\": %" PRIu64 ", \"connections\": %" PRIu64
 			       ", \"total_connections\": %" PRIu64 ", \"received\": %" PRIu64
@@ -222,6 +245,14 @@ int gpsctl_status(struct reader *rd)
 	print_line_counter("total connections", &s, s.connections);
 	print_line_counter("received bytes", &s, s.received);
 	print_line_counter("sent bytes", &s, s.sent);
+	if (s.cluster) {
+		printf("%-20s %s\n", "cluster",
+		       s.cluster == RING_CLUSTER_CONNECTED ? "connected" : "NATS unreachable");
+		printf("%-20s %s\n", "nats server", s.cluster_server[0] ? s.cluster_server : "-");
+		printf("%-20s %s\n", "stream", s.cluster_stream);
+		printf("%-20s %" PRIu64 " (last sequence seen)\n", "stream seq", s.cluster_seq);
+		printf("%-20s %" PRIu64 " messages behind the stream\n", "ring lag", s.cluster_lag);
+	}
 	return 0;
 }
 

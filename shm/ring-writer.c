@@ -112,11 +112,12 @@ static int create_ring(const char *name, const struct ring_params *p, struct rin
 	h->data_size = data_size;
 	mono = io_now_mono_us(); /* first: ring time starts at, never behind, the wall clock */
 	h->created_us = io_now_real_us();
-	h->generation = h->created_us;
+	h->generation = p->generation ? p->generation : h->created_us;
 	atomic_store_explicit(&h->clock_offset_us, h->created_us - mono + RING_CLOCK_SLACK_US,
 			      memory_order_relaxed);
 	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->first_seq, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
 	(void)close(fd);
 	ring_init_handle(ret, base, size);
@@ -236,6 +237,10 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 		ring_detach(&r);
 		err = -EEXIST;
 	}
+	if (err == 0 && p->generation && r.generation != p->generation) {
+		ring_detach(&r); /* section 8: the copy of another stream */
+		err = -ESTALE;
+	}
 	if (err < 0 && err != -ENOENT) {
 		if (!p->recreate)
 			return err;
@@ -276,6 +281,7 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	atomic_store_explicit(&r.hdr->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&r.hdr->broker_start_us, io_now_real_us(), memory_order_relaxed);
 	atomic_store_explicit(&r.hdr->retention_us, p->retention_us, memory_order_relaxed);
+	atomic_store_explicit(&r.hdr->stream_time, p->stream_time ? 1u : 0u, memory_order_relaxed);
 	w->r = r;
 	w->lock_fd = lock_fd;
 	w->retention_us = p->retention_us;
@@ -471,6 +477,27 @@ int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint32_t id_len, c
 	*ret_seq = head;
 	*ret_time_us = t;
 	return 0;
+}
+
+void ring_skip_to(struct ring_writer *w, uint64_t seq)
+{
+	struct ring *r = &w->r;
+	const uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
+	const uint64_t dhead = atomic_load_explicit(&r->hdr->data_head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+
+	if (seq <= head)
+		return;
+	while (tail < head)
+		evict_one(r, &tail);
+	publish_tail(r, head, head, dhead);
+	atomic_store_explicit(&r->hdr->first_seq, seq, memory_order_release);
+	atomic_store_explicit(&r->hdr->tail, seq, memory_order_release);
+	atomic_store_explicit(&r->hdr->head, seq, memory_order_release);
+	if (w->defer_wake)
+		w->wake_pending = true;
+	else
+		wake_all(r->hdr);
 }
 
 void ring_wake_flush(struct ring_writer *w)

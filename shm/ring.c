@@ -267,9 +267,13 @@ int ring_find_time(const struct ring *r, uint64_t time_us, uint64_t *ret_seq, ui
 		 * reuses it, which the check of lo after the search catches.
 		 */
 		uint64_t lo = head > r->nidx ? head - r->nidx : 1;
-		uint64_t a = lo, b = head, t;
+		const uint64_t first =
+			atomic_load_explicit(&r->hdr->first_seq, memory_order_acquire);
+		uint64_t a, b = head, t;
 		bool torn = false;
 
+		lo = MAX(lo, MIN(first, head)); /* section 8: nothing below first_seq */
+		a = lo;
 		/* invariant: every seq < a has time < time_us, every seq >= b has time >= time_us */
 		while (a < b) {
 			uint64_t mid = a + (b - a) / 2;
@@ -285,7 +289,7 @@ int ring_find_time(const struct ring *r, uint64_t time_us, uint64_t *ret_seq, ui
 		if (torn)
 			continue;
 		/* the lowest entry may have been reused during the search: check it still holds */
-		if (lo > 1 && entry_time(r, lo, &t) < 0)
+		if (lo > 1 && lo < head && entry_time(r, lo, &t) < 0)
 			continue;
 		*ret_seq = a;
 		*ret_lo = lo;
@@ -333,6 +337,9 @@ int ring_keepalive_time(const struct ring *r, uint64_t *ret_time_us, uint64_t *r
 		atomic_thread_fence(memory_order_seq_cst);
 		if (atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed) != s1)
 			continue;
+		/* section 8: a stream's times may be behind this machine's clock */
+		if (atomic_load_explicit(&r->hdr->stream_time, memory_order_relaxed))
+			now = 0;
 		*ret_time_us = MAX(now, last + 1);
 		*ret_head = head;
 		return 0;

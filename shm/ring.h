@@ -151,6 +151,28 @@
  *   -EBUSY   another writer holds the ring (flock(LOCK_EX) on the object): a second broker
  *            on the same ring refuses to start.
  *   other    -errno from shm_open, fstat, mmap.
+ *
+ * 8. Cluster mode (README, "Running a cluster")
+ *
+ *   With [Cluster] nats set, the ring is this node's copy of one NATS JetStream stream, and the
+ *   broker appends only what it consumes from the stream, in stream order:
+ *   - seq is the stream sequence, and generation is the stream's creation time in us, so a
+ *     cursor (README 3.8) names the same message on every node. A stream recreated (another
+ *     creation time) means a new ring (section 6, with the stream's generation).
+ *   - time_us is the time the stream stored the message (max(that, previous + 1), writer a), the
+ *     same on every node that holds the messages before it.
+ *   - The ring always holds a contiguous range of stream sequences: when the next message the
+ *     stream gives is not head (messages gone from the stream: retention, a purge, or a node
+ *     that was down longer than the stream keeps), ring_skip_to() evicts every held message
+ *     and moves tail and head to that seq. Readers see it as being lapped (section 5, reader b)
+ *     and send the one gap notice of PROTOCOL 3.4. Writer: evict as step c (tail, data_tail,
+ *     release fence), store first_seq (release), then head = tail = seq (release), wake.
+ *     ring_find_time() searches from max(head - nidx, first_seq): entries below first_seq were
+ *     never written with their own seq.
+ *   - stream_time is 1: message times come from the stream's clock, not the ring clock, so a
+ *     keepalive may not use the ring clock (a message stored in the stream before the keepalive
+ *     can arrive after it). ring_keepalive_time() returns last_time + 1 instead: still a valid
+ *     resume point, since every later message has a later time.
  */
 
 #include <stdalign.h>
@@ -173,8 +195,10 @@
  *      ring is refused (-EPROTO): its entries would be misread.
  *   3  clock_offset_us: message and keepalive times come from the ring clock (section 5), so a
  *      backward step of the wall clock cannot make a keepalive later than the next message.
+ *   4  cluster mode (section 8): head may skip forward (ring_skip_to), first_seq bounds the
+ *      time index, stream_time makes keepalives take the last message's time.
  */
-#define RING_VERSION UINT32_C(3)
+#define RING_VERSION UINT32_C(4)
 
 #define RING_HDR_SIZE		   4096u		 /* the header owns a page */
 #define RING_MIN_DATA		   (UINT64_C(64) * 1024) /* smallest data area */
@@ -210,7 +234,7 @@ struct ring_hdr {
 	_Atomic uint32_t wake;		   /* futex word: += 1 after head moves (release) */
 	_Atomic uint32_t closed;	   /* 1: ring replaced; re-attach by name (release) */
 	_Atomic uint32_t stamp;		   /* odd while a message is being timed (section 5) */
-	uint32_t _pad1;			   /* zero */
+	_Atomic uint32_t stream_time;	   /* 1: times come from a stream (section 8; relaxed) */
 
 	/* Line 2: the broker that writes now, for gpsctl and PROTOCOL 6 (relaxed). */
 	alignas(64) _Atomic uint64_t broker_pid; /* 0 after a clean shutdown */
@@ -218,6 +242,8 @@ struct ring_hdr {
 	_Atomic uint64_t published;		 /* messages appended since creation */
 	_Atomic uint64_t retention_us;		 /* the age limit the broker applies */
 	_Atomic uint64_t clock_offset_us; /* ring time - CLOCK_MONOTONIC; only grows (section 5) */
+	_Atomic uint64_t first_seq;	  /* lowest seq whose entry may be read; 1, or the last skip
+				     * (section 8); stored before head (release) */
 };
 
 /* One index entry: a seqlock around a message's metadata (section 5, writer e / reader c). */
@@ -244,11 +270,12 @@ _Static_assert(RING_AT(ring_hdr, magic, 0) && RING_AT(ring_hdr, version, 4) &&
 		       RING_AT(ring_hdr, data_tail, 88) && RING_AT(ring_hdr, last_time_us, 96) &&
 		       RING_AT(ring_hdr, evicted_time_us, 104) && RING_AT(ring_hdr, wake, 112) &&
 		       RING_AT(ring_hdr, closed, 116) && RING_AT(ring_hdr, stamp, 120) &&
-		       RING_AT(ring_hdr, _pad1, 124),
+		       RING_AT(ring_hdr, stream_time, 124),
 	       "a field of the header's line 0 or of its writer-hot line moved: bump RING_VERSION");
 _Static_assert(RING_AT(ring_hdr, broker_pid, 128) && RING_AT(ring_hdr, broker_start_us, 136) &&
 		       RING_AT(ring_hdr, published, 144) && RING_AT(ring_hdr, retention_us, 152) &&
-		       RING_AT(ring_hdr, clock_offset_us, 160) && sizeof(struct ring_hdr) == 192,
+		       RING_AT(ring_hdr, clock_offset_us, 160) &&
+		       RING_AT(ring_hdr, first_seq, 168) && sizeof(struct ring_hdr) == 192,
 	       "a field of the broker line moved, or one was added: bump RING_VERSION");
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_SIZE, "header fits its page");
 _Static_assert(offsetof(struct ring_idx, seq) == 0 && offsetof(struct ring_idx, time_us) == 8 &&
@@ -278,19 +305,33 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
 struct ring_stats {
 	_Atomic uint32_t magic; /* RING_STATS_MAGIC, stored last at creation (release) */
 	uint32_t version;	/* RING_VERSION */
-	uint64_t _pad0[7];
+	/* Section 8, written by the broker only (relaxed), read by gpsctl and HEAD (X-Cluster-Lag) */
+	_Atomic uint64_t cluster;     /* RING_CLUSTER_*: 0 on one machine */
+	_Atomic uint64_t cluster_seq; /* the stream's last seq when the broker last looked */
+	_Atomic uint64_t cluster_lag; /* messages of the stream not yet in the ring */
+	uint64_t _pad0[4];
 	alignas(64) _Atomic uint64_t connections; /* connections accepted since creation */
 	alignas(64) _Atomic uint64_t subscribers; /* open subscription streams */
 	alignas(64) _Atomic uint64_t received;	  /* bytes read from clients */
 	alignas(64) _Atomic uint64_t sent;	  /* bytes written to clients */
+	/* Section 8, display only: the broker rewrites them when it (re)connects; a reader may see
+	 * one half-written for that instant. NUL-terminated. */
+	alignas(64) char cluster_server[128]; /* the NATS server connected to; "" none */
+	char cluster_stream[64];	      /* the stream's name */
 };
 _Static_assert(RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
-		       RING_AT(ring_stats, _pad0, 8) && RING_AT(ring_stats, connections, 64) &&
+		       RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
+		       RING_AT(ring_stats, cluster_lag, 24) && RING_AT(ring_stats, _pad0, 32) &&
+		       RING_AT(ring_stats, connections, 64) &&
 		       RING_AT(ring_stats, subscribers, 128) &&
 		       RING_AT(ring_stats, received, 192) && RING_AT(ring_stats, sent, 256) &&
-		       sizeof(struct ring_stats) == 320,
+		       RING_AT(ring_stats, cluster_server, 320) &&
+		       RING_AT(ring_stats, cluster_stream, 448) && sizeof(struct ring_stats) == 512,
 	       "a ring_stats field moved: update this assertion and bump RING_VERSION");
-#define RING_STATS_SUFFIX ".stats"
+#define RING_CLUSTER_OFF       0u /* one machine */
+#define RING_CLUSTER_DOWN      1u /* cluster mode, NATS unreachable (publishes get 503) */
+#define RING_CLUSTER_CONNECTED 2u /* cluster mode, connected to NATS */
+#define RING_STATS_SUFFIX      ".stats"
 
 /* ---- process-local handles and the reader API (shm/ring.c) ------------------------------ */
 
@@ -498,6 +539,9 @@ struct ring_params {
 	uint64_t data_size;    /* rounded up to a power of two, at least RING_MIN_DATA */
 	uint64_t retention_us; /* 0: keep until space runs out */
 	bool recreate;	       /* replace an existing ring of another size or version */
+	uint64_t generation;   /* 0: the creation time; else the generation to make (section 8),
+				* and an existing ring of another generation is replaced */
+	bool stream_time;      /* section 8: times come from a stream (stored in the header) */
 };
 
 /*
@@ -530,6 +574,13 @@ _must_check_ int ring_publish_id(struct ring_writer *w, const uint8_t *id, uint3
 				 const uint8_t *topic, uint32_t topic_len, const uint8_t *payload,
 				 uint32_t payload_len, uint64_t now_us, uint64_t *ret_seq,
 				 uint64_t *ret_time_us);
+
+/*
+ * Section 8: evict every held message and make seq (> head) the next one, so that the next
+ * publish gets seq. Readers are woken (now, or with the batch under defer_wake). Nothing happens
+ * when seq <= head.
+ */
+void ring_skip_to(struct ring_writer *w, uint64_t seq);
 
 /* Step g of section 5 for every publish since the last one, under w->defer_wake: one
  * FUTEX_WAKE for the batch. Nothing to do (no syscall) when nothing was published. */

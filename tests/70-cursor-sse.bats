@@ -22,7 +22,9 @@ BIG=20000
 setup_file()
 {
 	# keepalive 300ms: expect_messages waits for one to know a replay is over
-	gps_start "[History]" "ringSize: 64K" "[Stream]" "keepalive: 300ms"
+	# publishOrigins: 3.12 publishes from an origin (README 3.13 refuses unlisted ones)
+	gps_start "[History]" "ringSize: 64K" "[Stream]" "keepalive: 300ms" \
+		"[Clients]" "publishOrigins: https://example.org"
 }
 
 teardown_file()

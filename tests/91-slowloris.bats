@@ -38,7 +38,7 @@ if grep -qa __asan_init "$GPS_BUILD/gitpubsub-frontend" 2>/dev/null; then
 	SUB_HEAD_MAX_MS=3000
 fi
 P99_MAX_US=1000000
-# Multiplexed (issue 11): one worker serves the attack and the subscriber alike, and the 1,000
+# Multiplexed (README "Performance"): one worker serves the attack and the subscriber alike, and the 1,000
 # trickling connections must not delay the subscriber's messages by more than 100 ms.
 if [[ $GPS_MODE == mux ]]; then
 	export GPS_WORKERS=1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# Multiplexed frontends hold 50,000 subscribers (issue 11) on a machine where one process may
+# Multiplexed frontends hold 50,000 subscribers (README "Performance") on a machine where one process may
 # hold at most 20,000 files: four workers share them (each stops accepting when it is full and
 # the kernel hands connections to another), four subscriber processes hold 12,500 each from
 # their own source addresses (127.0.0.2 to .5: one address reaches one port from about 28,000

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2016,SC2030,SC2031 # box_sh scripts expand inside the box; $output of run
 #
-# Under a real booted systemd (issue 13): a minimal Debian 12 in a container (tests/box), the
+# Under a real booted systemd (README "Installing"): a minimal Debian 12 in a container (tests/box), the
 # packages that `make deb` builds installed in it with apt, and then what a Debian user does:
 # enable the socket, subscribe and publish, restart the broker under 50 subscribers, push to a
 # bare repository whose post-receive is gitpubsub-hook, read systemd-analyze security and
@@ -19,7 +19,7 @@ REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 : "${GPS_BUILD:=$REPO/build}"
 BOX=$REPO/tests/box
 ROOT=$GPS_BUILD/box/root
-# The exposure limits of issue 4, as systemd-analyze security prints them (0.0 - 10.0).
+# The exposure limits of the README's units section, as systemd-analyze security prints them (0.0 - 10.0).
 FRONTEND_MAX_EXPOSURE=2.0
 BROKER_MAX_EXPOSURE=3.0
 # Connection figures (test 6): sequential connects, then connects with 64 in flight, then

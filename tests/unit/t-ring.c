@@ -1133,7 +1133,7 @@ static void test_ids(void)
 		drop_ring(name);
 		return;
 	}
-	is(r.hdr->version, 3, "the ring is version 3 (ids in records, the ring clock)");
+	is(r.hdr->version, 4, "the ring is version 4 (ids in records, the ring clock, clusters)");
 	msg_topic(1, topic);
 	msg_fill(scratch, 100, 1);
 	err = ring_publish_id(&w, id, id_len, topic, T_TOPIC_LEN, scratch, 100, MS, &seq, &t);
@@ -1625,6 +1625,54 @@ static void test_concurrency(void)
 	run_conc("slow", SLOW_N, SLOW_GAP_US, 200, true);
 }
 
+/* shm/ring.h section 8: a copy of a stream skips, keeps the stream's times and generation. */
+static void test_cluster(void)
+{
+	struct ring_params p = { .data_size = SMALL_DATA, .generation = 777, .stream_time = true };
+	uint8_t buf[128];
+	struct ring_writer w;
+	struct ring_rec rec;
+	uint64_t seq, t, lo, head;
+	char name[64];
+	struct ring r;
+	bool created;
+
+	diag("cluster mode: skips, stream times, generations");
+	ring_name(name, sizeof(name));
+	if (ring_writer_open(name, &p, &w, &created) < 0 || ring_attach(name, &r) < 0) {
+		ok(0, "cluster: set up");
+		drop_ring(name);
+		return;
+	}
+	is(r.generation, 777, "the generation is the one asked for (the stream's)");
+	for (uint64_t i = 1; i <= 3; i++)
+		is(pub_msg(&w, i, 50, 1000 * MS + i, buf, &t), 0, "message %llu stored",
+		   (unsigned long long)i);
+	ring_skip_to(&w, 2); /* behind head: nothing */
+	is(ring_head(&r), 4, "a skip to a held seq changes nothing");
+	ring_skip_to(&w, 10);
+	is(ring_head(&r), 10, "skip: head is the seq skipped to");
+	is(ring_tail(&r), 10, "skip: everything before it is evicted");
+	is(ring_rec_get(&r, 3, &rec), -ESTALE, "skip: a reader at an old seq is lapped");
+	is(pub_msg(&w, 10, 50, 2000 * MS, buf, &t), 0, "the next message gets the seq skipped to");
+	is(t, 2000 * MS, "its time is the one given (the stream's)");
+	is(ring_find_time(&r, 1500 * MS, &seq, &lo), 0, "find_time after a skip answers");
+	is(seq, 10, "find_time: the first message at or after the time");
+	ok(lo >= 10, "find_time: nothing below first_seq is searched");
+	is(ring_keepalive_time(&r, &t, &head), 0, "keepalive time");
+	is(t, 2000 * MS + 1, "stream times: a keepalive is the last message's time + 1");
+	ring_writer_close(&w);
+	p.generation = 778;
+	is(ring_writer_open(name, &p, &w, &created), -ESTALE,
+	   "another generation without recreate is refused");
+	p.recreate = true;
+	is(ring_writer_open(name, &p, &w, &created), 0, "recreate for another generation");
+	ok(created && ring_closed(&r), "a new ring; the old one is closed for its readers");
+	ring_writer_close(&w);
+	ring_detach(&r);
+	drop_ring(name);
+}
+
 int main(void)
 {
 	test_create();
@@ -1644,5 +1692,6 @@ int main(void)
 	test_futex();
 	test_keepalive();
 	test_concurrency();
+	test_cluster();
 	return done_testing();
 }
