@@ -56,7 +56,6 @@ enum config_type {
 	CONFIG_HEADER,	    /* a response header's value: printable ASCII, may be empty */
 	CONFIG_COUNT32_0,   /* uint32_t plain decimal, 0 allowed ("as many as fit") */
 	CONFIG_MODE,	    /* [Frontend] mode: "multiplexed" or "per-connection" */
-	CONFIG_FILE,	    /* a file's path, may be empty (none): no control bytes */
 };
 
 struct config_key {
@@ -80,7 +79,7 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Server", "IP", CONFIG_STRING, listen_ip),
 	CONFIG_KEY("Clients", "trustedPeers", CONFIG_PEERS, trusted_peers),
 	CONFIG_KEY("Clients", "publishOrigins", CONFIG_HEADER, publish_origins),
-	CONFIG_KEY("Clients", "tokensFile", CONFIG_FILE, tokens_file),
+	CONFIG_KEY("Clients", "tokensFile", CONFIG_HEADER, tokens_file),
 	CONFIG_KEY("Limits", "maxBodySize", CONFIG_SIZE64, max_body),
 	CONFIG_KEY("Limits", "maxTargetSize", CONFIG_SIZE32, max_target),
 	CONFIG_KEY("Limits", "maxHeaderSize", CONFIG_SIZE32, max_header),
@@ -329,21 +328,6 @@ static int config_set_header(struct config *c, const struct config_key *k, const
 	return 0;
 }
 
-static int config_set_file(struct config *c, const struct config_key *k, const char *value,
-			   char *why, size_t len)
-{
-	if (!config_fits(k, value, why, len))
-		return -EINVAL;
-	for (const char *p = value; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			(void)snprintf(why, len, "a control character in a path");
-			return -EINVAL;
-		}
-	}
-	config_set_string(c, k, value);
-	return 0;
-}
-
 static int config_set_peers(struct config *c, const struct config_key *k, const char *value,
 			    char *why, size_t len)
 {
@@ -466,10 +450,9 @@ static const config_setter config_setters[] = {
 	[CONFIG_SIZE64] = config_set_size,	   [CONFIG_DURATION_MS] = config_set_duration,
 	[CONFIG_DURATION_S] = config_set_duration, [CONFIG_DURATION_S0] = config_set_duration,
 	[CONFIG_COUNT32_0] = config_set_count0,	   [CONFIG_MODE] = config_set_mode,
-	[CONFIG_FILE] = config_set_file,
 };
 
-_Static_assert(ARRAY_SIZE(config_setters) == CONFIG_FILE + 1, "a setter for every type");
+_Static_assert(ARRAY_SIZE(config_setters) == CONFIG_MODE + 1, "a setter for every type");
 
 /*
  * Check value against k's type and store it in c. A bad value is logged and leaves c alone:
@@ -604,7 +587,7 @@ int config_load(const char *path, struct config *c)
 		return -errno; /* the caller decides whether a missing file is worth a word */
 
 	for (;;) {
-		size_t len;
+		size_t len = 0;
 		char *s;
 		int got = config_getline(f, &buf, &cap, &len);
 

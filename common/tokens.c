@@ -208,7 +208,7 @@ static int tokens_read(struct loader *ld, FILE *f)
 	int ret = 0;
 
 	for (;;) {
-		size_t len;
+		size_t len = 0;
 		char *s;
 		int err = config_getline(f, &buf, &cap, &len);
 
