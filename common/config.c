@@ -79,6 +79,7 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Server", "IP", CONFIG_STRING, listen_ip),
 	CONFIG_KEY("Clients", "trustedPeers", CONFIG_PEERS, trusted_peers),
 	CONFIG_KEY("Clients", "publishOrigins", CONFIG_HEADER, publish_origins),
+	CONFIG_KEY("Clients", "tokensFile", CONFIG_HEADER, tokens_file),
 	CONFIG_KEY("Limits", "maxBodySize", CONFIG_SIZE64, max_body),
 	CONFIG_KEY("Limits", "maxTargetSize", CONFIG_SIZE32, max_target),
 	CONFIG_KEY("Limits", "maxHeaderSize", CONFIG_SIZE32, max_header),
@@ -557,6 +558,22 @@ _must_check_ static int config_assignment(struct config_state *st, char *s, stru
 	return config_set(c, st->path, st->line, k, value);
 }
 
+int config_getline(FILE *f, char **buf, size_t *cap, size_t *ret_len)
+{
+	ssize_t n;
+	size_t len;
+
+	errno = 0;
+	n = getline(buf, cap, f);
+	if (n < 0)
+		return feof(f) ? 0 : errno ? -errno : -EIO;
+	len = (size_t)n;
+	while (len > 0 && ((*buf)[len - 1] == '\n' || (*buf)[len - 1] == '\r'))
+		(*buf)[--len] = '\0';
+	*ret_len = len;
+	return 1;
+}
+
 int config_load(const char *path, struct config *c)
 {
 	struct config_state st = { .path = path, .where = CONFIG_NO_SECTION };
@@ -570,26 +587,20 @@ int config_load(const char *path, struct config *c)
 		return -errno; /* the caller decides whether a missing file is worth a word */
 
 	for (;;) {
-		ssize_t n;
-		size_t len;
+		size_t len = 0;
 		char *s;
+		int got = config_getline(f, &buf, &cap, &len);
 
-		errno = 0;
-		n = getline(&buf, &cap, f);
-		if (n < 0) {
-			if (!feof(f))
-				ret = errno ? -errno : -EIO;
+		if (got <= 0) {
+			ret = got < 0 ? got : ret;
 			break;
 		}
 		st.line++;
-		len = (size_t)n;
 		if (memchr(buf, '\0', len)) {
 			log_error("%s:%u: NUL byte in line", path, st.line);
 			ret = -EINVAL;
 			continue;
 		}
-		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-			buf[--len] = '\0';
 		if (len > CONFIG_LINE_MAX) {
 			log_error("%s:%u: line longer than %d bytes", path, st.line,
 				  CONFIG_LINE_MAX);
@@ -640,14 +651,14 @@ void config_write(const struct config *c, FILE *f)
 {
 	fprintf(f,
 		"[Server]\nport: %u\nIP: %s\n\n"
-		"[Clients]\ntrustedPeers: %s\npublishOrigins: %s\n\n"
+		"[Clients]\ntrustedPeers: %s\npublishOrigins: %s\ntokensFile: %s\n\n"
 		"[Limits]\nmaxBodySize: %llu\nmaxTargetSize: %u\nmaxHeaderSize: %u\n"
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
 		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
 		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nmessageIdWindow: %llus\n\n"
 		"[Broker]\nsocket: %s\n\n"
 		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
-		c->port, c->listen_ip, c->trusted_peers, c->publish_origins,
+		c->port, c->listen_ip, c->trusted_peers, c->publish_origins, c->tokens_file,
 		(unsigned long long)c->max_body, c->max_target, c->max_header, c->max_header_lines,
 		c->header_timeout_ms, c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms,
 		c->allow_origin, (unsigned long long)c->retention_s,

@@ -15,6 +15,7 @@
  *   [Server]   port (1-65535), IP (listen address)                          compat
  *   [Clients]  trustedPeers (whitespace-separated list, see common/trust.h)  compat
  *              publishOrigins (whitespace-separated web origins; default none)
+ *              tokensFile (path of the publish tokens, common/tokens.h; default none)
  *   [Limits]   maxBodySize, maxTargetSize, maxHeaderSize (sizes),
  *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
  *   [Stream]   keepalive, sendTimeout (durations), allowOrigin (header value, may be empty)
@@ -41,6 +42,7 @@ struct config {
 	uint32_t port;		    /* [Server] port; default 2069 */
 	char trusted_peers[4096];   /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
 	char publish_origins[1024]; /* [Clients] publishOrigins: web origins that may publish */
+	char tokens_file[1024];	    /* [Clients] tokensFile: publish tokens; "" none */
 	uint64_t max_body;	    /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
 	uint32_t max_target;	    /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
 	uint32_t max_header;	    /* [Limits] maxHeaderSize; default 16 KiB */
@@ -86,6 +88,13 @@ _must_check_ int config_load(const char *path, struct config *c);
  * named file is an error). Problems are logged. 0, or the -errno of config_load().
  */
 _must_check_ int config_read(const char *path, struct config *ret);
+
+/*
+ * One line of f into *buf (getline's buffer, *cap its size), its line end (LF, CRLF) cut off;
+ * *ret_len is its length (NUL bytes inside count). 1 for a line, 0 at the end of the file, or
+ * -errno. The line reader of every file we parse: this one and the tokens file.
+ */
+_must_check_ int config_getline(FILE *f, char **buf, size_t *cap, size_t *ret_len);
 
 /* Write the effective configuration c to f in the file's own syntax (every key, sizes in
  * bytes, durations in ms), so it can be read back. */

@@ -30,12 +30,18 @@
 
 #include "common/config.h"
 #include "common/macro.h"
+#include "common/tokens.h"
 #include "common/trust.h"
 #include "frontend/http.h"
 #include "frontend/loop.h"
 #include "shm/ring.h"
 
 #define SERVER_NAME "GitPubSub/" GPS_VERSION
+
+/* How often a process looks (one stat) whether [Clients] tokensFile changed: a multiplexed
+ * worker on a timer of its loop, a one-connection process when a request brings a token, the
+ * per-connection listener before each fork. A change is in force within this. */
+#define TOKENS_CHECK_US UINT64_C(1000000)
 
 struct pub;
 struct sub;
@@ -85,7 +91,9 @@ struct frontend {
 	struct loop loop;
 	struct config cfg;
 	const char *ring_name;
-	struct trust *trust; /* [Clients] trustedPeers, parsed once; NULL: trust nobody */
+	struct trust *trust;	   /* [Clients] trustedPeers, parsed once; NULL: trust nobody */
+	struct tokens tokens;	   /* [Clients] tokensFile, read at start and when it changes */
+	struct timer tokens_timer; /* a worker's look at the file (TIMER_TOKENS) */
 	struct ring_stats *stats;
 	struct conn *conns, *dead;
 	size_t nconns, max_conns;
@@ -176,10 +184,17 @@ size_t response_page(char *buf, size_t cap, size_t page_len, const char *allow_o
 
 /* ---- request.c: the request loop ---- */
 
-/* Whether req may publish or see statistics: c's peer is trusted (PROTOCOL 5), and the request
- * is no browser's for a page whose origin is not in [Clients] publishOrigins (an Origin not
- * listed, or Sec-Fetch-Site other than none or same-origin). */
-bool request_trusted(const struct conn *c, const struct http_request *req);
+/*
+ * Whether req may publish to its target or see statistics: 0 (yes), 401 or 403, with the
+ * one-line reason to answer in *ret_reason (static text: never the token, nor its prefixes).
+ * With an Authorization line: 0 for a known bearer token whose prefixes cover the target,
+ * whatever the address; 403 for a known token and a target outside them; 401 for any other
+ * token, malformed, or several Authorization lines. Without one: 0 when c's peer is trusted
+ * (PROTOCOL 5) and the request is no browser's for a page whose origin is not in [Clients]
+ * publishOrigins (an Origin not listed, or Sec-Fetch-Site other than none or same-origin);
+ * 403 otherwise.
+ */
+int request_trust(const struct conn *c, const struct http_request *req, const char **ret_reason);
 /* Watch c in fe's loop and serve it; false if it could not be watched (closed). */
 bool request_start(struct conn *c);
 /* Parse and handle what c->in holds, as far as it goes (called after reads and answers). */

@@ -51,6 +51,7 @@ enum timer_class {
 	TIMER_LINGER,	 /* after an error, how long we read what the client still sends */
 	TIMER_RETRY,	 /* short pauses: re-attaching a replaced ring, a full fd table */
 	TIMER_SOON,	 /* period 0: once the loop is done with this round of events */
+	TIMER_TOKENS,	 /* a worker's look at whether [Clients] tokensFile changed */
 	TIMER_NCLASSES,
 };
 

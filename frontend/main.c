@@ -159,6 +159,7 @@ static int frontend_init(struct frontend *fe, bool single)
 		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
 		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,
 		[TIMER_SOON] = 0,
+		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
 
 	fe->single = single;
@@ -280,7 +281,7 @@ static int serve_one(struct frontend *fe, int fd)
  * process starts at once with the configuration already read, where an Accept=yes listener forks
  * a large one which then execs us. A crashing child takes only its own connection.
  */
-static int accept_loop(int lfd)
+static int accept_loop(struct frontend *fe, int lfd)
 {
 	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
 	(void)!io_set_nonblock(lfd, true);
@@ -301,6 +302,12 @@ static int accept_loop(int lfd)
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
 			continue;
 		}
+		/* each child starts with the tokens file as it is now, read here (the first time,
+		 * and when it changed) */
+		if (fe->cfg.tokens_file[0] &&
+		    (!fe->tokens.checked_us ||
+		     io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
+			(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 		pid = fork();
 		if (pid == 0) {
 			(void)signal(SIGCHLD, SIG_DFL);
@@ -459,6 +466,16 @@ static size_t fd_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
 }
 
+/* A worker's look at the tokens file: read again when it changed, without touching a
+ * connection (each request checks the tokens there are when it arrives). */
+static void tokens_tick(struct loop *l, struct timer *t)
+{
+	struct frontend *fe = container_of(t, struct frontend, tokens_timer);
+
+	(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
+	timer_arm(l, t, TIMER_TOKENS, tokens_tick);
+}
+
 static int worker_main(struct frontend *fe, int lfd)
 {
 	size_t limit = fd_limit();
@@ -482,6 +499,8 @@ static int worker_main(struct frontend *fe, int lfd)
 	/* the ring's waiter starts now, not at the first stream: the first subscriber's first
 	 * message should not wait for a thread to start */
 	(void)!fanout_attach(fe);
+	if (fe->cfg.tokens_file[0])
+		timer_arm(&fe->loop, &fe->tokens_timer, TIMER_TOKENS, tokens_tick);
 	log_debug("worker %d: serving up to %zu connections", (int)getpid(), fe->max_conns);
 	for (;;) {
 		run(fe);
@@ -557,6 +576,9 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	(void)sigaddset(&set, SIGINT);
 	(void)sigaddset(&set, SIGHUP);
 	(void)sigprocmask(SIG_BLOCK, &set, NULL);
+	/* read once here, so every worker starts with the tokens (and a bad line is logged once) */
+	if (fe->cfg.tokens_file[0])
+		(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
 	for (size_t i = 0; i < nworkers; i++) {
 		workers[i].delay_ms = RESTART_MIN_MS;
 		if (worker_spawn(fe, lfd, &workers[i], i) > 0)
@@ -806,7 +828,7 @@ int main(int argc, char **argv)
 	if (n == 1 && socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
 		if (strcmp(fe.cfg.frontend_mode, "multiplexed") == 0)
 			return supervise(&fe, LISTEN_FDS_START, worker_count(&fe.cfg));
-		int fd = accept_loop(LISTEN_FDS_START);
+		int fd = accept_loop(&fe, LISTEN_FDS_START);
 
 		if (fd < 0) {
 			log_error("unable to accept connections: %s", strerror(-fd));

@@ -640,21 +640,16 @@ void publish_begin(struct conn *c, const struct http_request *req, size_t hlen)
 	const struct http_header *te = http_find_header(req, "Transfer-Encoding");
 	const struct http_header *expect = http_find_header(req, "Expect");
 	uint64_t clen = 0;
-	const char *msg_id = NULL;
+	const char *msg_id = NULL, *why;
 	size_t msg_id_len = 0;
 	struct pub *p;
-	int has_cl;
+	int has_cl, status;
 
-	/* PROTOCOL 4.1: untrusted peers are refused before a byte of body is read */
-	if (!c->trusted) {
-		conn_fail(c, 403, "Only trusted sources may send data!");
-		return;
-	}
-	/* a trusted address, but a browser publishing for a page of another origin */
-	if (!request_trusted(c, req)) {
-		conn_fail(c, 403,
-			  "publishes from web pages are refused unless their origin is in "
-			  "[Clients] publishOrigins");
+	/* PROTOCOL 4.1: untrusted peers (and unknown tokens, and tokens for other topics) are
+	 * refused before a byte of body is read */
+	status = request_trust(c, req, &why);
+	if (status) {
+		conn_fail(c, status, why);
 		return;
 	}
 	p = pub_get(c);

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "frontend/frontend.h"
 #include "frontend/sse.h"
+#include "shm/topic.h"
 
 #define HEAD_ANSWER_MAX 1024u /* a HEAD answer with every statistics header */
 
@@ -50,22 +51,94 @@ static bool list_has(const char *list, const char *word, size_t len)
 	return false;
 }
 
-bool request_trusted(const struct conn *c, const struct http_request *req)
+/* Without an Authorization line: the peer's address, and no browser's page of another origin. */
+static int address_trust(const struct conn *c, const struct http_request *req,
+			 const char **ret_reason)
 {
 	const struct http_header *origin = http_find_header(req, "Origin");
 	const struct http_header *site = http_find_header(req, "Sec-Fetch-Site");
 
+	/* PROTOCOL 4.1 fixes this body byte for byte (compat) */
+	*ret_reason = "Only trusted sources may send data!";
 	if (!c->trusted)
-		return false;
+		return 403;
 	/* A browser names the page's origin; curl, the hook and other programs send neither
 	 * header. A page on any site a user of this machine opens could otherwise publish
 	 * through the user's trusted address, or read statistics (DNS rebinding). */
+	*ret_reason = "publishes from web pages are refused unless their origin is in [Clients] "
+		      "publishOrigins";
 	if (origin)
-		return list_has(c->fe->cfg.publish_origins, origin->value, origin->value_len);
+		return list_has(c->fe->cfg.publish_origins, origin->value, origin->value_len) ? 0
+											      : 403;
 	if (site && !(site->value_len == 4 && strncasecmp(site->value, "none", 4) == 0) &&
 	    !(site->value_len == 11 && strncasecmp(site->value, "same-origin", 11) == 0))
-		return false;
-	return true;
+		return 403;
+	return 0;
+}
+
+/* Whether known token i may publish to req's target (an invalid topic is no one's). */
+static bool token_covers(const struct frontend *fe, size_t i, const struct http_request *req)
+{
+	static uint8_t topic[TOPIC_MAX_BYTES]; /* the target's stored form: not on the stack */
+	long len = topic_publish_parse(req->target, req->target_len, topic, sizeof(topic));
+
+	return len >= 0 && tokens_allows(&fe->tokens, i, topic, (size_t)len);
+}
+
+/*
+ * With n Authorization lines, the last of them auth. The token's digest is looked up whatever
+ * the line looks like (several lines, another scheme, a token of bad syntax), so a malformed
+ * token costs what an unknown one does: the answer and its time are the same.
+ */
+static int token_trust(const struct conn *c, const struct http_request *req,
+		       const struct http_header *auth, size_t n, const char **ret_reason)
+{
+	static const char bearer[] = "Bearer ";
+	struct frontend *fe = c->fe;
+	const char *tok = auth->value;
+	size_t len = auth->value_len;
+	bool well_formed = false;
+	long i;
+
+	if (len > sizeof(bearer) - 1 && strncasecmp(tok, bearer, sizeof(bearer) - 1) == 0) {
+		tok += sizeof(bearer) - 1;
+		len -= sizeof(bearer) - 1;
+		while (len > 0 && *tok == ' ') {
+			tok++;
+			len--;
+		}
+		well_formed = n == 1 && tokens_syntax_ok(tok, len);
+	}
+	/* A worker looks on its timer. A one-connection process reads the file when the first
+	 * token comes, not at start: a subscriber's process (inetd, Accept=yes) never needs it.
+	 * It may live on as a keep-alive publisher, so it looks again now and then. */
+	if (fe->single && fe->cfg.tokens_file[0] &&
+	    (!fe->tokens.checked_us || io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
+		(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
+	i = tokens_find(&fe->tokens, tok, MIN(len, (size_t)TOKEN_MAX));
+	if (!well_formed || i < 0) {
+		*ret_reason = "a valid bearer token is required: this one is unknown or malformed";
+		return 401;
+	}
+	*ret_reason = "this token may not publish to this topic";
+	return token_covers(fe, (size_t)i, req) ? 0 : 403;
+}
+
+int request_trust(const struct conn *c, const struct http_request *req, const char **ret_reason)
+{
+	const struct http_header *auth = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+
+		if (h->name_len == 13 && strncasecmp(h->name, "Authorization", 13) == 0) {
+			auth = h;
+			n++;
+		}
+	}
+	/* a token that is present is checked, whatever the address */
+	return auth ? token_trust(c, req, auth, n, ret_reason) : address_trust(c, req, ret_reason);
 }
 
 /* PROTOCOL 1.2: keep-alive unless a Connection line says close (any of them: RFC 9112 9.6
@@ -100,16 +173,22 @@ static bool declares_body(const struct http_request *req)
 	return false;
 }
 
-/* HEAD (PROTOCOL 6): statistics for trusted peers, a bare health check for the rest (and for a
- * browser's request from another origin). */
+/* HEAD (PROTOCOL 6): statistics for whoever may publish to its target (request_trust), a bare
+ * health check for the rest, and 401 for a token that is unknown or malformed. */
 static void handle_head(struct conn *c, const struct http_request *req)
 {
 	struct frontend *fe = c->fe;
 	struct response_stats st = { 0 };
-	bool trusted = request_trusted(c, req);
+	const char *why;
+	int status = request_trust(c, req, &why);
+	bool trusted = status == 0;
 	char buf[HEAD_ANSWER_MAX];
 	size_t n;
 
+	if (status == 401) {
+		conn_fail(c, status, why);
+		return;
+	}
 	if (trusted) {
 		if (fanout_attach(fe) == 0) {
 			const struct ring *r = &fe->ring;

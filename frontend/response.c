@@ -26,6 +26,8 @@ const char *http_status_text(int status)
 		return "OK";
 	case 400:
 		return "Bad Request";
+	case 401:
+		return "Unauthorized";
 	case 403:
 		return "Forbidden";
 	case 405:
@@ -58,7 +60,10 @@ static size_t fitted(int n, size_t cap)
 
 size_t response_error(char *buf, size_t cap, int status, const char *reason)
 {
-	const char *extra = status == 405   ? "Allow: GET, HEAD, POST, PUT\r\n"
+	/* 401: RFC 6750 3.1, a token was sent and is not valid */
+	const char *extra = status == 401   ? "WWW-Authenticate: Bearer realm=\"gitpubsub\", "
+					      "error=\"invalid_token\"\r\n"
+			    : status == 405 ? "Allow: GET, HEAD, POST, PUT\r\n"
 			    : status == 503 ? "Retry-After: 1\r\n"
 					    : "";
 	/* PROTOCOL 4.1 fixes the 403 body byte for byte (compat); the rest end in CRLF */

@@ -44,7 +44,7 @@ static void check_config(const struct config *c)
 
 	FUZZ_CHECK(TERMINATED(c->listen_ip) && TERMINATED(c->trusted_peers) &&
 			   TERMINATED(c->allow_origin) && TERMINATED(c->ring_name) &&
-			   TERMINATED(c->socket_path),
+			   TERMINATED(c->socket_path) && TERMINATED(c->tokens_file),
 		   "a string field is not terminated");
 	FUZZ_CHECK(c->listen_ip[0] != '\0' && c->socket_path[0] != '\0', "empty IP or socket");
 	FUZZ_CHECK(c->port >= 1 && c->port <= 65535, "port %" PRIu32, c->port);
@@ -84,6 +84,7 @@ static void check_same(const struct config *a, const struct config *b)
 		   "history");
 	FUZZ_CHECK(strcmp(a->ring_name, b->ring_name) == 0, "ring");
 	FUZZ_CHECK(strcmp(a->socket_path, b->socket_path) == 0, "socket");
+	FUZZ_CHECK(strcmp(a->tokens_file, b->tokens_file) == 0, "tokensFile");
 }
 
 /* What the value parsers accept prints and parses back to the same number. */

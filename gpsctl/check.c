@@ -325,7 +325,7 @@ int gpsctl_check(struct reader *rd)
 	uint64_t checked = 0;
 	size_t size = 0;
 	void *base = NULL;
-	int err, rc;
+	int err, rc, tokens_rc = gpsctl_check_tokens(rd);
 
 	err = ring_map(rd->name, false, &base, &size);
 	if (err == -EPROTO) {
@@ -373,7 +373,7 @@ int gpsctl_check(struct reader *rd)
 
 out_report:
 	print_check_result(&p, rd->name, checked, o);
-	rc = p.n ? 1 : 0;
+	rc = p.n || tokens_rc ? 1 : 0;
 	problems_clear(&p);
 	if (base)
 		(void)munmap(base, size);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "common/config.h"
 #include "shm/ring.h"
 #include "shm/topic.h"
 
@@ -33,6 +34,8 @@ struct options {
 	bool has_since, has_until, has_count;
 	uint64_t since_us, until_us, count;
 	const char *topic;
+	char **args; /* the arguments of a verb that takes several (token) */
+	int nargs;
 };
 
 /* One verb's view of the ring: the ring, where it reads, and what it was asked for. */
@@ -41,6 +44,7 @@ struct reader {
 	struct ring_cursor cur; /* dump, tail, topics: the next message (shm/ring.h reader) */
 	const char *name;
 	const struct options *o;
+	const struct config *cfg; /* the configuration file's settings */
 	const struct topic_pattern *pat;
 	uint64_t printed; /* messages printed (gap notices not counted) */
 	bool gaps_to_log; /* topics: a gap is a warning, not a line of the table */
@@ -58,6 +62,10 @@ int gpsctl_check(struct reader *rd);
 int gpsctl_dump(struct reader *rd);
 int gpsctl_tail(struct reader *rd);
 int gpsctl_topics(struct reader *rd);
+int gpsctl_token(struct reader *rd);
+/* check's part for [Clients] tokensFile (token.c): 0 when it loads clean or is not set, 1 after
+ * saying what is wrong. */
+int gpsctl_check_tokens(const struct reader *rd);
 
 /* Output helpers (util.c). Times are microseconds since the epoch. */
 void gpsctl_print_unix_us(FILE *f, uint64_t us);

@@ -33,6 +33,7 @@ enum {
 	VERB_COUNT = 1u << 2,	    /* --topic and --count */
 	VERB_PROMETHEUS = 1u << 3,  /* --prometheus */
 	VERB_MAPS_ITSELF = 1u << 4, /* maps the ring itself: a ring attach refuses is its subject */
+	VERB_NO_RING = 1u << 5,	    /* needs no ring; takes its own arguments (o->args) */
 };
 
 struct verb {
@@ -62,6 +63,10 @@ static const struct verb verbs[] = {
 	  VERB_TOPIC | VERB_COUNT, gpsctl_tail },
 	{ "topics", "messages and bytes per topic over the held history, busiest first",
 	  VERB_TOPIC | VERB_UNTIL, gpsctl_topics },
+	{ "token",
+	  "new PREFIX...: print a fresh publish token (once) and its\n"
+	  "line for [Clients] tokensFile, scoped to those topic prefixes",
+	  VERB_NO_RING, gpsctl_token },
 };
 
 /* Width of the verb column of --help. */
@@ -214,7 +219,7 @@ _must_check_ static int check_usage(const struct verb *v, const struct options *
 {
 	char list[128];
 
-	if (nargs > (v->flags & VERB_TOPIC ? 1 : 0)) {
+	if (!(v->flags & VERB_NO_RING) && nargs > (v->flags & VERB_TOPIC ? 1 : 0)) {
 		log_error("too many arguments for '%s'", v->name);
 		return -EINVAL;
 	}
@@ -388,6 +393,11 @@ static const struct verb *parse_verb(int argc, char **argv, struct options *o,
 	optind++;
 	if (check_usage(v, o, argc - optind) < 0)
 		return NULL;
+	if (v->flags & VERB_NO_RING) {
+		o->args = argv + optind;
+		o->nargs = argc - optind;
+		return v;
+	}
 	if (optind < argc)
 		o->topic = argv[optind];
 	if (topic_pattern_parse(o->topic, strlen(o->topic), pat) < 0) {
@@ -421,6 +431,7 @@ static int choose_ring(const struct options *o, struct reader *rd)
 	} else {
 		rd->name = cfg.ring_name;
 	}
+	rd->cfg = &cfg;
 	return 0;
 }
 
@@ -429,7 +440,7 @@ static int run_verb(const struct verb *v, struct reader *rd)
 {
 	int err;
 
-	if (v->flags & VERB_MAPS_ITSELF)
+	if (v->flags & (VERB_MAPS_ITSELF | VERB_NO_RING))
 		return v->run(rd);
 	err = ring_attach(rd->name, &rd->r);
 	if (err < 0) {
@@ -457,7 +468,7 @@ int main(int argc, char **argv)
 	v = parse_verb(argc, argv, &o, &pattern);
 	if (!v)
 		return 2;
-	if (choose_ring(&o, &rd))
+	if (!(v->flags & VERB_NO_RING) && choose_ring(&o, &rd))
 		return 1;
 	rc = run_verb(v, &rd);
 	ring_detach(&rd.r);

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/config.h"
+#include "common/io.h"
+#include "common/tokens.h"
 #include "hook/conf.h"
 #include "hook/jbuf.h"
 
@@ -19,10 +24,67 @@ int conf_init(struct conf *c)
 	return 0;
 }
 
+/* Forget the token, its bytes too. */
+static void conf_drop_token(struct conf *c)
+{
+	if (c->token) {
+		explicit_bzero(c->token, strlen(c->token));
+		free(c->token);
+	}
+	c->token = NULL;
+}
+
 void conf_free(struct conf *c)
 {
 	free(c->url);
 	c->url = NULL;
+	conf_drop_token(c);
+}
+
+/* Take the token value[0..len) (its syntax checked). 0, -EINVAL or -ENOMEM. */
+static int conf_take_token(struct conf *c, const char *value, size_t len)
+{
+	char *t;
+
+	if (!tokens_syntax_ok(value, len))
+		return -EINVAL;
+	t = strndup(value, len);
+	if (!t)
+		return -ENOMEM;
+	conf_drop_token(c);
+	c->token = t;
+	return 0;
+}
+
+/* The first line of the file at path, as the token. 0, -EINVAL (unreadable, or no token),
+ * or -ENOMEM. */
+static int conf_token_file(struct conf *c, const char *path)
+{
+	char buf[CONF_TOKEN_FILE_MAX];
+	size_t got = 0, len;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = io_read(fd, buf + got, sizeof(buf) - 1 - got);
+
+		if (n <= 0) {
+			err = (int)n;
+			break;
+		}
+		got += (size_t)n;
+	}
+	(void)close(fd);
+	buf[got] = '\0';
+	len = strcspn(buf, "\r\n");
+	while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	if (err == 0)
+		err = conf_take_token(c, buf, len);
+	explicit_bzero(buf, sizeof(buf));
+	return err;
 }
 
 int conf_parse_u32(const char *s, uint32_t *ret)
@@ -70,6 +132,13 @@ int conf_set(struct conf *c, const char *key, const char *value)
 			return -EINVAL;
 		c->max_commits = n;
 		return 0;
+	}
+	if (strcasecmp(key, "token") == 0)
+		return conf_take_token(c, value, strlen(value));
+	if (strcasecmp(key, "tokenFile") == 0) {
+		int err = *value ? conf_token_file(c, value) : -EINVAL;
+
+		return err == 0 || err == -ENOMEM ? err : -EINVAL;
 	}
 	return -ENOENT;
 }

@@ -16,6 +16,10 @@
  *   timeout     GITPUBSUB_TIMEOUT     the most time the hook may add to a push: a duration
  *                                     (config_parse_duration_ms: "5", "1500ms", "0.5s", "1m")
  *   maxCommits  GITPUBSUB_MAXCOMMITS  the most commits published per ref update
+ *   token       GITPUBSUB_TOKEN       a publish token ([Clients] tokensFile), sent as
+ *                                     "Authorization: Bearer"; never printed
+ *   tokenFile   GITPUBSUB_TOKENFILE   a file whose first line is the token, for a token kept
+ *                                     out of the repository's config
  */
 
 #define CONF_DEFAULT_URL	 "http://localhost:2069/json/git/{project}"
@@ -35,15 +39,20 @@ struct conf {
 	char *url; /* owned; the template, "{project}" not yet replaced */
 	uint64_t timeout_ms;
 	uint32_t max_commits;
+	char *token; /* owned; NULL: none. A secret: no message quotes it */
 };
+
+/* The longest token file read: a token is far shorter (common/tokens.h TOKEN_MAX). */
+#define CONF_TOKEN_FILE_MAX 4096u
 
 /* Set the defaults; 0 or -ENOMEM. */
 _must_check_ int conf_init(struct conf *c);
 void conf_free(struct conf *c);
 
 /*
- * Set key (case-insensitive: "url", "timeout", "maxCommits") to value. 0; -EINVAL for a bad
- * value and -ENOENT for an unknown key (c untouched in both cases); -ENOMEM.
+ * Set key (case-insensitive: "url", "timeout", "maxCommits", "token", "tokenFile") to value. 0;
+ * -EINVAL for a bad value (a tokenFile that cannot be read, or holds no token) and -ENOENT for
+ * an unknown key (c untouched in these cases); -ENOMEM.
  */
 _must_check_ int conf_set(struct conf *c, const char *key, const char *value);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -82,6 +83,8 @@ static void hook_usage(FILE *f)
 		"  gitpubsub.url         GITPUBSUB_URL         default %s\n"
 		"  gitpubsub.timeout     GITPUBSUB_TIMEOUT     most time added to a push, default %us\n"
 		"  gitpubsub.maxCommits  GITPUBSUB_MAXCOMMITS  commits published per ref, default %u\n"
+		"  gitpubsub.token       GITPUBSUB_TOKEN       publish token (Authorization: Bearer)\n"
+		"  gitpubsub.tokenFile   GITPUBSUB_TOKENFILE   file whose first line is the token\n"
 		"\n"
 		"Exit status: 0 success, and also when delivery failed during a push (the messages\n"
 		"are kept); 1 runtime failure (not a repository; --flush left messages undelivered);\n"
@@ -149,7 +152,12 @@ static int hook_conf_apply(struct conf *c, const char *key, const char *value, c
 {
 	int err = conf_set(c, key, value);
 
-	if (err == -EINVAL)
+	/* a token is a secret: never quoted, not even a wrong one */
+	if (err == -EINVAL && strcasecmp(key, "token") == 0)
+		log_warning("%s is not a valid token; sending none", origin);
+	else if (err == -EINVAL && strcasecmp(key, "tokenFile") == 0)
+		log_warning("unable to read a token from %s '%s'; sending none", origin, value);
+	else if (err == -EINVAL)
 		log_warning("%s has an invalid value '%s', using the default", origin, value);
 	else if (err == -ENOENT)
 		log_debug("unknown setting %s, ignoring", origin);
@@ -165,6 +173,8 @@ static int hook_load_conf(struct conf *c, uint64_t deadline_us)
 		{ "url", "GITPUBSUB_URL" },
 		{ "timeout", "GITPUBSUB_TIMEOUT" },
 		{ "maxCommits", "GITPUBSUB_MAXCOMMITS" },
+		{ "tokenFile", "GITPUBSUB_TOKENFILE" },
+		{ "token", "GITPUBSUB_TOKEN" },
 	};
 	struct jbuf raw = JBUF_INIT;
 	const char *key, *value;
@@ -572,7 +582,7 @@ static void hook_send(struct hook_run *h)
 	int err;
 
 	h->have_curl = post_global_init() == 0;
-	err = h->have_curl ? post_open(&h->post, h->url) : -EIO;
+	err = h->have_curl ? post_open(&h->post, h->url, h->conf.token) : -EIO;
 	if (err < 0) {
 		h->st.bad_url = err == -EINVAL;
 		log_debug("unable to post: %s", strerror(-err));

@@ -39,8 +39,9 @@ void post_global_cleanup(void)
 	curl_global_cleanup();
 }
 
-/* The request headers, with X-Message-Id if msg_id is not NULL; NULL when out of memory. */
-static struct curl_slist *post_headers(const char *msg_id)
+/* The request headers, with X-Message-Id if msg_id is not NULL and the Authorization line auth
+ * if not NULL; NULL when out of memory. */
+static struct curl_slist *post_headers(const char *msg_id, const char *auth)
 {
 	struct curl_slist *h, *h2;
 
@@ -55,6 +56,8 @@ static struct curl_slist *post_headers(const char *msg_id)
 		(void)snprintf(line, sizeof(line), "X-Message-Id: %s", msg_id);
 		h2 = curl_slist_append(h2, line);
 	}
+	if (h2 && auth)
+		h2 = curl_slist_append(h2, auth);
 	if (!h2) {
 		curl_slist_free_all(h);
 		return NULL;
@@ -88,7 +91,19 @@ static char *url_shown(const char *url)
 	return s;
 }
 
-int post_open(struct post *p, const char *url)
+/* Free p's strings; the Authorization line's bytes are wiped first. */
+static void post_free_strings(struct post *p)
+{
+	if (p->auth) {
+		explicit_bzero(p->auth, strlen(p->auth));
+		free(p->auth);
+	}
+	free(p->url);
+	free(p->shown);
+	p->url = p->shown = p->auth = NULL;
+}
+
+int post_open(struct post *p, const char *url, const char *token)
 {
 	struct curl_slist *h = NULL;
 	CURL *c;
@@ -99,16 +114,16 @@ int post_open(struct post *p, const char *url)
 		return -EINVAL;
 	p->url = strdup(url);
 	p->shown = url_shown(url);
-	if (!p->url || !p->shown) {
-		free(p->url);
-		free(p->shown);
-		p->url = p->shown = NULL;
+	if (token && asprintf(&p->auth, "Authorization: Bearer %s", token) < 0)
+		p->auth = NULL;
+	if (!p->url || !p->shown || (token && !p->auth)) {
+		post_free_strings(p);
 		return -ENOMEM;
 	}
 	c = curl_easy_init();
 	if (!c)
 		goto out_nomem;
-	h = post_headers(NULL);
+	h = post_headers(NULL, p->auth);
 	if (!h)
 		goto out_nomem;
 
@@ -129,9 +144,7 @@ int post_open(struct post *p, const char *url)
 	if (rc != CURLE_OK) {
 		curl_slist_free_all(h);
 		curl_easy_cleanup(c);
-		free(p->url);
-		free(p->shown);
-		p->url = p->shown = NULL;
+		post_free_strings(p);
 		return -EINVAL;
 	}
 	p->curl = c;
@@ -141,9 +154,7 @@ int post_open(struct post *p, const char *url)
 out_nomem:
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
-	free(p->url);
-	free(p->shown);
-	p->url = p->shown = NULL;
+	post_free_strings(p);
 	return -ENOMEM;
 }
 
@@ -152,8 +163,7 @@ void post_close(struct post *p)
 	if (p->curl)
 		curl_easy_cleanup(p->curl);
 	curl_slist_free_all(p->headers);
-	free(p->url);
-	free(p->shown);
+	post_free_strings(p);
 	*p = (struct post){ 0 };
 }
 
@@ -188,7 +198,7 @@ int post_send(struct post *p, const char *body, size_t len, const char *msg_id,
 	}
 	ms = (long)MIN((deadline_us - now + 999) / 1000, (uint64_t)INT32_MAX);
 	/* each message its own id: a new header list, the old one freed once curl uses this */
-	h = post_headers(msg_id);
+	h = post_headers(msg_id, p->auth);
 	if (!h)
 		return -ENOMEM;
 	rc = curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
@@ -236,7 +246,14 @@ const char *post_strerror(const struct post *p, int err)
 		return buf;
 	case -EBADMSG:
 	case -EPROTO:
-		(void)snprintf(buf, sizeof(buf), "the server answered HTTP %ld", p->status);
+		/* the two refusals a person can fix: say which setting */
+		(void)snprintf(buf, sizeof(buf), "the server answered HTTP %ld%s", p->status,
+			       p->status == 401 ? ": it does not know gitpubsub.token"
+			       : p->status == 403
+				       ? (p->auth ? ": gitpubsub.token may not publish here"
+						  : ": this host may not publish without "
+						    "gitpubsub.token")
+				       : "");
 		return buf;
 	default:
 		(void)snprintf(buf, sizeof(buf), "could not send to %s (%s)", p->shown,

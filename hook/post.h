@@ -17,6 +17,7 @@ struct post {
 	void *headers; /* struct curl_slist * */
 	char *url;     /* owned */
 	char *shown;   /* owned: url without its credentials, for messages */
+	char *auth;    /* owned: "Authorization: Bearer <token>", NULL without a token */
 	long status;   /* HTTP status of the last answer, 0 if none came */
 	int curl_code; /* CURLcode of the last transfer */
 	long connects; /* connections opened so far: 1 for a whole run when reuse works */
@@ -26,8 +27,9 @@ struct post {
 _must_check_ int post_global_init(void);
 void post_global_cleanup(void);
 
-/* Prepare to post to url (http or https only). 0, -ENOMEM or -EINVAL. */
-_must_check_ int post_open(struct post *p, const char *url);
+/* Prepare to post to url (http or https only), with token (NULL: none) as a bearer token.
+ * 0, -ENOMEM or -EINVAL. */
+_must_check_ int post_open(struct post *p, const char *url, const char *token);
 void post_close(struct post *p);
 
 /*

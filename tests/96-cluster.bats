@@ -12,6 +12,8 @@ load lib
 bats_require_minimum_version 1.5.0
 
 NODES=3
+# The publish token of the tokens test (issue 16).
+CL_TOKEN=gps_cluster-token-0123456789abcdefghijklmnopq
 # How long a test waits for every subscriber to hold what was acknowledged.
 CL_DELIVERY_TIMEOUT=30
 # publishTimeout of the nodes: a publish is answered 503 after this when NATS does not ack.
@@ -37,6 +39,10 @@ setup_file()
 		urls+="${urls:+, }nats://127.0.0.1:$(<"$CL_DIR/nats$k.port")"
 		routes+="${routes:+, }nats-route://127.0.0.1:$(<"$CL_DIR/route$k.port")"
 	done
+	# issue 16: every node reads the same tokens file; CL_TOKEN may publish under /cluster/tok
+	printf 'sha256:%s /cluster/tok\n' "$(printf '%s' "$CL_TOKEN" | sha256sum | cut -d' ' -f1)" \
+		>"$CL_DIR/tokens"
+	chmod 600 "$CL_DIR/tokens"
 	for ((k = 1; k <= NODES; k++)); do
 		cat >"$CL_DIR/nats$k.conf" <<-EOF
 			server_name: n$k
@@ -52,6 +58,8 @@ setup_file()
 			[Server]
 			IP: 127.0.0.1
 			port: $(<"$CL_DIR/http$k.port")
+			[Clients]
+			tokensFile: $CL_DIR/tokens
 			[Limits]
 			headerTimeout: 2s
 			[Stream]
@@ -408,6 +416,28 @@ all_publish()
 			"http://127.0.0.1:$(node_port "$k")/cluster/idem" | tr -d '\r' | grep -v stillalive)
 		[ "$out" = '{"idem":1}' ]
 	done
+}
+
+# tok_code K TOPIC [CURL_ARGS...] - the status of a publish on node K from 127.0.0.2, which no
+# node trusts
+tok_code()
+{
+	curl -s -m 15 -o /dev/null -w '%{http_code}' --interface 127.0.0.2 -d '{"tok":1}' "${@:3}" \
+		"http://127.0.0.1:$(node_port "$1")$2"
+}
+
+@test "issue 16 across the cluster: a token publishes on every node from an untrusted address" {
+	local k
+	sub_start tok-3 3
+	for k in 1 2 3; do
+		[ "$(tok_code "$k" /cluster/tok/$k -H "Authorization: Bearer $CL_TOKEN")" = 200 ]
+		[ "$(tok_code "$k" /cluster/other -H "Authorization: Bearer $CL_TOKEN")" = 403 ]
+		[ "$(tok_code "$k" /cluster/tok -H "Authorization: Bearer ${CL_TOKEN}x")" = 401 ]
+		[ "$(tok_code "$k" /cluster/tok)" = 403 ]
+	done
+	# node 3's subscriber has the three accepted ones, from every node
+	_gps_sleep_until 10 test "$(grep -c '^{"tok":1}' "$CL_DIR/tok-3.out")" -ge 3
+	[ "$(grep -c '^{"tok":1}' "$CL_DIR/tok-3.out")" -eq 3 ]
 }
 
 @test "fault 6: the stream deleted and recreated: one gap notice on every node, then on" {

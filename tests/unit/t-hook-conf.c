@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* hook/conf.c: the hook's settings (gitpubsub.url, gitpubsub.timeout, gitpubsub.maxCommits). */
+/* hook/conf.c: the hook's settings (gitpubsub.url, gitpubsub.timeout, gitpubsub.maxCommits,
+ * gitpubsub.token and gitpubsub.tokenFile). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "hook/conf.h"
 #include "tests/tap.h"
@@ -47,6 +50,37 @@ static void test_set(void)
 	conf_free(&c);
 }
 
+static void test_token(void)
+{
+	char path[] = "/tmp/t-hook-conf.XXXXXX";
+	struct conf c;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	if (fd < 0 || !(f = fdopen(fd, "w")))
+		return;
+	if (!ok(conf_init(&c) == 0, "init")) {
+		(void)fclose(f);
+		return;
+	}
+	ok(c.token == NULL, "no token by default");
+	is(conf_set(&c, "token", "gps_abc-DEF_123"), 0, "token set");
+	is_str(c.token, "gps_abc-DEF_123", "token kept");
+	is(conf_set(&c, "token", "two words"), -EINVAL, "a token with a space refused");
+	is(conf_set(&c, "token", ""), -EINVAL, "an empty token refused");
+	is_str(c.token, "gps_abc-DEF_123", "refused tokens leave the token");
+	fprintf(f, "gps_from-file \t\nsecond line\n");
+	(void)fclose(f);
+	is(conf_set(&c, "tokenFile", path), 0, "tokenFile read");
+	is_str(c.token, "gps_from-file", "its first line, trailing blanks cut, is the token");
+	(void)unlink(path);
+	is(conf_set(&c, "tokenFile", path), -EINVAL, "a missing tokenFile refused");
+	is(conf_set(&c, "tokenFile", ""), -EINVAL, "an empty tokenFile refused");
+	is_str(c.token, "gps_from-file", "and the token stays");
+	conf_free(&c);
+	ok(c.token == NULL, "conf_free forgets the token");
+}
+
 static void test_url(void)
 {
 	static const struct {
@@ -72,6 +106,7 @@ static void test_url(void)
 int main(void)
 {
 	test_set();
+	test_token();
 	test_url();
 	return done_testing();
 }

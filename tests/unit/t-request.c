@@ -8,8 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/config.h"
+#include "common/io.h"
+#include "common/sha256.h"
 #include "frontend/frontend.h"
 #include "tests/tap.h"
 
@@ -218,6 +222,97 @@ static void test_publish_without_broker(void)
 	conn_close(c, "test done");
 }
 
+/* A token that may publish to /tok/a, and one whose digest is in no file. */
+#define TOKEN_A	      "gps_unit-token-A"
+#define TOKEN_UNKNOWN "gps_unit-token-Z"
+
+/* The tokens file with TOKEN_A, loaded as the frontend loads it at start. */
+static void load_tokens(void)
+{
+	char path[] = "/tmp/t-request-tokens.XXXXXX";
+	uint8_t d[SHA256_BYTES];
+	FILE *f;
+	int fd = mkstemp(path); /* mode 0600 */
+
+	if (fd < 0 || !(f = fdopen(fd, "w")))
+		exit(1);
+	sha256_digest(TOKEN_A, strlen(TOKEN_A), d);
+	fprintf(f, "sha256:");
+	for (size_t i = 0; i < sizeof(d); i++)
+		fprintf(f, "%02x", d[i]);
+	fprintf(f, " /tok/a\n");
+	(void)fclose(f);
+	(void)snprintf(fe.cfg.tokens_file, sizeof(fe.cfg.tokens_file), "%s", path);
+	is(tokens_load(path, &fe.tokens), 1, "the tokens file loads");
+	fe.tokens.checked_us = io_now_mono_us();
+	(void)unlink(path);
+}
+
+/* The answer to a request from a trusted or untrusted peer, its connection closed. */
+static const char *answer(bool trusted, const char *request)
+{
+	struct conn *c = connect_test(trusted);
+	const char *s;
+
+	feed(c, request);
+	s = sent(c);
+	conn_close(c, "test done");
+	return s;
+}
+
+static void test_tokens(void)
+{
+	static const char unauthorized[] = "HTTP/1.1 401 Unauthorized\r\n";
+	static const char *const malformed[] = {
+		"Authorization: Bearer\r\n",
+		"Authorization: Bearer " TOKEN_A "\r\nAuthorization: Bearer " TOKEN_A "\r\n",
+		"Authorization: Bearer gps_unit token-A\r\n",
+		"Authorization: Basic " TOKEN_A "\r\n",
+		"Authorization: Bearer " TOKEN_UNKNOWN "\r\n",
+	};
+	char req[512];
+	const char *s;
+
+	load_tokens();
+	for (int trusted = 0; trusted < 2; trusted++) {
+		struct conn *c = connect_test(trusted);
+
+		feed(c, "POST /tok/a/b HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A
+			"\r\nContent-Length: 2\r\n\r\n{}");
+		is(c->state, CONN_BROKER, "a known token in scope publishes (%s peer)",
+		   trusted ? "trusted" : "untrusted");
+		conn_close(c, "test done");
+		s = answer(trusted, "POST /tok/ab HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A
+				    "\r\nContent-Length: 2\r\n\r\n{}");
+		ok(strncmp(s, "HTTP/1.1 403 ", 13) == 0 &&
+			   strstr(s, "\r\n\r\nthis token may not publish to this topic") &&
+			   !strstr(s, "WWW-Authenticate"),
+		   "out of its prefixes: 403 naming neither token nor prefix (%s peer)",
+		   trusted ? "trusted" : "untrusted");
+		for (size_t i = 0; i < ARRAY_SIZE(malformed); i++) {
+			(void)snprintf(req, sizeof(req),
+				       "POST /tok/a HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}",
+				       malformed[i]);
+			s = answer(trusted, req);
+			ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0 &&
+				   strstr(s, "\r\nWWW-Authenticate: Bearer") &&
+				   !strstr(s, "gps_unit"),
+			   "malformed or unknown %zu: 401 with WWW-Authenticate (%s peer)", i,
+			   trusted ? "trusted" : "untrusted");
+		}
+	}
+	s = answer(false, "HEAD /tok/a HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	ok(strstr(s, "\r\nX-Subscribers: ") != NULL, "HEAD: statistics for a token in scope");
+	s = answer(false, "HEAD /tok/b HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	ok(strncmp(s, "HTTP/1.1 200 ", 13) == 0 && !strstr(s, "\r\nX-"),
+	   "HEAD: a health check only out of scope");
+	s = answer(true, "HEAD / HTTP/1.1\r\nAuthorization: Bearer " TOKEN_UNKNOWN "\r\n\r\n");
+	ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0,
+	   "HEAD: 401 for an unknown token, from a trusted peer too");
+	tokens_done(&fe.tokens);
+	fe.cfg.tokens_file[0] = '\0';
+}
+
 int main(void)
 {
 	setup();
@@ -229,6 +324,7 @@ int main(void)
 	test_te_10();
 	test_431();
 	test_publish_without_broker();
+	test_tokens();
 	conn_reap(&fe);
 	loop_done(&fe.loop);
 	return done_testing();
