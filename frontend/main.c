@@ -334,6 +334,7 @@ static void accept_retry(struct loop *l, struct timer *t)
 
 static void listen_io(struct loop *l, struct loop_io *io, uint32_t events)
 {
+	static bool full_said; /* one worker, one frontend per process */
 	struct frontend *fe = container_of(io, struct frontend, listen_io);
 
 	(void)events;
@@ -343,14 +344,21 @@ static void listen_io(struct loop *l, struct loop_io *io, uint32_t events)
 
 		if (fe->nconns >= fe->max_conns) {
 			/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE)
-			 * or keeps them in the backlog until one of ours ends */
-			log_warning("worker %d holds %zu connections, its maximum; new ones go to "
-				    "other workers or wait",
-				    (int)getpid(), fe->nconns);
+			 * or keeps them in the backlog until one of ours ends; the timer looks
+			 * again, since nothing else resumes accepting once connections end; said
+			 * once each time the worker fills up, not at every look */
+			if (!full_said)
+				log_warning(
+					"worker %d holds %zu connections, its maximum; new ones "
+					"go to other workers or wait",
+					(int)getpid(), fe->nconns);
+			full_said = true;
 			accept_pause(fe);
+			timer_arm(l, &fe->accept_timer, TIMER_RETRY, accept_retry);
 			return;
 		}
 		fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		full_said = full_said && fd < 0;
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;

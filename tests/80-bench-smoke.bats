@@ -125,3 +125,35 @@ port_listening()
 {
 	[[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
 }
+
+@test "a multiplexed worker that was full accepts again once its connections end" {
+	local GPS_MODE=mux out lg
+	gps_start "[Frontend]" "workers: 1" "maxConnections: 20"
+	echo "$GPS_RUN_PID" >"$BATS_TEST_TMPDIR/runner.pid" # teardown stops it if we fail
+	# 20 subscribers fill the one worker; a 21st connection waits in the backlog, which makes
+	# the worker stop accepting; the 20 leave after 1 s.
+	timeout 30 "$GPS_BUILD/bench/loadgen" --mode idle --no-verify --hold 2 --port "$GPS_PORT" \
+		--subs 20 --label t --sub-path /bench/full >"$BATS_TEST_TMPDIR/full.out" &
+	lg=$!
+	_gps_sleep_until 10 _worker_holds 20
+	exec 5<>"/dev/tcp/127.0.0.1/$GPS_PORT"
+	wait "$lg"
+	exec 5>&-
+	out=$(<"$BATS_TEST_TMPDIR/full.out")
+	echo "$out"
+	[[ $(result_value "$out" connected) == 20 ]]
+	# Once they are gone, new subscribers are served (the worker used to stay paused forever).
+	out=$(timeout 20 "$GPS_BUILD/bench/loadgen" --mode connect --port "$GPS_PORT" --subs 5 \
+		--label t --sub-path /bench/after --pub-path /bench/after)
+	echo "$out"
+	[[ $(result_value "$out" connected) == 5 ]]
+	[[ $(result_value "$out" verified) == 5 ]]
+	run -0 grep -c 'its maximum' "$GPS_LOG"
+	gps_stop
+}
+
+# _worker_holds N - whether N connections to the service are established.
+_worker_holds()
+{
+	(($(ss -Htn state established "( sport = :$GPS_PORT )" | wc -l) >= $1))
+}
