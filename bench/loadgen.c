@@ -49,9 +49,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +87,16 @@
 #define LG_DEFAULT_DURATION 3.0		/* seconds of publishing without --duration or --count */
 #define LG_LATE_NS	    NSEC_PER_MS /* rate mode: a message sent this late was held back */
 #define LG_SIG_TAG	    UINT64_C(0xffffffff)
+#define LG_MAX_PROCS	    16u			/* subscriber processes of one run (--procs) */
+#define LG_FINAL_TIMEOUT    (10 * NSEC_PER_SEC) /* children's final figures, once asked */
+
+/*
+ * Without --procs, one process per LG_SUBS_PER_PROC subscribers: each under this machine's
+ * 20,000-descriptor hard limit with room to spare. Without --src-addrs, one source address per
+ * LG_SUBS_PER_ADDR: each address has about 28,000 ephemeral ports to the server.
+ */
+#define LG_SUBS_PER_PROC 16000u
+#define LG_SUBS_PER_ADDR 16000u
 
 /* Histogram: values in ns; HIST_SUB linear buckets below HIST_SUB, then HIST_HALF per octave. */
 #define HIST_SUB_BITS 8u
@@ -156,10 +169,39 @@ struct opts {
 	enum server server;
 	const char *host, *label, *sub_path, *pub_path, *replay_path, *hist_file;
 	uint16_t port;
-	uint32_t subs, pubs, window, connect_window, src_addrs, size;
+	uint32_t subs, pubs, window, connect_window, src_addrs, size, procs;
 	double rate, duration, drain, hold, timeout, replay_timeout;
 	uint64_t count;
-	bool verify;
+	bool verify, go_signal;
+};
+
+/*
+ * --procs N > 1: the subscribers are spread over N child processes (a process may hold at most
+ * 20,000 descriptors here); the parent holds the publishers and no subscriber. Each child
+ * writes its counters into its slot of a shared anonymous mapping after every turn of its loop;
+ * the parent adds them up (gather) and, at the end, asks for the final figures: it stores the
+ * acknowledged counts and final (release), each child writes its loss and histograms and done
+ * (release). Plain fields are read and written with relaxed atomics (SH_GET, SH_SET).
+ */
+#define SH_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define SH_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+struct proc_slot {
+	uint64_t heads, warmed, dead, connect_failed, closed_by_server, connect_retries;
+	uint64_t unique, dups, reorders, gaps, keepalives, warm_msgs, unknown, framing_errors;
+	uint64_t chunks, body_bytes, payload_bytes, t_last_delivery, t_last_head, loss;
+	uint64_t t_first_connect;
+	int64_t err;   /* the child's first failure (-errno), or 0 */
+	uint64_t done; /* 1: loss and the histograms below are final (release) */
+	struct hist lat, head_lat;
+};
+
+struct lg_shared {
+	uint64_t stop;		 /* the parent says: children, close and exit */
+	uint64_t record_latency; /* the measured part has begun */
+	uint64_t final;		 /* ok[] is set: write the final figures (release) */
+	uint64_t ok[LG_MAX_PUBS];
+	struct proc_slot slot[LG_MAX_PROCS];
 };
 
 struct lg {
@@ -172,7 +214,13 @@ struct lg {
 
 	struct sub *subs;
 	uint32_t started, heads, warmed, dead, connect_failed, connect_retries, closed_by_server;
-	uint32_t src_base; /* added to every source index after EADDRNOTAVAIL */
+	uint32_t src_base;	 /* added to every source index after EADDRNOTAVAIL */
+	uint32_t sub_lo, sub_hi; /* this process opens subs[sub_lo..sub_hi) */
+	int proc;		 /* -1: the parent (or the only process); else the child's index */
+	pid_t parent;		 /* a child: its parent, whose end ends it too */
+	pid_t kids[LG_MAX_PROCS];
+	struct lg_shared *sh; /* --procs > 1 */
+	bool go;	      /* --go-signal: SIGUSR1 came */
 	struct pub *pubs;
 	uint64_t warm_seq;
 	bool stop;
@@ -182,7 +230,8 @@ struct lg {
 	uint64_t unique, dups, reorders, gaps, keepalives, warm_msgs, unknown, framing_errors;
 	uint64_t chunks, body_bytes, payload_bytes, bad_pub;
 	bool record_latency;
-	uint64_t t_first_pub, t_last_answer, t_last_delivery, t_send_end;
+	uint64_t t_first_pub, t_last_answer, t_last_delivery, t_send_end, t_last_head;
+	uint64_t t_first_connect;	    /* the first subscriber's connect(2), monotonic ns */
 	uint64_t late, sent;		    /* late: sent over LG_LATE_NS after due */
 	struct hist lat, head_lat, ack_lat; /* ack: publish request queued to its answer read */
 };
@@ -451,7 +500,7 @@ static void sub_bench(struct lg *g, struct sub *s, uint64_t p, uint64_t seq, uin
 		tr->max_plus1 = seq + 1u;
 	}
 	g->t_last_delivery = now_mono;
-	if (g->record_latency)
+	if (g->record_latency || (g->sh && SH_GET(g->sh->record_latency)))
 		hist_add(&g->lat, now_real > t ? now_real - t : 0);
 }
 
@@ -656,6 +705,7 @@ static void sub_input(struct lg *g, struct sub *s, const char *p, size_t n)
 		s->state = SUB_STREAM;
 		s->cs = CS_SIZE;
 		s->t_head = now_mono;
+		g->t_last_head = MAX(g->t_last_head, now_mono);
 		hist_add(&g->head_lat, now_mono - s->t_start);
 		g->heads++;
 		/* What followed the head in this read is body. */
@@ -747,6 +797,8 @@ static int sub_connect(struct lg *g, uint32_t i)
 			}
 		}
 		s->t_start = mono_ns();
+		if (!g->t_first_connect)
+			g->t_first_connect = s->t_start;
 		if (connect(fd, (struct sockaddr *)&g->dst, sizeof(g->dst)) == 0 ||
 		    errno == EINPROGRESS)
 			break;
@@ -1073,10 +1125,117 @@ static void on_signal(struct lg *g)
 	struct signalfd_siginfo si;
 
 	while (read(g->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1) {
+			g->go = true;
+			continue;
+		}
 		if (si.ssi_signo == SIGALRM)
 			say("--timeout reached");
 		g->stop = true;
 	}
+}
+
+/* --- several processes (--procs) --------------------------------------------------------- */
+
+/* A child: its counters into its slot, for the parent to add up. */
+static void child_sync(const struct lg *g)
+{
+	struct proc_slot *sl = &g->sh->slot[g->proc];
+
+	SH_SET(sl->heads, g->heads);
+	SH_SET(sl->warmed, g->warmed);
+	SH_SET(sl->dead, g->dead);
+	SH_SET(sl->connect_failed, g->connect_failed);
+	SH_SET(sl->closed_by_server, g->closed_by_server);
+	SH_SET(sl->connect_retries, g->connect_retries);
+	SH_SET(sl->unique, g->unique);
+	SH_SET(sl->dups, g->dups);
+	SH_SET(sl->reorders, g->reorders);
+	SH_SET(sl->gaps, g->gaps);
+	SH_SET(sl->keepalives, g->keepalives);
+	SH_SET(sl->warm_msgs, g->warm_msgs);
+	SH_SET(sl->unknown, g->unknown);
+	SH_SET(sl->framing_errors, g->framing_errors);
+	SH_SET(sl->chunks, g->chunks);
+	SH_SET(sl->body_bytes, g->body_bytes);
+	SH_SET(sl->payload_bytes, g->payload_bytes);
+	SH_SET(sl->t_last_delivery, g->t_last_delivery);
+	SH_SET(sl->t_last_head, g->t_last_head);
+	SH_SET(sl->t_first_connect, g->t_first_connect);
+	if (g->err && !SH_GET(sl->err))
+		SH_SET(sl->err, (int64_t)g->err);
+}
+
+/* The parent: every child's counters added up into its own (it holds no subscriber). */
+static void gather(struct lg *g)
+{
+	uint64_t heads = 0, warmed = 0, dead = 0, failed = 0, closed = 0, retries = 0;
+	uint64_t unique = 0, dups = 0, reorders = 0, gaps = 0, keepalives = 0, warm_msgs = 0;
+	uint64_t unknown = 0, framing = 0, chunks = 0, body = 0, payload = 0;
+	uint32_t k;
+
+	for (k = 0; k < g->o.procs; k++) {
+		const struct proc_slot *sl = &g->sh->slot[k];
+		int64_t err = SH_GET(sl->err);
+
+		heads += SH_GET(sl->heads);
+		warmed += SH_GET(sl->warmed);
+		dead += SH_GET(sl->dead);
+		failed += SH_GET(sl->connect_failed);
+		closed += SH_GET(sl->closed_by_server);
+		retries += SH_GET(sl->connect_retries);
+		unique += SH_GET(sl->unique);
+		dups += SH_GET(sl->dups);
+		reorders += SH_GET(sl->reorders);
+		gaps += SH_GET(sl->gaps);
+		keepalives += SH_GET(sl->keepalives);
+		warm_msgs += SH_GET(sl->warm_msgs);
+		unknown += SH_GET(sl->unknown);
+		framing += SH_GET(sl->framing_errors);
+		chunks += SH_GET(sl->chunks);
+		body += SH_GET(sl->body_bytes);
+		payload += SH_GET(sl->payload_bytes);
+		g->t_last_delivery = MAX(g->t_last_delivery, SH_GET(sl->t_last_delivery));
+		g->t_last_head = MAX(g->t_last_head, SH_GET(sl->t_last_head));
+		if (SH_GET(sl->t_first_connect) &&
+		    (!g->t_first_connect || SH_GET(sl->t_first_connect) < g->t_first_connect))
+			g->t_first_connect = SH_GET(sl->t_first_connect);
+		if (err)
+			fail(g, (int)err, "subscriber process %u failed: %s", k,
+			     strerror((int)-err));
+	}
+	g->heads = (uint32_t)heads;
+	g->warmed = (uint32_t)warmed;
+	g->dead = (uint32_t)dead;
+	g->connect_failed = (uint32_t)failed;
+	g->closed_by_server = (uint32_t)closed;
+	g->connect_retries = (uint32_t)retries;
+	g->unique = unique;
+	g->dups = dups;
+	g->reorders = reorders;
+	g->gaps = gaps;
+	g->keepalives = keepalives;
+	g->warm_msgs = warm_msgs;
+	g->unknown = unknown;
+	g->framing_errors = framing;
+	g->chunks = chunks;
+	g->body_bytes = body;
+	g->payload_bytes = payload;
+}
+
+static void hist_merge(struct hist *to, const struct hist *from)
+{
+	unsigned i;
+
+	if (!from->count)
+		return;
+	for (i = 0; i < HIST_BUCKETS; i++)
+		to->n[i] += from->n[i];
+	if (!to->count || from->min < to->min)
+		to->min = from->min;
+	to->max = MAX(to->max, from->max);
+	to->count += from->count;
+	to->sum += from->sum;
 }
 
 /* Wait up to timeout_ns for events and handle them. 0, or the run's failure (-errno). */
@@ -1102,6 +1261,10 @@ static int loop_once(struct lg *g, uint64_t timeout_ns)
 		else
 			sub_event(g, (uint32_t)tag, ev[k].events);
 	}
+	if (g->sh && g->proc >= 0)
+		child_sync(g);
+	else if (g->sh)
+		gather(g);
 	return g->err;
 }
 
@@ -1167,10 +1330,14 @@ static int phase_step(struct lg *g, uint64_t wait, uint64_t deadline, const char
 static int phase_connect(struct lg *g, uint32_t n, uint32_t window, uint64_t timeout)
 {
 	uint64_t deadline = mono_ns() + timeout;
+	/* This process opens its own share; the parent of children waits for all of them. */
+	uint32_t end = MIN(n, g->sub_hi), want = g->proc >= 0 ? end - g->sub_lo : n;
 	int err;
 
-	while (g->heads + g->connect_failed < n) {
-		while (g->started < n && g->started - g->heads - g->connect_failed < window) {
+	g->started = MAX(g->started, g->sub_lo);
+	while (g->heads + g->connect_failed < want) {
+		while (g->started < end &&
+		       g->started - g->sub_lo - g->heads - g->connect_failed < window) {
 			err = sub_connect(g, g->started);
 			if (err < 0) {
 				say("unable to connect subscriber %u: %s", g->started,
@@ -1303,21 +1470,104 @@ static int phase_drain(struct lg *g, uint32_t nsubs, double drain)
 	return 0;
 }
 
-/* Loss: acknowledged messages a subscriber never got, summed over subscribers. */
-static uint64_t count_loss(const struct lg *g, uint32_t nsubs)
+/* Loss: acknowledged messages (ok[publisher]) a subscriber of this process never got. */
+static uint64_t loss_of(const struct lg *g, uint32_t nsubs, const uint64_t *ok)
 {
 	uint64_t loss = 0;
 	uint32_t i, k;
 
-	for (i = 0; i < nsubs; i++) {
+	for (i = g->sub_lo; i < MIN(nsubs, g->sub_hi); i++) {
 		for (k = 0; k < g->o.pubs; k++) {
 			uint64_t got = g->subs[i].tr ? g->subs[i].tr[k].unique : 0;
 
-			if (got < g->pubs[k].ok)
-				loss += g->pubs[k].ok - got;
+			if (got < ok[k])
+				loss += ok[k] - got;
 		}
 	}
 	return loss;
+}
+
+/*
+ * The parent of children: ask them for their final figures, wait for them (bounded), add up
+ * their loss and merge their histograms into its own. Returns the loss; once only.
+ */
+static uint64_t collect(struct lg *g)
+{
+	static bool collected;
+	static uint64_t loss;
+	uint64_t deadline = mono_ns() + LG_FINAL_TIMEOUT;
+	uint32_t k, done = 0;
+
+	if (collected)
+		return loss;
+	collected = true;
+	for (k = 0; k < g->o.pubs; k++)
+		g->sh->ok[k] = g->pubs[k].ok;
+	__atomic_store_n(&g->sh->final, 1, __ATOMIC_RELEASE);
+	while (done < g->o.procs && mono_ns() < deadline) {
+		for (done = 0, k = 0; k < g->o.procs; k++)
+			done += __atomic_load_n(&g->sh->slot[k].done, __ATOMIC_ACQUIRE) ? 1u : 0u;
+		if (done < g->o.procs)
+			(void)nanosleep(&(struct timespec){ .tv_nsec = 5 * (long)NSEC_PER_MS },
+					NULL);
+	}
+	if (done < g->o.procs)
+		say("only %u of %u subscriber processes gave their final figures", done,
+		    g->o.procs);
+	gather(g);
+	for (k = 0; k < g->o.procs; k++) {
+		const struct proc_slot *sl = &g->sh->slot[k];
+
+		if (!__atomic_load_n(&sl->done, __ATOMIC_ACQUIRE))
+			continue;
+		loss += sl->loss;
+		hist_merge(&g->lat, &sl->lat);
+		hist_merge(&g->head_lat, &sl->head_lat);
+	}
+	return loss;
+}
+
+/* Loss over the first nsubs subscribers, whichever processes hold them. */
+static uint64_t count_loss(struct lg *g, uint32_t nsubs)
+{
+	uint64_t ok[LG_MAX_PUBS];
+	uint32_t k;
+
+	if (g->sh)
+		return collect(g);
+	for (k = 0; k < g->o.pubs; k++)
+		ok[k] = g->pubs[k].ok;
+	return loss_of(g, nsubs, ok);
+}
+
+/*
+ * A child's whole run: open its share of the subscribers, then read them until the parent
+ * says stop (or is gone), giving its final figures when asked. Exit status 0 or 1.
+ */
+static int run_child(struct lg *g)
+{
+	struct proc_slot *sl = &g->sh->slot[g->proc];
+	uint64_t deadline = mono_ns() + secs_ns(g->o.timeout) + LG_PHASE_TIMEOUT;
+	uint32_t window = MAX(1u, g->o.connect_window / g->o.procs);
+	int err;
+
+	err = phase_connect(g, g->sub_hi, window, LG_PHASE_TIMEOUT);
+	while (err >= 0 && !g->stop && !SH_GET(g->sh->stop) && getppid() == g->parent &&
+	       mono_ns() < deadline) {
+		if (__atomic_load_n(&g->sh->final, __ATOMIC_ACQUIRE) && !SH_GET(sl->done)) {
+			sl->loss = loss_of(g, g->o.subs, g->sh->ok);
+			sl->lat = g->lat;
+			sl->head_lat = g->head_lat;
+			child_sync(g);
+			__atomic_store_n(&sl->done, 1, __ATOMIC_RELEASE);
+		}
+		err = loop_once(g, 10 * NSEC_PER_MS);
+	}
+	if (err < 0) {
+		g->err = g->err ? g->err : err;
+		child_sync(g);
+	}
+	return err < 0 ? 1 : 0;
 }
 
 static double per_s(uint64_t n, uint64_t ns)
@@ -1360,7 +1610,20 @@ static int run_latency(struct lg *g)
 	err = phase_warm(g);
 	if (err < 0)
 		return err;
+	if (g->o.go_signal) {
+		printf("ready subs=%u connected=%u verified=%u\n", g->o.subs, g->heads, g->warmed);
+		(void)fflush(stdout);
+		while (!g->go) {
+			err = loop_once(g, 100 * NSEC_PER_MS);
+			if (err < 0)
+				return err;
+			if (g->stop)
+				return -EINTR;
+		}
+	}
 	g->record_latency = true;
+	if (g->sh)
+		SH_SET(g->sh->record_latency, 1);
 	err = phase_publish(g, g->o.count, g->o.duration);
 	if (err < 0)
 		return err;
@@ -1408,15 +1671,16 @@ static int run_latency(struct lg *g)
 static int run_connect(struct lg *g)
 {
 	uint64_t t0 = mono_ns(), last = 0, span;
-	uint32_t i, verified = 0;
+	uint32_t verified = 0;
 	int err;
 
 	err = phase_connect(g, g->o.subs, g->o.connect_window, LG_PHASE_TIMEOUT);
 	if (err < 0)
 		return err;
-	for (i = 0; i < g->o.subs; i++)
-		if (g->subs[i].state == SUB_STREAM && g->subs[i].t_head > last)
-			last = g->subs[i].t_head;
+	if (g->sh)
+		(void)collect(g); /* the children's head times */
+	t0 = g->t_first_connect ? MIN(t0, g->t_first_connect) : t0;
+	last = g->t_last_head;
 	span = last > t0 ? last - t0 : 0;
 	if (g->o.verify) {
 		err = phase_warm(g);
@@ -1606,7 +1870,12 @@ static void usage(FILE *f)
 		"  --drain S            wait for deliveries after publishing (default 10)\n"
 		"  --hold S             idle: hold this long (default: until SIGTERM/SIGINT)\n"
 		"  --no-verify          connect/idle: skip the one-message liveness check\n"
-		"  --src-addrs N        spread subscribers over 127.0.0.1..N (default 1)\n"
+		"  --src-addrs N        spread subscribers over 127.0.0.1..N (default: one\n"
+		"                       address per 16,000 subscribers)\n"
+		"  --procs N            spread subscribers over N child processes, each under\n"
+		"                       the descriptor limit (default: one per 16,000)\n"
+		"  --go-signal          latency: after the warm-up print 'ready' and publish\n"
+		"                       only on SIGUSR1 (the runner measures memory meanwhile)\n"
 		"  --hist FILE          write the latency CDF (connect: head latency CDF)\n"
 		"  --replay-timeout S   replay: cut the replay short after S seconds (default 60)\n"
 		"  --timeout S          give up after S seconds in all (default 300)\n"
@@ -1652,6 +1921,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "window", OPT_U32, offsetof(struct opts, window), 1, LG_MAX_WINDOW },
 	{ "connect-window", OPT_U32, offsetof(struct opts, connect_window), 1, LG_MAX_SUBS },
 	{ "src-addrs", OPT_U32, offsetof(struct opts, src_addrs), 1, LG_SRC_ADDRS_MAX },
+	{ "procs", OPT_U32, offsetof(struct opts, procs), 1, LG_MAX_PROCS },
 	{ "size", OPT_U32, offsetof(struct opts, size), 1, LG_MSG_MAX },
 	{ "count", OPT_U64, offsetof(struct opts, count), 1, 1e12 },
 	{ "rate", OPT_DBL, offsetof(struct opts, rate), 0, 1e7 },
@@ -1662,7 +1932,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "replay-timeout", OPT_DBL, offsetof(struct opts, replay_timeout), 1, 86400 },
 };
 
-enum { OPT_MODE = 1, OPT_SERVER, OPT_NO_VERIFY, OPT_HELP, OPT_SPEC_BASE };
+enum { OPT_MODE = 1, OPT_SERVER, OPT_NO_VERIFY, OPT_GO_SIGNAL, OPT_HELP, OPT_SPEC_BASE };
 
 /* Set the field of *o that sp names from arg; false if arg is out of its range. */
 static bool opt_set(struct opts *o, const struct opt_spec *sp, const char *arg)
@@ -1719,17 +1989,18 @@ static size_t name_index(const char *const *names, size_t n, const char *name)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const char *const server_names[] = { "ours", "nchan" };
-	struct option longopts[ARRAY_SIZE(opt_specs) + 5] = {
+	struct option longopts[ARRAY_SIZE(opt_specs) + 6] = {
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "server", required_argument, NULL, OPT_SERVER },
 		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+		{ "go-signal", no_argument, NULL, OPT_GO_SIGNAL },
 		{ "help", no_argument, NULL, OPT_HELP },
 	};
 	size_t k;
 	int c;
 
 	for (k = 0; k < ARRAY_SIZE(opt_specs); k++)
-		longopts[4 + k] = (struct option){ opt_specs[k].name, required_argument, NULL,
+		longopts[5 + k] = (struct option){ opt_specs[k].name, required_argument, NULL,
 						   OPT_SPEC_BASE + (int)k };
 	*o = (struct opts){ .mode = MODE_LATENCY,
 			    .host = "127.0.0.1",
@@ -1740,7 +2011,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			    .pubs = 1,
 			    .window = 1,
 			    .connect_window = 64,
-			    .src_addrs = 1,
+			    .src_addrs = 0, /* auto: one address per LG_SUBS_PER_ADDR subscribers */
+			    .procs = 0,	    /* auto: one process per LG_SUBS_PER_PROC subscribers */
 			    .size = 256,
 			    .duration = 0,
 			    .drain = 10,
@@ -1765,6 +2037,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_NO_VERIFY:
 			o->verify = false;
 			break;
+		case OPT_GO_SIGNAL:
+			o->go_signal = true;
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			return 1;
@@ -1786,6 +2061,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		say("--mode replay needs --count");
 		return -EINVAL;
 	}
+	if (!o->src_addrs)
+		o->src_addrs =
+			MIN((o->subs + LG_SUBS_PER_ADDR - 1u) / LG_SUBS_PER_ADDR, LG_SRC_ADDRS_MAX);
+	if (!o->procs)
+		o->procs = (o->subs + LG_SUBS_PER_PROC - 1u) / LG_SUBS_PER_PROC;
+	if (o->mode == MODE_REPLAY || o->procs > o->subs)
+		o->procs = o->mode == MODE_REPLAY ? 1u : o->subs;
 	/* Without --duration: 3 s, or no time limit when --count says when to stop. */
 	if (o->duration <= 0)
 		o->duration = o->count == UINT64_MAX ? LG_DEFAULT_DURATION : 86400;
@@ -1795,11 +2077,83 @@ bad:
 	return -EINVAL;
 }
 
+/*
+ * --procs N > 1: fork N children, each to hold subs[sub_lo..sub_hi), before anything else is
+ * opened (each makes its own epoll, signalfd and sockets). 1 in a child, 0 in the parent (or
+ * with one process), -errno on failure.
+ */
+static int spawn_children(struct lg *g)
+{
+	uint32_t k;
+
+	g->proc = -1;
+	g->sub_lo = 0;
+	g->sub_hi = g->o.subs;
+	if (g->o.procs <= 1)
+		return 0;
+	g->sh = mmap(NULL, sizeof(*g->sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		     0);
+	if (g->sh == MAP_FAILED) {
+		g->sh = NULL;
+		return -errno;
+	}
+	g->parent = getpid();
+	(void)fflush(stdout);
+	(void)fflush(stderr);
+	for (k = 0; k < g->o.procs; k++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			return -errno;
+		if (pid == 0) {
+			/* the parent gone (killed by the runner's bound), so are we */
+			(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != g->parent)
+				_exit(1);
+			g->proc = (int)k;
+			g->sub_lo = (uint32_t)((uint64_t)g->o.subs * k / g->o.procs);
+			g->sub_hi = (uint32_t)((uint64_t)g->o.subs * (k + 1u) / g->o.procs);
+			return 1;
+		}
+		g->kids[k] = pid;
+	}
+	g->sub_lo = g->sub_hi = 0; /* the parent: publishers only */
+	return 0;
+}
+
+/* The parent: tell the children to close and exit, and reap them (bounded, then SIGKILL). */
+static void stop_children(struct lg *g)
+{
+	uint64_t deadline = mono_ns() + 10 * NSEC_PER_SEC;
+	uint32_t k, left;
+
+	if (!g->sh || g->proc >= 0)
+		return;
+	SH_SET(g->sh->stop, 1);
+	do {
+		for (left = 0, k = 0; k < g->o.procs; k++) {
+			if (g->kids[k] > 0 && waitpid(g->kids[k], NULL, WNOHANG) == 0)
+				left++;
+			else
+				g->kids[k] = 0;
+		}
+		if (left)
+			(void)nanosleep(&(struct timespec){ .tv_nsec = 10 * (long)NSEC_PER_MS },
+					NULL);
+	} while (left && mono_ns() < deadline);
+	for (k = 0; k < g->o.procs; k++) {
+		if (g->kids[k] > 0) {
+			(void)kill(g->kids[k], SIGKILL);
+			(void)waitpid(g->kids[k], NULL, 0);
+		}
+	}
+}
+
 static int setup(struct lg *g)
 {
 	const char *path =
 		g->o.mode == MODE_REPLAY && g->o.replay_path ? g->o.replay_path : g->o.sub_path;
-	rlim_t need = (rlim_t)g->o.subs + g->o.pubs + 64u;
+	rlim_t need = (rlim_t)(g->sub_hi - g->sub_lo) + g->o.pubs + 64u;
 	sigset_t mask;
 	uint32_t i;
 	int err, n;
@@ -1836,6 +2190,7 @@ static int setup(struct lg *g)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGALRM); /* --timeout */
+	sigaddset(&mask, SIGUSR1); /* --go-signal */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		return -errno;
 	(void)signal(SIGPIPE, SIG_IGN);
@@ -1908,10 +2263,29 @@ int main(int argc, char **argv)
 	g.ep = g.sigfd = -1;
 	/* A hard bound on the whole run, whatever a server does. */
 	alarm((unsigned)ceil(g.o.timeout));
+	err = spawn_children(&g);
+	if (err < 0) {
+		say("unable to start the subscriber processes: %s", strerror(-err));
+		stop_children(&g);
+		return 1;
+	}
+	if (err > 0) { /* a child */
+		err = setup(&g);
+		if (err < 0) {
+			say("subscriber process %d: setup failed: %s", g.proc, strerror(-err));
+			g.err = err;
+			child_sync(&g);
+		} else {
+			err = run_child(&g);
+		}
+		teardown(&g);
+		_exit(err ? 1 : 0);
+	}
 	err = setup(&g);
 	if (err < 0) {
 		if (err != -EINVAL)
 			say("setup failed: %s", strerror(-err));
+		stop_children(&g);
 		teardown(&g);
 		return err == -EINVAL ? 2 : 1;
 	}
@@ -1930,6 +2304,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	(void)fflush(stdout);
+	stop_children(&g);
 	teardown(&g);
 	if (err < 0)
 		say("run failed (%s): %u of %u subscribers connected, %u closed by the server",

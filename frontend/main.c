@@ -388,7 +388,9 @@ static void accept_pause(struct frontend *fe)
 {
 	loop_del(&fe->loop, &fe->listen_io);
 	fe->accepting = false;
-	if (fe->listen_fd >= 0 && !fe->draining)
+	/* (a full worker leaves them: it has no descriptors to spare, and the next connection
+	 * wakes a sibling for all that wait) */
+	if (fe->listen_fd >= 0 && !fe->draining && fe->nconns < fe->max_conns)
 		accept_pending(fe);
 }
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bats
 #
 # The benchmark suite (README "Performance", bench/README.md) keeps working: bench/run --smoke runs
-# every scenario once against our service with tiny parameters and checks that nothing was lost,
-# duplicated or reordered and that every figure is a positive number. The load generator's own
+# every scenario once against our service in each mode the report compares (multiplexed and
+# per-connection, and the suite's GPS_MODE if it is another), with tiny parameters, and checks
+# that nothing was lost, duplicated or reordered and that every figure is a positive number.
+# Scenarios 8 and 9 spread their subscribers over several loadgen processes and source
+# addresses, as they must at full size. The load generator's own
 # checks are tested against a scripted server that breaks the rules on purpose, so a smoke run
 # that passes means something.
 
@@ -51,20 +54,25 @@ bench_line()
 	printf '{"bench":{"p":%s,"seq":%s,"t":1,"pad":""}}' "$1" "$2"
 }
 
-@test "bench smoke: every scenario against our service, nothing lost, every figure positive" {
+@test "bench smoke: every scenario in every mode, nothing lost, every figure positive" {
+	local modes="mux fork" runs
+	[[ " $modes " == *" $GPS_MODE "* ]] || modes+=" $GPS_MODE"
+	# One result line per scenario (5 twice: 10) and mode, each kept in the raw results.
+	runs=$((10 * $(wc -w <<<"$modes")))
 	run -0 timeout -k 5 "$SMOKE_TIMEOUT" "$GPS_REPO/bench/run" --smoke --build "$GPS_BUILD" \
-		--mode "$GPS_MODE"
-	[[ $output == *"bench-smoke: 8 runs,"* ]] || {
+		--modes "$modes"
+	[[ $output == *"bench-smoke: $runs runs,"* ]] || {
 		echo "$output"
 		false
 	}
-	[[ $output == *$'\n8 passed, 0 failed'* ]] || {
+	[[ $output == *$'\n'"$runs passed, 0 failed"* ]] || {
 		echo "$output"
 		false
 	}
-	# One result line per scenario (5 twice), each kept in the raw results.
 	run -0 grep -c '^rep=1 key=' "$GPS_BUILD/bench/smoke/data/results.txt"
-	[[ $output == 8 ]]
+	[[ $output == "$runs" ]]
+	# Scenario 9 ran the multiplexed service with 4 workers, as at full size.
+	run -0 grep -c '^rep=1 key=9 srv=ours-mux .* workers=4$' "$GPS_BUILD/bench/smoke/data/results.txt"
 }
 
 @test "3.2, 3.4: loadgen counts duplicates, reordering, gaps, framing errors and strangers" {
@@ -116,4 +124,36 @@ bench_line()
 port_listening()
 {
 	[[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+}
+
+@test "a multiplexed worker that was full accepts again once its connections end" {
+	local GPS_MODE=mux out lg
+	gps_start "[Frontend]" "workers: 1" "maxConnections: 20"
+	echo "$GPS_RUN_PID" >"$BATS_TEST_TMPDIR/runner.pid" # teardown stops it if we fail
+	# 20 subscribers fill the one worker; a 21st connection waits in the backlog, which makes
+	# the worker stop accepting; the 20 leave after 1 s.
+	timeout 30 "$GPS_BUILD/bench/loadgen" --mode idle --no-verify --hold 2 --port "$GPS_PORT" \
+		--subs 20 --label t --sub-path /bench/full >"$BATS_TEST_TMPDIR/full.out" &
+	lg=$!
+	_gps_sleep_until 10 _worker_holds 20
+	exec 5<>"/dev/tcp/127.0.0.1/$GPS_PORT"
+	wait "$lg"
+	exec 5>&-
+	out=$(<"$BATS_TEST_TMPDIR/full.out")
+	echo "$out"
+	[[ $(result_value "$out" connected) == 20 ]]
+	# Once they are gone, new subscribers are served (the worker used to stay paused forever).
+	out=$(timeout 20 "$GPS_BUILD/bench/loadgen" --mode connect --port "$GPS_PORT" --subs 5 \
+		--label t --sub-path /bench/after --pub-path /bench/after)
+	echo "$out"
+	[[ $(result_value "$out" connected) == 5 ]]
+	[[ $(result_value "$out" verified) == 5 ]]
+	run -0 grep -c 'its maximum' "$GPS_LOG"
+	gps_stop
+}
+
+# _worker_holds N - whether N connections to the service are established.
+_worker_holds()
+{
+	(($(ss -Htn state established "( sport = :$GPS_PORT )" | wc -l) >= $1))
 }
