@@ -154,8 +154,11 @@ check_crash_stream()
 	awk '$1 == 200 { print NR }' "$BATS_FILE_TMPDIR/crash.out" >"$BATS_FILE_TMPDIR/crash.ok"
 	ok=$(wc -l <"$BATS_FILE_TMPDIR/crash.ok")
 	echo "$ok of $CRASH_MESSAGES publishes got 200"
-	# Sanity: the outages are short, so most publishes went through and the test checks much.
-	((ok >= CRASH_MESSAGES / 2))
+	# Sanity: the test checks much. An outage lasts the 0.2 s gitpubsub-run waits plus the
+	# broker's start, and a frontend answers each publish meanwhile with 503 in about a
+	# millisecond (a multiplexed one faster still), so up to a few hundred of the 1,000 may
+	# fall in the three outages on a loaded machine.
+	((ok >= CRASH_MESSAGES / 4))
 
 	# Every subscriber has every 200'd message once, in order (waiting for the last one).
 	n=$(tail -n 1 "$BATS_FILE_TMPDIR/crash.ok")
