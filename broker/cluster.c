@@ -48,11 +48,13 @@
 #define HDR_TOPIC	    "Gps-Topic"
 #define HDR_MSGID	    "Nats-Msg-Id" /* the publisher's id, deduplicated by JetStream */
 #define HDR_ID		    "Gps-Id"	  /* the publisher's id, with messageIdWindow 0 */
+#define HDR_ORIGIN	    "Gps-Origin"  /* "<this broker's 16 hex>.<token>": its own, read back */
 
 struct cluster {
 	struct config cfg;
 	char subject[96];
 	char inbox[INBOX_MAX]; /* acknowledgements come to inbox.<token> */
+	char origin[17];       /* this broker's 16 random hex digits (HDR_ORIGIN) */
 	int efd;
 	pthread_t thread;
 	_Atomic bool stop;
@@ -452,7 +454,7 @@ static void subscribe(struct cluster *c, uint64_t gen)
 static struct cluster_event *msg_event(struct cluster *c, natsMsg *m)
 {
 	static uint8_t topic[PROTO_MAX_TOPIC]; /* the cluster thread's alone */
-	const char *hv = NULL, *id = NULL;
+	const char *hv = NULL, *id = NULL, *origin = NULL;
 	jsMsgMetaData *meta = NULL;
 	struct cluster_event *ev;
 	uint32_t topic_len = 0, id_len;
@@ -479,6 +481,12 @@ static struct cluster_event *msg_event(struct cluster *c, natsMsg *m)
 	ev->seq = meta->Sequence.Stream;
 	ev->time_us = (uint64_t)meta->Timestamp / 1000u;
 	ev->generation = c->sub_generation;
+	if (natsMsgHeader_Get(m, HDR_ORIGIN, &origin) == NATS_OK && origin &&
+	    strncmp(origin, c->origin, sizeof(c->origin) - 1) == 0 &&
+	    origin[sizeof(c->origin) - 1] == '.') {
+		ev->mine = true;
+		ev->token = strtoull(origin + sizeof(c->origin), NULL, 10);
+	}
 	ev->id_len = id_len;
 	ev->topic_len = topic_len;
 	ev->payload_len = (uint32_t)(len > 0 ? len : 0);
@@ -604,7 +612,8 @@ int cluster_start(const struct config *cfg, uint64_t generation, uint64_t next_s
 		err = -EIO;
 		goto out_free;
 	}
-	(void)snprintf(c->inbox, sizeof(c->inbox), "_GPS_ACK.%016" PRIx64, rnd);
+	(void)snprintf(c->origin, sizeof(c->origin), "%016" PRIx64, rnd);
+	(void)snprintf(c->inbox, sizeof(c->inbox), "_GPS_ACK.%s", c->origin);
 	cds_wfcq_init(&c->qhead, &c->qtail);
 	atomic_store(&c->ring_generation, generation);
 	atomic_store(&c->ring_next, next_seq);
@@ -683,7 +692,7 @@ int cluster_publish(struct cluster *c, uint64_t token, const uint8_t *id, uint32
 		    uint32_t payload_len)
 {
 	natsConnection *nc = atomic_load_explicit(&c->nc, memory_order_acquire);
-	char reply[INBOX_MAX + 24], idbuf[PROTO_MAX_ID + 1];
+	char reply[INBOX_MAX + 24], origin[sizeof(c->origin) + 24], idbuf[PROTO_MAX_ID + 1];
 	char *hv;
 	natsMsg *m = NULL;
 	natsStatus s;
@@ -705,6 +714,10 @@ int cluster_publish(struct cluster *c, uint64_t token, const uint8_t *id, uint32
 		memcpy(idbuf, id, id_len);
 		idbuf[id_len] = '\0';
 		s = natsMsgHeader_Set(m, c->cfg.msgid_window_s ? HDR_MSGID : HDR_ID, idbuf);
+	}
+	if (s == NATS_OK) {
+		(void)snprintf(origin, sizeof(origin), "%s.%" PRIu64, c->origin, token);
+		s = natsMsgHeader_Set(m, HDR_ORIGIN, origin);
 	}
 	if (s == NATS_OK)
 		s = natsConnection_PublishMsg(nc, m);

@@ -39,10 +39,11 @@ struct cluster_event {
 	enum cluster_event_type type;
 	bool failed;	      /* ACK: refused or garbled; STREAM: NATS or the stream unreachable */
 	bool duplicate;	      /* ACK: JetStream already held this Nats-Msg-Id */
+	bool mine;	      /* MSG: published by this broker (cluster_publish), as token */
 	uint64_t seq;	      /* MSG: stream sequence; ACK: the message's (the original's) */
 	uint64_t time_us;     /* MSG: when the stream stored it, CLOCK_REALTIME us */
 	uint64_t generation;  /* MSG, ACK, STREAM: the stream's creation time in us (0: unknown) */
-	uint64_t token;	      /* ACK: the token given to cluster_publish() */
+	uint64_t token;	      /* ACK, MSG when mine: the token given to cluster_publish() */
 	uint64_t last_seq;    /* STREAM: the stream's last sequence */
 	uint32_t id_len;      /* MSG: bytes of message id (Nats-Msg-Id) at data */
 	uint32_t topic_len;   /* MSG: bytes of stored topic (shm/topic.h) after the id */
@@ -76,7 +77,10 @@ struct cluster_event *cluster_next(struct cluster *c);
 /*
  * Send one message to the stream: stored topic, normalised payload, the publisher's id (id_len
  * 0: none; it becomes the Nats-Msg-Id JetStream deduplicates on). The answer comes as a
- * CLUSTER_ACK event with token. 0, -ENOTCONN when not connected (yet), or -errno.
+ * CLUSTER_ACK event with token, and the message, when the consumer reads it back, as a
+ * CLUSTER_MSG event that is mine with the same token: its seq is that of the stream the ring
+ * copies (an acknowledgement's seq may be of a stream deleted and made again since, which the
+ * ack does not say). 0, -ENOTCONN when not connected (yet), or -errno.
  */
 _must_check_ int cluster_publish(struct cluster *c, uint64_t token, const uint8_t *id,
 				 uint32_t id_len, const uint8_t *topic, uint32_t topic_len,

@@ -103,7 +103,30 @@ static void flush_answers(struct broker *b)
 		b->pend_first++;
 }
 
-/* Answer what JetStream acknowledged and the ring now holds; 503 what waited too long. */
+/* 200: the message is in the stream, and in this node's ring as seq. */
+static void pend_stored(struct broker *b, struct pending *p, uint64_t seq, uint64_t time_us)
+{
+	if (p->flags & PROTO_RESP_DUPLICATE)
+		b->duplicates++;
+	p->state = PEND_DONE;
+	p->resp = (struct proto_resp){
+		.magic = PROTO_MAGIC,
+		.status = 200,
+		.seq = seq,
+		.time_us = time_us,
+		.generation = b->w.r.generation,
+		.flags = p->flags,
+		.reason = "Message sent!",
+	};
+}
+
+/*
+ * 503 what waited too long; answer the duplicates JetStream acknowledged that the ring holds.
+ * A message that JetStream stored anew is answered when this node reads it back (on_message):
+ * its acknowledgement's seq alone could be of a stream deleted since (section 8 of
+ * shm/ring.h), a ring this node has not yet left. A duplicate is not read back (JetStream
+ * stored nothing): its seq is the original's, looked for in the ring.
+ */
 static void resolve_answers(struct broker *b)
 {
 	const struct ring *r = &b->w.r;
@@ -119,7 +142,7 @@ static void resolve_answers(struct broker *b)
 		}
 		if (p->state != PEND_ACKED)
 			continue;
-		if (p->seq >= head) {
+		if (!(p->flags & PROTO_RESP_DUPLICATE) || p->seq >= head) {
 			/* acknowledged, but this node has not consumed it yet: a while more */
 			if (now >= p->deadline_us + APPEND_GRACE_US)
 				pend_done(p, 503, "stored in the cluster, not yet on this node");
@@ -131,19 +154,20 @@ static void resolve_answers(struct broker *b)
 			pend_done(p, 503, "stored in the cluster, no longer held on this node");
 			continue;
 		}
-		if (p->flags & PROTO_RESP_DUPLICATE)
-			b->duplicates++;
-		p->state = PEND_DONE;
-		p->resp = (struct proto_resp){
-			.magic = PROTO_MAGIC,
-			.status = 200,
-			.seq = p->seq,
-			.time_us = atomic_load_explicit(&e->time_us, memory_order_relaxed),
-			.generation = r->generation,
-			.flags = p->flags,
-			.reason = "Message sent!",
-		};
+		pend_stored(b, p, p->seq, atomic_load_explicit(&e->time_us, memory_order_relaxed));
 	}
+}
+
+/* This node's own publish token, read back from the stream as seq: answer it. */
+static void on_mine(struct broker *b, uint64_t token, uint64_t seq, uint64_t time_us)
+{
+	struct pending *p;
+
+	if (token < b->pend_first || token >= b->pend_next)
+		return; /* answered already (late: 503), or of an earlier broker */
+	p = &b->pend[token % MAX_PENDING];
+	if (p->state == PEND_SENT || p->state == PEND_ACKED)
+		pend_stored(b, p, seq, time_us);
 }
 
 static void on_ack(struct broker *b, const struct cluster_event *ev)
@@ -228,6 +252,8 @@ static int on_message(struct broker *b, const struct cluster_event *ev)
 			    (unsigned long long)ev->seq, strerror(-err));
 		return 0;
 	}
+	if (ev->mine)
+		on_mine(b, ev->token, seq, t);
 	return 0;
 }
 

@@ -94,6 +94,14 @@ probe()
 		"http://127.0.0.1:$(node_port "$1")/probe")" = 200 ]
 }
 
+# publish_head K NAME JSON - publish JSON to /cluster/NAME on node K; its answer's head in
+# $CL_DIR/NAME.K.head. Succeeds on 200.
+publish_head()
+{
+	[ "$(curl -s -m 5 -D "$CL_DIR/$2.$1.head" -o /dev/null -w '%{http_code}' -d "$3" \
+		"http://127.0.0.1:$(node_port "$1")/cluster/$2")" = 200 ]
+}
+
 teardown_file()
 {
 	local k
@@ -109,7 +117,14 @@ teardown_file()
 
 teardown()
 {
+	local k
 	subs_stop
+	# a failed test: what each node said of the stream and of its answers, for the reader
+	[[ -n ${BATS_TEST_COMPLETED:-} ]] && return 0
+	for ((k = 1; k <= NODES; k++)); do
+		echo "--- node $k, last lines about the stream, gaps and refusals:" >&2
+		grep -a -e stream -e gap -e ' 503 ' -e warning "$CL_DIR/node$k.log" | tail -n 15 >&2
+	done
 }
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -447,15 +462,22 @@ tok_code()
 	[ "$(acked f6a)" -eq 100 ]
 	check f6a f6-1 f6-2 f6-3
 	[ "$status" -eq 0 ]
-	# delete it with JetStream's API, as `nats stream rm` would
+	# delete it with JetStream's API, as `nats stream rm` would; the connection stays until the
+	# answer is in (socat's output, read while it is written)
+	# shellcheck disable=SC2094
 	{
 		printf 'CONNECT {"verbose":false}\r\nSUB _cl.r 1\r\n'
 		printf 'PUB $JS.API.STREAM.DELETE.GITPUBSUB _cl.r 0\r\n\r\n'
-		sleep 2 # the answer, before the connection closes
-	} | timeout 5 socat - "TCP:127.0.0.1:$(<"$CL_DIR/nats2.port")" >"$CL_DIR/f6.delete" || true
+		_gps_sleep_until 10 grep -qs -e '"success"' -e '"error"' "$CL_DIR/f6.delete" || true
+	} | timeout 15 socat - "TCP:127.0.0.1:$(<"$CL_DIR/nats2.port")" >"$CL_DIR/f6.delete" || true
 	cat "$CL_DIR/f6.delete" >&2
 	grep -q '"success":true' "$CL_DIR/f6.delete"
-	# the brokers make it again (within a second) and publishing goes on
+	# the brokers make it again (within a second) and publishing goes on; a publish at once on
+	# every node, while some may still copy the old stream, is answered with a cursor of the
+	# new one: a replay from it holds what follows, not the message itself after a gap notice
+	for ((k = 1; k <= NODES; k++)); do
+		_gps_sleep_until 20 publish_head "$k" f6c "{\"f6c\":$k}"
+	done
 	_gps_sleep_until 20 probe 1
 	publish f6b 100 3 1 2 3
 	[ "$(acked f6b)" -eq 100 ]
@@ -465,5 +487,13 @@ tok_code()
 		n=$(gaps f6-$k)
 		echo "node $k: $n gap notices" >&2
 		[ "$n" -eq 1 ]
+	done
+	for ((k = 1; k <= NODES; k++)); do
+		n=$(tr -d '\r' <"$CL_DIR/f6c.$k.head" | sed -n 's/^X-Cursor: //p')
+		curl -s -m 1 -H "X-Fetch-Since-Cursor: $n" "http://127.0.0.1:$(node_port "$k")/cluster/f6c" \
+			>"$CL_DIR/f6c.$k.replay" || true
+		echo "node $k: published at once after the deletion, cursor $n; replay from it:" \
+			"$(tr '\n' ' ' <"$CL_DIR/f6c.$k.replay")" >&2
+		run ! grep -q -e "{\"f6c\":$k}" -e '"gap"' "$CL_DIR/f6c.$k.replay"
 	done
 }
