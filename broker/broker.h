@@ -58,6 +58,11 @@ struct broker {
 	uint64_t stream_last; /* the stream's last seq, last seen */
 	int ready_fd;	      /* signalled once caught up with the stream; -1 once done */
 	uint64_t ready_deadline_us;
+	/* Out of descriptors (EMFILE): the listener is not watched until this CLOCK_MONOTONIC time
+	 * (0: watched), so a waiting connection that cannot be accepted does not wake the loop
+	 * again and again; accept_pauses counts the pauses of this shortage, for its log lines. */
+	uint64_t accept_resume_us;
+	uint64_t accept_pauses;
 };
 
 enum pending_state {
