@@ -513,7 +513,7 @@ static void pause_accepting(struct broker *b, int err)
 	b->accept_resume_us = io_now_mono_us() + ACCEPT_PAUSE_MS * 1000u;
 }
 
-/* The pause is over: watch the listener again (what waits there wakes the loop at once). */
+/* The pause is over: watch the listener again. */
 static void resume_accepting(struct broker *b)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)b->lfd };
@@ -649,8 +649,12 @@ static int serve(struct broker *b)
 				continue;
 			return -errno;
 		}
-		if (b->accept_resume_us && io_now_mono_us() >= b->accept_resume_us)
+		if (b->accept_resume_us && io_now_mono_us() >= b->accept_resume_us) {
 			resume_accepting(b);
+			/* at once: the last one waiting may be gone, and with it the event that
+			 * would end the shortage (accept_clients says so at EAGAIN) */
+			accept_clients(b);
+		}
 		for (int i = 0; i < n; i++) {
 			int fd = (int)(evs[i].data.u64 & CONN_FD_MASK);
 
