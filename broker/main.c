@@ -13,7 +13,6 @@
  * struct pending, in request order, since a frontend pairs replies with requests by order.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -47,10 +46,6 @@
  * broker's own fds (listener, signals, timer) are registered with data.u64 = fd too. */
 #define CONN_FD_MASK	UINT64_C(0xffffffff)
 #define CONN_REFUSED	(UINT64_C(1) << 32)
-/* Descriptors one received datagram may bring in: one is all a request carries (the memfd of
- * a large body); a few more fit so that a request carrying several is seen, each closed and
- * the request refused. Past these the kernel closes them itself (MSG_CTRUNC). */
-#define RECV_FDS_ROOM	4
 /* Out of descriptors, the listener is left alone this long: a frontend waiting to be accepted
  * makes its socket readable until accepted, so watching it would wake the loop without end
  * (100% CPU). Ten tries a second cost nothing, and one comes soon after a descriptor frees. */
@@ -201,112 +196,6 @@ int broker_store(struct broker *b, const uint8_t *id, uint32_t id_len, const uin
 	return 0;
 }
 
-/*
- * What came with a request datagram besides its bytes (common/proto.h): no descriptor, or the
- * one memfd of a large body. Anything else is refused with its reason, every descriptor that
- * came with it closed, so that no frontend can fill the broker's file table.
- */
-enum req_fds {
-	REQ_FDS_OK,	 /* none, or one: *ret_body_fd */
-	REQ_FDS_MANY,	 /* more than one (each closed) */
-	REQ_FDS_DROPPED, /* one was sent, but the broker had no descriptor free to take it */
-};
-
-/* Close the descriptors of a SCM_RIGHTS control message cm but the first, which is returned
- * (-1 if cm holds none). *ret_n: how many cm held. */
-static int take_first_fd(const struct cmsghdr *cm, size_t *ret_n)
-{
-	size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-	int first = -1;
-
-	for (size_t i = 0; i < n; i++) {
-		int fd;
-
-		memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-		if (i == 0)
-			first = fd;
-		else
-			(void)close(fd);
-	}
-	*ret_n = n;
-	return first;
-}
-
-/*
- * The descriptors received with a datagram (mh, as recvmsg() left it): *ret_body_fd is the
- * one a request may carry, or -1; every other one is closed here, and the answer says what
- * came. The control buffer has room for RECV_FDS_ROOM: past that the kernel closes them
- * itself and sets MSG_CTRUNC (as it does when it cannot install one: EMFILE).
- */
-static enum req_fds collect_fds(struct msghdr *mh, int *ret_body_fd)
-{
-	size_t total = 0;
-
-	*ret_body_fd = -1;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-		size_t n;
-		int fd;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		fd = take_first_fd(cm, &n);
-		total += n;
-		if (fd < 0)
-			continue;
-		if (*ret_body_fd < 0)
-			*ret_body_fd = fd;
-		else
-			(void)close(fd);
-	}
-	if (total > 1 || (total == 1 && (mh->msg_flags & MSG_CTRUNC))) {
-		if (*ret_body_fd >= 0)
-			(void)close(*ret_body_fd);
-		*ret_body_fd = -1;
-		return REQ_FDS_MANY;
-	}
-	/* no other control message is enabled on the socket (no SO_PASSCRED, SO_PASSSEC):
-	 * truncated control data with no descriptor is one the kernel could not install */
-	if (total == 0 && (mh->msg_flags & MSG_CTRUNC))
-		return REQ_FDS_DROPPED;
-	return REQ_FDS_OK;
-}
-
-/*
- * Receive one request datagram from fd into b->dgram: its size (> 0), 0 when none waits, or
- * -errno (-ECONNRESET: the frontend went away). *ret_body_fd is the memfd passed with it, or -1;
- * *ret_fds what came (collect_fds); *ret_trunc says the datagram did not fit.
- */
-static ssize_t recv_request(struct broker *b, int fd, int *ret_body_fd, enum req_fds *ret_fds,
-			    bool *ret_trunc)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(RECV_FDS_ROOM * sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = b->dgram, .iov_len = b->dgram_cap };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	ssize_t n;
-
-	*ret_body_fd = -1;
-	*ret_fds = REQ_FDS_OK;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-	*ret_fds = collect_fds(&mh, ret_body_fd);
-	if (n == 0) {
-		/* the frontend went away; or sent an empty datagram, which no frontend does */
-		if (*ret_body_fd >= 0)
-			(void)close(*ret_body_fd);
-		*ret_body_fd = -1;
-		return -ECONNRESET;
-	}
-	*ret_trunc = (mh.msg_flags & MSG_TRUNC) != 0;
-	return n;
-}
-
 /* The parts of a request datagram of n bytes (common/proto.h), or false when it is malformed. */
 static bool parse_request(const struct broker *b, size_t n, bool trunc, struct proto_req *req,
 			  const uint8_t **ret_id, const uint8_t **ret_topic, const char **ret_body)
@@ -318,40 +207,13 @@ static bool parse_request(const struct broker *b, size_t n, bool trunc, struct p
 	memcpy(req, b->dgram, sizeof(*req));
 	*ret_id = b->dgram + sizeof(*req);
 	*ret_topic = *ret_id + req->id_len;
-	/* a body inline after the topic, or (larger) in a memfd: fds_refusal() */
+	/* a body inline after the topic, or (larger) in a memfd: broker_fds_refusal() */
 	inline_len = req->body_len > PROTO_INLINE_MAX ? 0 : req->body_len;
 	if (req->magic != PROTO_MAGIC || req->id_len > PROTO_MAX_ID ||
 	    (uint64_t)req->id_len + req->topic_len + inline_len != (uint64_t)n - sizeof(*req))
 		return false;
 	*ret_body = (const char *)*ret_topic + req->topic_len;
 	return true;
-}
-
-/*
- * Why the descriptors that came with request req (collect_fds: fds, body_fd) are not the one it
- * calls for, with the status in *ret_status; NULL when they are. The memfd of a body larger
- * than PROTO_INLINE_MAX is the only one: a request with another, or with one it does not call
- * for, is refused (and the descriptor closed by the caller).
- */
-static const char *fds_refusal(enum req_fds fds, int body_fd, const struct proto_req *req,
-			       uint32_t *ret_status)
-{
-	*ret_status = 400;
-	if (fds == REQ_FDS_MANY)
-		return "more than one file descriptor with a request";
-	if (fds == REQ_FDS_DROPPED) {
-		*ret_status = 503;
-		return "the broker is out of file descriptors; try again";
-	}
-	if (body_fd >= 0 && req->body_len <= PROTO_INLINE_MAX)
-		return "a file descriptor the request does not call for";
-	if (body_fd < 0 && req->body_len > PROTO_INLINE_MAX)
-		return "a large body without its memfd";
-	/* a memfd (shmem) answers F_GET_SEALS: its pread never waits on a pipe, a socket or a
-	 * slow file system */
-	if (body_fd >= 0 && fcntl(body_fd, F_GET_SEALS) < 0)
-		return "the body's file descriptor is not a memfd";
-	return NULL;
 }
 
 /*
@@ -426,13 +288,13 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 	int body_fd, err;
 	uint32_t status;
 	bool ok = false, trunc = false;
-	ssize_t n = recv_request(b, fd, &body_fd, &fds, &trunc);
+	ssize_t n = broker_recv_request(b, fd, &body_fd, &fds, &trunc);
 
 	if (n <= 0)
 		return (int)n;
 	if (!parse_request(b, (size_t)n, trunc, &req, &id, &topic, &body)) {
 		err = reply(b, fd, 400, "malformed request to the broker");
-	} else if ((why = fds_refusal(fds, body_fd, &req, &status))) {
+	} else if ((why = broker_fds_refusal(fds, body_fd, &req, &status))) {
 		log_warning("refusing a request from a frontend: %s", why);
 		err = reply(b, fd, status, why);
 	} else if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
@@ -510,7 +372,7 @@ static void pause_accepting(struct broker *b, int err)
 			    strerror(err), ACCEPT_PAUSE_MS);
 	if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, b->lfd, &ev) < 0)
 		log_warning("unable to pause watching the listener: %s", strerror(errno));
-	b->accept_resume_us = io_now_mono_us() + ACCEPT_PAUSE_MS * 1000u;
+	b->accept_resume_us = io_now_mono_us() + ACCEPT_PAUSE_MS * UINT64_C(1000);
 }
 
 /* The pause is over: watch the listener again. */
