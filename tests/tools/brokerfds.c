@@ -91,15 +91,16 @@ static int add_memfd(struct req *r, size_t len)
 {
 	int fd = memfd_create("brokerfds-body", MFD_CLOEXEC);
 	char *body = malloc(len);
-	int err = 0;
+	int err = 0, head;
 
 	if (fd < 0 || !body) {
 		err = fd < 0 ? -errno : -ENOMEM;
 		goto out;
 	}
-	memset(body, 'p', len);
-	memcpy(body, "{\"pad\":\"", 8);
-	memcpy(body + len - 2, "\"}", 2);
+	head = snprintf(body, len, "{\"pad\":\"");
+	memset(body + head, 'p', len - (size_t)head - 2);
+	body[len - 2] = '"';
+	body[len - 1] = '}';
 	if (write(fd, body, len) != (ssize_t)len) {
 		err = -EIO;
 		goto out;
