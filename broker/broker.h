@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "broker/cluster.h"
 #include "broker/json.h"
@@ -58,6 +59,11 @@ struct broker {
 	uint64_t stream_last; /* the stream's last seq, last seen */
 	int ready_fd;	      /* signalled once caught up with the stream; -1 once done */
 	uint64_t ready_deadline_us;
+	/* Out of descriptors (EMFILE): the listener is not watched until this CLOCK_MONOTONIC time
+	 * (0: watched), so a waiting connection that cannot be accepted does not wake the loop
+	 * again and again; accept_pauses counts the pauses of this shortage, for its log lines. */
+	uint64_t accept_resume_us;
+	uint64_t accept_pauses;
 };
 
 enum pending_state {
@@ -89,6 +95,32 @@ _must_check_ int broker_store(struct broker *b, const uint8_t *id, uint32_t id_l
 			      uint64_t now_us, uint64_t *ret_seq, uint64_t *ret_time_us);
 /* Tell systemd and the runner (--ready-fd) that the broker serves. */
 void broker_signal_ready(int ready_fd);
+
+/* ---- broker/recv.c: a request's datagram and descriptors ---- */
+
+/*
+ * What came with a request datagram besides its bytes (common/proto.h): no descriptor, or the
+ * one memfd of a large body. Anything else is refused with its reason, every descriptor that
+ * came with it closed, so that no frontend can fill the broker's file table.
+ */
+enum req_fds {
+	REQ_FDS_OK,	 /* none, or one: *ret_body_fd */
+	REQ_FDS_MANY,	 /* more than one (each closed) */
+	REQ_FDS_DROPPED, /* one was sent, but the broker had no descriptor free to take it */
+};
+
+/*
+ * Receive one request datagram from fd into b->dgram: its size (> 0), 0 when none waits, or
+ * -errno (-ECONNRESET: the frontend went away). *ret_body_fd is the memfd passed with it, or -1
+ * (the caller closes it); every other descriptor is closed; *ret_fds says what came;
+ * *ret_trunc that the datagram did not fit.
+ */
+ssize_t broker_recv_request(struct broker *b, int fd, int *ret_body_fd, enum req_fds *ret_fds,
+			    bool *ret_trunc);
+/* Why what came with request req (broker_recv_request: fds, body_fd) is not the descriptor it
+ * calls for, with the status in *ret_status; NULL when it is. */
+const char *broker_fds_refusal(enum req_fds fds, int body_fd, const struct proto_req *req,
+			       uint32_t *ret_status);
 
 /* ---- broker/replica.c: cluster mode ---- */
 

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,10 @@
  * broker's own fds (listener, signals, timer) are registered with data.u64 = fd too. */
 #define CONN_FD_MASK	UINT64_C(0xffffffff)
 #define CONN_REFUSED	(UINT64_C(1) << 32)
+/* Out of descriptors, the listener is left alone this long: a frontend waiting to be accepted
+ * makes its socket readable until accepted, so watching it would wake the loop without end
+ * (100% CPU). Ten tries a second cost nothing, and one comes soon after a descriptor frees. */
+#define ACCEPT_PAUSE_MS 100
 
 /* what the wire may carry must fit the ring's index fields */
 _Static_assert(PROTO_MAX_TOPIC <= RING_MAX_TOPIC, "a stored topic fits ring_idx.topic_len");
@@ -191,43 +196,9 @@ int broker_store(struct broker *b, const uint8_t *id, uint32_t id_len, const uin
 	return 0;
 }
 
-/*
- * Receive one request datagram from fd into b->dgram: its size (> 0), 0 when none waits, or
- * -errno (-ECONNRESET: the frontend went away). *ret_body_fd is the memfd passed with it, or -1;
- * *ret_trunc says the datagram or its control data did not fit.
- */
-static ssize_t recv_request(struct broker *b, int fd, int *ret_body_fd, bool *ret_trunc)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = b->dgram, .iov_len = b->dgram_cap };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm;
-	ssize_t n;
-
-	*ret_body_fd = -1;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-	if (n == 0)
-		return -ECONNRESET; /* the frontend went away */
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(ret_body_fd, CMSG_DATA(cm), sizeof(int));
-	*ret_trunc = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-	return n;
-}
-
 /* The parts of a request datagram of n bytes (common/proto.h), or false when it is malformed. */
-static bool parse_request(const struct broker *b, size_t n, bool trunc, int body_fd,
-			  struct proto_req *req, const uint8_t **ret_id, const uint8_t **ret_topic,
-			  const char **ret_body)
+static bool parse_request(const struct broker *b, size_t n, bool trunc, struct proto_req *req,
+			  const uint8_t **ret_id, const uint8_t **ret_topic, const char **ret_body)
 {
 	uint64_t inline_len;
 
@@ -236,10 +207,9 @@ static bool parse_request(const struct broker *b, size_t n, bool trunc, int body
 	memcpy(req, b->dgram, sizeof(*req));
 	*ret_id = b->dgram + sizeof(*req);
 	*ret_topic = *ret_id + req->id_len;
-	/* a body passed as a memfd, or inline after the topic */
-	inline_len = body_fd < 0 ? req->body_len : 0;
+	/* a body inline after the topic, or (larger) in a memfd: broker_fds_refusal() */
+	inline_len = req->body_len > PROTO_INLINE_MAX ? 0 : req->body_len;
 	if (req->magic != PROTO_MAGIC || req->id_len > PROTO_MAX_ID ||
-	    inline_len > PROTO_INLINE_MAX ||
 	    (uint64_t)req->id_len + req->topic_len + inline_len != (uint64_t)n - sizeof(*req))
 		return false;
 	*ret_body = (const char *)*ret_topic + req->topic_len;
@@ -313,21 +283,27 @@ static int handle_request(struct broker *b, int fd, bool *refused)
 {
 	struct proto_req req;
 	const uint8_t *topic = NULL, *id = NULL;
-	const char *body = NULL;
+	const char *body = NULL, *why;
+	enum req_fds fds;
 	int body_fd, err;
+	uint32_t status;
 	bool ok = false, trunc = false;
-	ssize_t n = recv_request(b, fd, &body_fd, &trunc);
+	ssize_t n = broker_recv_request(b, fd, &body_fd, &fds, &trunc);
 
 	if (n <= 0)
 		return (int)n;
-	if (!parse_request(b, (size_t)n, trunc, body_fd, &req, &id, &topic, &body))
+	if (!parse_request(b, (size_t)n, trunc, &req, &id, &topic, &body)) {
 		err = reply(b, fd, 400, "malformed request to the broker");
-	else if ((req.flags & PROTO_REQ_CHAINED) && *refused)
+	} else if ((why = broker_fds_refusal(fds, body_fd, &req, &status))) {
+		log_warning("refusing a request from a frontend: %s", why);
+		err = reply(b, fd, status, why);
+	} else if ((req.flags & PROTO_REQ_CHAINED) && *refused) {
 		/* RFC 9112 9.6: after the answer that closes the connection, nothing more of it is
 		 * processed; the frontend had sent this one along before it knew */
 		err = reply(b, fd, 400, "not stored: a request before it was refused");
-	else
+	} else {
 		err = store_request(b, fd, &req, id, topic, body, body_fd, &ok);
+	}
 	if (body_fd >= 0)
 		(void)close(body_fd);
 	*refused = !ok;
@@ -381,12 +357,67 @@ static int peer_allowed(int fd)
 	return cred.uid == 0 || cred.uid == geteuid();
 }
 
+/*
+ * Out of descriptors: stop watching the listener for ACCEPT_PAUSE_MS (serve() resumes it), so
+ * the frontend that waits to be accepted does not wake the loop again at once. Said once per
+ * shortage; watching the other descriptors goes on, and each one that closes makes room.
+ */
+static void pause_accepting(struct broker *b, int err)
+{
+	struct epoll_event ev = { .events = 0, .data.u64 = (uint64_t)b->lfd };
+
+	if (b->accept_pauses++ == 0)
+		log_warning("unable to accept a frontend: %s; trying again every %d ms until "
+			    "a descriptor frees",
+			    strerror(err), ACCEPT_PAUSE_MS);
+	if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, b->lfd, &ev) < 0)
+		log_warning("unable to pause watching the listener: %s", strerror(errno));
+	b->accept_resume_us = io_now_mono_us() + ACCEPT_PAUSE_MS * UINT64_C(1000);
+}
+
+/* The pause is over: watch the listener again. */
+static void resume_accepting(struct broker *b)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)b->lfd };
+
+	b->accept_resume_us = 0;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, b->lfd, &ev) < 0)
+		log_warning("unable to watch the listener again: %s", strerror(errno));
+}
+
+/* serve()'s epoll timeout: the cluster's tick or none, shortened to the end of a pause. */
+static int loop_timeout_ms(const struct broker *b)
+{
+	int ms = b->cl ? CLUSTER_TICK_MS : -1;
+	uint64_t now;
+
+	if (!b->accept_resume_us)
+		return ms;
+	now = io_now_mono_us();
+	if (now >= b->accept_resume_us)
+		return 0;
+	/* + 1: epoll_wait rounds down, and waking before the end would only wait again */
+	return (int)MIN((b->accept_resume_us - now) / 1000u + 1u, ms < 0 ? INT_MAX : (uint64_t)ms);
+}
+
 static void accept_clients(struct broker *b)
 {
 	for (;;) {
 		struct epoll_event ev = { .events = EPOLLIN };
 		int fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
+		if (fd < 0 &&
+		    (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+			pause_accepting(b, errno);
+			return;
+		}
+		if (fd < 0 && errno == EAGAIN && b->accept_pauses) {
+			/* every frontend that waited is in: the shortage is over */
+			log_notice("accepted every waiting frontend, after %llu pauses without a "
+				   "free descriptor",
+				   (unsigned long long)b->accept_pauses);
+			b->accept_pauses = 0;
+		}
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_warning("unable to accept a frontend: %s", strerror(errno));
@@ -473,12 +504,18 @@ static int serve(struct broker *b)
 	struct epoll_event evs[MAX_EVENTS];
 
 	for (;;) {
-		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, b->cl ? CLUSTER_TICK_MS : -1);
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, loop_timeout_ms(b));
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		if (b->accept_resume_us && io_now_mono_us() >= b->accept_resume_us) {
+			resume_accepting(b);
+			/* at once: the last one waiting may be gone, and with it the event that
+			 * would end the shortage (accept_clients says so at EAGAIN) */
+			accept_clients(b);
 		}
 		for (int i = 0; i < n; i++) {
 			int fd = (int)(evs[i].data.u64 & CONN_FD_MASK);

@@ -80,6 +80,7 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Clients", "trustedPeers", CONFIG_PEERS, trusted_peers),
 	CONFIG_KEY("Clients", "publishOrigins", CONFIG_HEADER, publish_origins),
 	CONFIG_KEY("Clients", "tokensFile", CONFIG_HEADER, tokens_file),
+	CONFIG_KEY("Clients", "proxies", CONFIG_PEERS, proxies),
 	CONFIG_KEY("Limits", "maxBodySize", CONFIG_SIZE64, max_body),
 	CONFIG_KEY("Limits", "maxTargetSize", CONFIG_SIZE32, max_target),
 	CONFIG_KEY("Limits", "maxHeaderSize", CONFIG_SIZE32, max_header),
@@ -651,7 +652,7 @@ void config_write(const struct config *c, FILE *f)
 {
 	fprintf(f,
 		"[Server]\nport: %u\nIP: %s\n\n"
-		"[Clients]\ntrustedPeers: %s\npublishOrigins: %s\ntokensFile: %s\n\n"
+		"[Clients]\ntrustedPeers: %s\npublishOrigins: %s\ntokensFile: %s\nproxies: %s\n\n"
 		"[Limits]\nmaxBodySize: %llu\nmaxTargetSize: %u\nmaxHeaderSize: %u\n"
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
 		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
@@ -659,9 +660,9 @@ void config_write(const struct config *c, FILE *f)
 		"[Broker]\nsocket: %s\n\n"
 		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
 		c->port, c->listen_ip, c->trusted_peers, c->publish_origins, c->tokens_file,
-		(unsigned long long)c->max_body, c->max_target, c->max_header, c->max_header_lines,
-		c->header_timeout_ms, c->body_timeout_ms, c->keepalive_ms, c->send_timeout_ms,
-		c->allow_origin, (unsigned long long)c->retention_s,
+		c->proxies, (unsigned long long)c->max_body, c->max_target, c->max_header,
+		c->max_header_lines, c->header_timeout_ms, c->body_timeout_ms, c->keepalive_ms,
+		c->send_timeout_ms, c->allow_origin, (unsigned long long)c->retention_s,
 		(unsigned long long)c->ring_size, c->ring_name,
 		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
 		c->max_connections);

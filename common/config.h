@@ -16,6 +16,8 @@
  *   [Clients]  trustedPeers (whitespace-separated list, see common/trust.h)  compat
  *              publishOrigins (whitespace-separated web origins; default none)
  *              tokensFile (path of the publish tokens, common/tokens.h; default none)
+ *              proxies (the addresses reverse proxies connect from, as trustedPeers; default
+ *              none; read only by gpsctl check, which warns when a trusted entry covers one)
  *   [Limits]   maxBodySize, maxTargetSize, maxHeaderSize (sizes),
  *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
  *   [Stream]   keepalive, sendTimeout (durations), allowOrigin (header value, may be empty)
@@ -43,6 +45,7 @@ struct config {
 	char trusted_peers[4096];   /* [Clients] trustedPeers; default "127.0.0.1 ::1" */
 	char publish_origins[1024]; /* [Clients] publishOrigins: web origins that may publish */
 	char tokens_file[1024];	    /* [Clients] tokensFile: publish tokens; "" none */
+	char proxies[1024];	    /* [Clients] proxies: reverse proxies' addresses; "" none */
 	uint64_t max_body;	    /* [Limits] maxBodySize; default 2 MiB (PROTOCOL 4.4) */
 	uint32_t max_target;	    /* [Limits] maxTargetSize; default 8 KiB (PROTOCOL 7.2) */
 	uint32_t max_header;	    /* [Limits] maxHeaderSize; default 16 KiB */

@@ -16,6 +16,10 @@
  * memfd holding it at offset 0, which keeps a 2 MiB body out of the socket buffers (one write
  * into the memfd, one pread in the broker). Inline, an everyday publish costs no fd passing, no
  * memfd write and no pread (README "Performance"), and a frontend can hand over several at once.
+ * That memfd is the only descriptor a request may carry, and only with a body over
+ * PROTO_INLINE_MAX: the broker closes every descriptor that comes with a request at once and
+ * refuses (400, with the reason) a request with more than one, with one it does not call for, or
+ * with one that is not a memfd (broker/recv.c); one it had no room to take (EMFILE) is a 503.
  * Reply: one datagram, struct proto_resp, sent only after the message is in the ring (status
  * 200) or was refused. One connection carries any number of request/reply pairs, in order; a
  * frontend may send several requests before it reads their replies (pipelining).

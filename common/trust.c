@@ -199,15 +199,14 @@ int trust_parse(const char *list, struct trust *ret, char *err, size_t errlen)
 
 		if (t.n >= TRUST_MAX) {
 			if (err && errlen > 0)
-				(void)snprintf(err, errlen,
-					       "more than %d trusted peers, starting at '%.*s'",
-					       TRUST_MAX, (int)MIN(len, (size_t)TRUST_QUOTE_MAX),
-					       tok);
+				(void)snprintf(
+					err, errlen, "more than %d entries, starting at '%.*s'",
+					TRUST_MAX, (int)MIN(len, (size_t)TRUST_QUOTE_MAX), tok);
 			return -EINVAL;
 		}
 		if (trust_parse_entry(tok, len, &t.e[t.n], &why) < 0) {
 			if (err && errlen > 0)
-				(void)snprintf(err, errlen, "bad trusted peer '%.*s': %s",
+				(void)snprintf(err, errlen, "bad entry '%.*s': %s",
 					       (int)MIN(len, (size_t)TRUST_QUOTE_MAX), tok, why);
 			return -EINVAL;
 		}
@@ -272,4 +271,30 @@ bool trust_check(const struct trust *t, const struct sockaddr *sa, socklen_t len
 			return true;
 	}
 	return false;
+}
+
+/* Entry e as an IPv6 block: an IPv4 entry as the IPv4-mapped block of its addresses. */
+static void trust_as_v6(const struct trust_entry *e, uint8_t addr[16], unsigned *ret_prefix)
+{
+	if (e->family == 4) {
+		memcpy(addr, v4mapped_prefix, sizeof(v4mapped_prefix));
+		memcpy(addr + sizeof(v4mapped_prefix), e->addr, 4);
+		*ret_prefix = 96u + MIN(e->prefix, 32u);
+	} else {
+		memcpy(addr, e->addr, 16);
+		*ret_prefix = MIN(e->prefix, 128u);
+	}
+}
+
+bool trust_overlap(const struct trust_entry *a, const struct trust_entry *b)
+{
+	uint8_t va[16], vb[16];
+	unsigned pa, pb;
+
+	if (!a || !b)
+		return false;
+	trust_as_v6(a, va, &pa);
+	trust_as_v6(b, vb, &pb);
+	/* two blocks share an address exactly when the wider one holds the other's start */
+	return trust_prefix_equal(va, vb, MIN(pa, pb));
 }

@@ -38,4 +38,11 @@ _must_check_ int trust_parse(const char *list, struct trust *ret, char *err, siz
 /* Whether the socket address sa (AF_INET or AF_INET6) matches an entry. */
 bool trust_check(const struct trust *t, const struct sockaddr *sa, socklen_t len);
 
+/*
+ * Whether some peer would match both entries a and b, by trust_check()'s rules (an IPv4 entry
+ * also covers the IPv4-mapped spelling of its addresses, "::/0" covers IPv4 peers): what
+ * gpsctl check asks of a trusted entry and a reverse proxy's ([Clients] proxies).
+ */
+bool trust_overlap(const struct trust_entry *a, const struct trust_entry *b);
+
 #endif

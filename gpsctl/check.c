@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* gpsctl check: the header, the counters, the index and every held record, one by one. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "common/log.h"
+#include "common/trust.h"
 #include "gpsctl/gpsctl.h"
 
 /* Passes over a ring that keeps changing before the problems seen are reported anyway. A pass
@@ -288,22 +290,93 @@ static void check_pass(struct reader *rd, struct problems *p, uint64_t *ret_chec
 	*ret_checked = check_records(rd, &c, p);
 }
 
-static void print_check_result(const struct problems *p, const char *name, uint64_t checked,
-			       const struct options *o)
+/*
+ * The next entry of a trustedPeers-style list at *p (whitespace-separated, as trust_parse()
+ * reads it) into *ret_entry, its text at *ret_tok for *ret_len bytes; false at the end. The
+ * configuration parser checked every entry already, so one that does not parse is skipped.
+ */
+static bool next_entry(const char **p, struct trust_entry *ret_entry, const char **ret_tok,
+		       size_t *ret_len)
+{
+	static struct trust one; /* 4.6 KiB: not on the stack */
+	char buf[128];
+
+	for (;;) {
+		const char *s = *p;
+		size_t len;
+
+		while (isspace((unsigned char)*s))
+			s++;
+		if (!*s)
+			return false;
+		for (len = 0; s[len] && !isspace((unsigned char)s[len]); len++)
+			;
+		*p = s + len;
+		if (len >= sizeof(buf))
+			continue;
+		memcpy(buf, s, len);
+		buf[len] = '\0';
+		if (trust_parse(buf, &one, NULL, 0) < 0 || one.n != 1)
+			continue;
+		*ret_entry = one.e[0];
+		*ret_tok = s;
+		*ret_len = len;
+		return true;
+	}
+}
+
+/*
+ * README "Behind a reverse proxy": every client of a proxy arrives with the proxy's address, so
+ * a trustedPeers entry covering an address of [Clients] proxies lets anyone who reaches the
+ * proxy publish. One warning per such pair into w; a warning, not a failed check, since a proxy
+ * that lets only some clients publish (nginx limit_except) may be trusted on purpose.
+ */
+static void check_proxies(const struct config *cfg, struct problems *w)
+{
+	const char *tp = cfg->trusted_peers, *ttok, *ptok;
+	struct trust_entry te, pe;
+	size_t tlen, plen;
+
+	while (next_entry(&tp, &te, &ttok, &tlen)) {
+		const char *pp = cfg->proxies;
+
+		while (next_entry(&pp, &pe, &ptok, &plen))
+			if (trust_overlap(&te, &pe))
+				problem(w,
+					"WARNING: [Clients] trustedPeers entry '%.*s' covers the "
+					"reverse proxy '%.*s' of [Clients] proxies: every client of "
+					"the proxy arrives with its address and may publish; give "
+					"publishers an address of their own, or tokens",
+					(int)tlen, ttok, (int)plen, ptok);
+	}
+}
+
+/* A JSON array of the texts of p. */
+static void print_json_list(const struct problems *p)
+{
+	printf("[");
+	for (size_t i = 0; i < p->n && i < CHECK_MAX_LISTED; i++) {
+		const char *text = p->list[i] ? p->list[i] : "(out of memory)";
+
+		if (i)
+			printf(", ");
+		gpsctl_print_json_string(stdout, text, strlen(text));
+	}
+	printf("]");
+}
+
+static void print_check_result(const struct problems *p, const struct problems *w, const char *name,
+			       uint64_t checked, const struct options *o)
 {
 	if (o->json) {
 		printf("{\"ring\": ");
 		gpsctl_print_json_string(stdout, name, strlen(name));
-		printf(", \"ok\": %s, \"checked\": %" PRIu64 ", \"problems\": %zu, \"list\": [",
+		printf(", \"ok\": %s, \"checked\": %" PRIu64 ", \"problems\": %zu, \"list\": ",
 		       p->n ? "false" : "true", checked, p->n);
-		for (size_t i = 0; i < p->n && i < CHECK_MAX_LISTED; i++) {
-			const char *text = p->list[i] ? p->list[i] : "(out of memory)";
-
-			if (i)
-				printf(", ");
-			gpsctl_print_json_string(stdout, text, strlen(text));
-		}
-		printf("]}\n");
+		print_json_list(p);
+		printf(", \"warnings\": ");
+		print_json_list(w);
+		printf("}\n");
 		return;
 	}
 	for (size_t i = 0; i < p->n && i < CHECK_MAX_LISTED; i++)
@@ -320,12 +393,18 @@ static void print_check_result(const struct problems *p, const char *name, uint6
 int gpsctl_check(struct reader *rd)
 {
 	const struct options *o = rd->o;
-	struct problems p = { .n = 0 };
+	struct problems p = { .n = 0 }, w = { .n = 0 };
 	struct ring_stats *st = NULL;
 	uint64_t checked = 0;
 	size_t size = 0;
 	void *base = NULL;
 	int err, rc, tokens_rc = gpsctl_check_tokens(rd);
+
+	if (rd->cfg)
+		check_proxies(rd->cfg, &w);
+	if (!o->json) /* now: said even when the ring cannot be opened */
+		for (size_t i = 0; i < w.n && i < CHECK_MAX_LISTED; i++)
+			printf("%s\n", w.list[i] ? w.list[i] : "(out of memory)");
 
 	err = ring_map(rd->name, false, &base, &size);
 	if (err == -EPROTO) {
@@ -336,6 +415,7 @@ int gpsctl_check(struct reader *rd)
 		log_error("unable to open ring '%s': %s%s", rd->name,
 			  strerror(err < 0 ? -err : EIO),
 			  err == -ENOENT ? " (has the broker ever run?)" : "");
+		problems_clear(&w);
 		return 1;
 	}
 	if (check_header(base, size, &p) < 0)
@@ -372,9 +452,10 @@ int gpsctl_check(struct reader *rd)
 	ring_stats_detach(st);
 
 out_report:
-	print_check_result(&p, rd->name, checked, o);
+	print_check_result(&p, &w, rd->name, checked, o);
 	rc = p.n || tokens_rc ? 1 : 0;
 	problems_clear(&p);
+	problems_clear(&w);
 	if (base)
 		(void)munmap(base, size);
 	return rc;

@@ -510,6 +510,63 @@ copy_ring()
 	[[ $output == *"statistics: unable to open"* ]]
 }
 
+# proxy_cfg NAME TRUSTED PROXIES - write configuration NAME with those [Clients] lines (empty:
+# the key is left out); print its path.
+proxy_cfg()
+{
+	local f=$BATS_FILE_TMPDIR/proxy-$1.cfg
+	{
+		echo "[Clients]"
+		[[ -z $2 ]] || echo "trustedPeers: $2"
+		[[ -z $3 ]] || echo "proxies: $3"
+	} >"$f"
+	echo "$f"
+}
+
+@test "14.7: check warns when a trusted address is also a reverse proxy's ([Clients] proxies), and only then" {
+	local cfg t p want
+	# trustedPeers | proxies | the trusted entry warned about ("" none)
+	local -a cases=(
+		"||"
+		"|127.0.0.1|127.0.0.1"
+		"|::1 10.0.0.5|::1"
+		"127.0.0.1 ::1|127.0.0.2||"
+		"127.0.0.0/8|127.0.0.2|127.0.0.0/8"
+		"10.0.0.0/8 192.168.1.*|192.168.1.40|192.168.1.*"
+		"10.0.0.0/8|192.168.1.40||"
+		"::/0|203.0.113.9|::/0"
+		"::ffff:127.0.0.1|127.0.0.1|::ffff:127.0.0.1"
+	)
+	for c in "${cases[@]}"; do
+		IFS='|' read -r t p want <<<"$c"
+		cfg=$(proxy_cfg x "$t" "$p")
+		# a warning does not fail the check: a proxy that lets only some clients publish
+		# (nginx limit_except) may be trusted on purpose
+		run -0 "$GPS_BUILD/gpsctl" --config "$cfg" --ring "$GPS_RING" check
+		echo "# trustedPeers '${t:-(default) 127.0.0.1 ::1}', proxies '${p:-(none)}':" \
+			"$(grep -c '^WARNING' <<<"$output") warning(s), wanted for '${want:-none}'" >&3
+		if [[ -z $want ]]; then
+			[[ $output != *WARNING* ]]
+		else
+			[ "$(grep -c '^WARNING' <<<"$output")" -eq 1 ]
+			[[ ${lines[0]} == "WARNING: [Clients] trustedPeers entry '$want' covers the reverse proxy '"*"' of [Clients] proxies: every client of the proxy arrives with its address and may publish; give publishers an address of their own, or tokens" ]]
+		fi
+		[[ ${lines[-1]} == "ok: ring '$GPS_RING': "* ]]
+	done
+	# --json: in the object's "warnings"
+	cfg=$(proxy_cfg j "" "127.0.0.1")
+	run -0 "$GPS_BUILD/gpsctl" --config "$cfg" --ring "$GPS_RING" check --json
+	jq -e '.ok == true and (.warnings | length) == 1 and (.warnings[0] | test("127.0.0.1"))' <<<"$output"
+	run -0 "$GPS_BUILD/gpsctl" --config "$(proxy_cfg k "" "")" --ring "$GPS_RING" check --json
+	jq -e '.warnings == []' <<<"$output"
+	# said even when there is no ring to check
+	run -1 "$GPS_BUILD/gpsctl" --config "$(proxy_cfg n "" "::1")" --ring "/gps-none-$$" check
+	[[ $output == *"WARNING: [Clients] trustedPeers entry '::1' covers the reverse proxy '::1'"* ]]
+	# a bad entry is a configuration error, named
+	run -1 "$GPS_BUILD/gpsctl" --config "$(proxy_cfg b "" "proxy.example.org")" --ring "$GPS_RING" check
+	[[ $output == *"invalid value for key 'proxies' in section '[Clients]': bad entry 'proxy.example.org'"* ]]
+}
+
 # solo_running - whether the broker of the solo ring is up (holds the ring's writer lock).
 solo_running()
 {

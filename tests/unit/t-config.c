@@ -101,6 +101,7 @@ static void test_defaults(void)
 	is_str(c.listen_ip, "127.0.0.1", "default IP");
 	is(c.port, 2069, "default port");
 	is_str(c.trusted_peers, "127.0.0.1 ::1", "default trustedPeers");
+	is_str(c.proxies, "", "default proxies: none");
 	is(c.max_body, 2 * 1024 * 1024, "default maxBodySize is 2 MiB");
 	is(c.max_target, 8 * 1024, "default maxTargetSize is 8 KiB");
 	is(c.max_header, 16 * 1024, "default maxHeaderSize is 16 KiB");
@@ -280,6 +281,7 @@ static const struct bad_case bad_cases[] = {
 	{ "[Clients]\ntrustedPeers: example.com\n", 2, "'example.com'" },
 	{ "[Clients]\ntrustedPeers: 10.*.0.1\n", 2, "'10.*.0.1'" },
 	{ long_peers, 2, "trustedPeers" },
+	{ "[Clients]\nproxies: proxy.example.org\n", 2, "'proxy.example.org'" },
 	{ "[Limits]\nmaxBodySize: 0\n", 2, "maxBodySize" },
 	{ "[Limits]\nmaxBodySize:\n", 2, "maxBodySize" },
 	{ "[Limits]\nmaxBodySize: 2X\n", 2, "'2X'" },

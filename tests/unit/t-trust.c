@@ -329,11 +329,51 @@ static void test_check_odd(void)
 	}
 }
 
+/* trust_overlap: a trusted entry and a reverse proxy's (gpsctl check, README). */
+static void test_overlap(void)
+{
+	static const struct {
+		const char *a, *b;
+		bool overlap;
+	} cases[] = {
+		{ "127.0.0.1", "127.0.0.1", true },
+		{ "127.0.0.1", "127.0.0.2", false },
+		{ "127.0.0.0/8", "127.0.0.2", true },
+		{ "127.0.0.2", "127.0.0.0/8", true },
+		{ "10.0.0.0/8", "192.168.0.*", false },
+		{ "192.168.*.*", "192.168.7.1", true },
+		{ "::1", "::1", true },
+		{ "::1", "127.0.0.1", false },
+		{ "::/0", "127.0.0.1", true }, /* ::/0 trusts IPv4 peers too (trust_check) */
+		{ "::ffff:127.0.0.1", "127.0.0.1", true },
+		{ "::ffff:0:0/96", "10.1.2.3", true },
+		{ "fd00::/8", "fd12::1", true },
+		{ "fd00::/8", "fe80::1", false },
+		{ "0.0.0.0/0", "::1", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		static struct trust a, b; /* 4.6 KiB each */
+		char err[128];
+
+		if (trust_parse(cases[i].a, &a, err, sizeof(err)) < 0 ||
+		    trust_parse(cases[i].b, &b, err, sizeof(err)) < 0) {
+			ok(0, "overlap '%s' '%s': %s", cases[i].a, cases[i].b, err);
+			continue;
+		}
+		ok(trust_overlap(&a.e[0], &b.e[0]) == cases[i].overlap &&
+			   trust_overlap(&b.e[0], &a.e[0]) == cases[i].overlap,
+		   "'%s' and '%s' %s", cases[i].a, cases[i].b,
+		   cases[i].overlap ? "overlap" : "do not overlap");
+	}
+}
+
 int main(void)
 {
 	test_parse_table();
 	test_parse_limits();
 	test_check_table();
 	test_check_odd();
+	test_overlap();
 	return done_testing();
 }
