@@ -84,8 +84,9 @@ teardown_file()
 
 setup()
 {
-	command -v nginx >/dev/null || skip "nginx is not installed"
-	command -v openssl >/dev/null || skip "openssl is not installed"
+	# scripts/install-deps check installs both: missing, the test fails, it is not skipped
+	command -v nginx >/dev/null || _gps_fail "nginx is not installed (scripts/install-deps check)"
+	command -v openssl >/dev/null || _gps_fail "openssl is not installed (scripts/install-deps check)"
 }
 
 # _proxy_up PORT - whether nginx answers on PORT over TLS.
