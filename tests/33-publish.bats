@@ -376,3 +376,29 @@ ms_now()
 	run -0 gps_messages s
 	[ "${lines[-1]}" = '{"running":1}' ]
 }
+
+@test "4.6 a 503 means not stored: a stalled broker, resumed, refuses the publish it answers late" {
+	local broker start elapsed
+	broker=$(gps_broker_pid)
+	echo "$broker" >"$BATS_FILE_TMPDIR/broker-stopped"
+	kill -STOP "$broker"
+	start=$(ms_now)
+	run -0 gps_publish /p46late '{"late":1}'
+	elapsed=$(($(ms_now) - start))
+	echo "# broker stopped: publish answered $output after $elapsed ms" >&3
+	[ "$output" = 503 ]
+	kill -CONT "$broker"
+	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+	# the resumed broker reads the request now (its answer goes nowhere), then this one
+	publish_ok /p46late '{"after":1}'
+	# the whole history of the topic: only the publish answered 200
+	gps_subscribe h /p46late -H 'X-Fetch-Since: 0'
+	gps_wait_messages h 1
+	sleep 0.3
+	run -0 gps_messages h
+	echo "# broker resumed: the topic's history holds: ${lines[*]}" >&3
+	[ "${#lines[@]}" -eq 1 ]
+	[ "${lines[0]}" = '{"after":1}' ]
+	grep -q 'came after their frontend.s deadline' "$GPS_LOG"
+	echo "# broker log: $(grep -o '[0-9]* publish(es) came after.*late)' "$GPS_LOG" | tail -1)" >&3
+}
