@@ -246,6 +246,26 @@ static bool parse_request(const struct broker *b, size_t n, bool trunc, int body
 	return true;
 }
 
+/* A body json_normalize() refused with err: PROTOCOL 4.3's answer, or the limit it passed
+ * (broker/json.h says why each is where it is; README, "Limits"). */
+static int reply_json_refused(struct broker *b, int fd, int err)
+{
+	char why[PROTO_MAX_REASON];
+
+	switch (err) {
+	case -ELOOP:
+		(void)snprintf(why, sizeof(why), "JSON nests deeper than %u levels", JSON_MAX_DEPTH);
+		return reply(b, fd, 400, why);
+	case -E2BIG:
+		(void)snprintf(why, sizeof(why), "JSON has more than %u values", JSON_MAX_TOKENS);
+		return reply(b, fd, 400, why);
+	case -EFBIG:
+		return reply(b, fd, 413, "body larger than JSON validation takes (2 GiB)");
+	default:
+		return reply(b, fd, 400, "Invalid JSON data posted :(");
+	}
+}
+
 /* A publish refused after its deadline: logged at most once a second (a stalled broker may
  * find a whole backlog of them), with how many since the last line. */
 static void note_late(struct broker *b, uint64_t late_us)
@@ -299,9 +319,7 @@ static int store_request(struct broker *b, int fd, const struct proto_req *req, 
 	mlen = json_normalize(b->json, body, (size_t)req->body_len, b->msg, b->cfg.max_body);
 	if (mlen < 0) {
 		b->refused++;
-		return reply(b, fd, 400,
-			     mlen == -E2BIG ? "JSON has too many values"
-					    : "Invalid JSON data posted :(");
+		return reply_json_refused(b, fd, (int)mlen);
 	}
 	if (RING_MAX_RECORD(b->w.r.data_size) <
 	    (uint64_t)req->id_len + req->topic_len + (size_t)mlen)
