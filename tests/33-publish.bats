@@ -349,6 +349,48 @@ ms_now()
 	expect_messages s '{"n":1}' '{"n":2}' '{"n":3}'
 }
 
+# end_body PORT HOW WAIT REQUEST - send REQUEST on a new connection, wait WAIT seconds, then
+# end it: HOW "reset" closes with SO_LINGER 0 (a TCP RST, no orderly end), "shut" half-closes
+# (the original hook's end of a body) and prints the answer.
+end_body()
+{
+	perl -MIO::Socket::INET -MSocket -e '
+		my ($port, $how, $wait, $req) = @ARGV;
+		my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port,
+					      Timeout => 5) or die "connect: $!";
+		$s->autoflush(1);
+		print $s $req;
+		select(undef, undef, undef, $wait);
+		if ($how eq "reset") {
+			setsockopt($s, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)) or die "linger: $!";
+			close $s;
+			exit 0;
+		}
+		shutdown($s, 1);
+		local $/;
+		$s->timeout(5);
+		print scalar <$s>;' "$1" "$2" "$3" "$4"
+}
+
+@test "4.2 a body framed by the end of input is stored on an orderly end only, not on a reset" {
+	local t0 wait req=$'POST /p42rst HTTP/1.0\r\n\r\n'
+	t0=$(gps_now)
+	# "12345" cut short is still JSON ("12"): only the client's half-close says it is whole
+	for wait in 0 0.3; do
+		run -0 end_body "$GPS_PORT" reset "$wait" "${req}12345"
+		echo "# HTTP/1.0 body '12345' without Content-Length, then a reset after ${wait} s" >&3
+	done
+	run -0 end_body "$GPS_PORT" shut 0.3 "${req}678"
+	echo "# the same ended by a half-close: $(head -n 1 <<<"$output")" >&3
+	[[ $output == $'HTTP/1.1 200 OK\r'* ]]
+	gps_subscribe h /p42rst -H "X-Fetch-Since: $t0"
+	gps_wait_messages h 1
+	sleep 0.3
+	run -0 gps_messages h
+	echo "# the topic's history since the test began: ${lines[*]}" >&3
+	[ "$output" = 678 ]
+}
+
 @test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
 	local broker start elapsed
 	gps_subscribe s /p46
