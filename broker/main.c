@@ -254,7 +254,8 @@ static int reply_json_refused(struct broker *b, int fd, int err)
 
 	switch (err) {
 	case -ELOOP:
-		(void)snprintf(why, sizeof(why), "JSON nests deeper than %u levels", JSON_MAX_DEPTH);
+		(void)snprintf(why, sizeof(why), "JSON nests deeper than %u levels",
+			       JSON_MAX_DEPTH);
 		return reply(b, fd, 400, why);
 	case -E2BIG:
 		(void)snprintf(why, sizeof(why), "JSON has more than %u values", JSON_MAX_TOKENS);
@@ -275,10 +276,11 @@ static void note_late(struct broker *b, uint64_t late_us)
 	b->late++;
 	if (b->late_logged && now - b->late_log_us < 1000000u)
 		return;
-	log_warning("%llu publish(es) came after their frontend's deadline (the last %llu ms late): "
-		    "not stored, their publishers were answered 503",
-		    (unsigned long long)(b->late - b->late_logged),
-		    (unsigned long long)(late_us / 1000u));
+	log_warning(
+		"%llu publish(es) came after their frontend's deadline (the last %llu ms late): "
+		"not stored, their publishers were answered 503",
+		(unsigned long long)(b->late - b->late_logged),
+		(unsigned long long)(late_us / 1000u));
 	b->late_logged = b->late;
 	b->late_log_us = now;
 }

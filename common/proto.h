@@ -56,6 +56,7 @@
 /* Bodies up to this travel inside the request datagram: every everyday message (a commit is a
  * few KiB), and with the largest topic still far below a local socket's send buffer (208 KiB). */
 #define PROTO_INLINE_MAX ((size_t)64 * 1024)
+
 /* How long before the end of its wait for the broker a frontend sets a request's deadline: time
  * for the answer of a request stored just before it to reach the frontend. */
 #define PROTO_DEADLINE_SLACK_US UINT64_C(1000000)
@@ -77,7 +78,9 @@ struct proto_req {
 	uint64_t body_len;  /* bytes of body: after the topic, or in the memfd if one is passed */
 	uint32_t id_len;    /* bytes of message id right after this struct; 0: none */
 	uint32_t flags;	    /* PROTO_REQ_* */
-	uint64_t deadline_us; /* CLOCK_MONOTONIC us: refused (503) when handled later; 0: none */
+	/* CLOCK_MONOTONIC us: the broker refuses the request (503) when it comes to it later; 0:
+	 * no deadline (a local tool's request) */
+	uint64_t deadline_us;
 };
 
 struct proto_resp {

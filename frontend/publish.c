@@ -74,7 +74,7 @@ struct pub {
 	int broker_fd;
 	struct loop_io broker_io;
 	int memfd;
-	int err; /* why no request of the batch reached the broker */
+	int err;	  /* why no request of the batch reached the broker */
 	uint64_t batches; /* batches answered so far (batch_done) */
 };
 

@@ -154,24 +154,29 @@ static void test_errors(void)
 		  "HTTP/1.1 405 Method Not Allowed\r\n", "Allow: GET, HEAD, POST, PUT\r\n" },
 		{ "HTTP/2", "GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported\r\n",
 		  NULL },
-		{ "a HEAD with a body", "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+		{ "a HEAD with a body",
+		  "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
 		  "HTTP/1.1 400 Bad Request\r\n", "a GET or HEAD request may not carry a body" },
-		{ "a bad X-Fetch-Since", "GET /t HTTP/1.1\r\nHost: t\r\nX-Fetch-Since: soon\r\n\r\n",
+		{ "a bad X-Fetch-Since",
+		  "GET /t HTTP/1.1\r\nHost: t\r\nX-Fetch-Since: soon\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n",
 		  "X-Fetch-Since must be a plain decimal unix time" },
 		{ "a subscription with a bad escape", "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n", "invalid topic" },
-		{ "an untrusted publish", "POST /t HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
+		{ "an untrusted publish",
+		  "POST /t HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
 		  "HTTP/1.1 403 Forbidden\r\n", "\r\n\r\nOnly trusted sources may send data!" },
 		/* RFC 9112 3.2 */
 		{ "an HTTP/1.1 GET without Host", "GET /t HTTP/1.1\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n", "an HTTP/1.1 request needs a Host header\r\n" },
-		{ "an HTTP/1.1 POST without Host", "POST /t HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
-		  "HTTP/1.1 400 Bad Request\r\n", "an HTTP/1.1 request needs a Host header\r\n" },
+		{ "an HTTP/1.1 POST without Host",
+		  "POST /t HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", "HTTP/1.1 400 Bad Request\r\n",
+		  "an HTTP/1.1 request needs a Host header\r\n" },
 		{ "a HEAD with two Host lines", "HEAD / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n", "several Host headers\r\n" },
-		{ "an HTTP/1.0 GET with two Host lines", "GET /t HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
-		  "HTTP/1.1 400 Bad Request\r\n", "several Host headers\r\n" },
+		{ "an HTTP/1.0 GET with two Host lines",
+		  "GET /t HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n",
+		  "several Host headers\r\n" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -194,7 +199,8 @@ static void test_host_10(void)
 	struct conn *c = connect_test(true);
 
 	feed(c, "HEAD / HTTP/1.0\r\n\r\n");
-	ok(strncmp(sent(c), "HTTP/1.1 200 OK\r\n", 17) == 0, "3.2: HTTP/1.0 without Host is served");
+	ok(strncmp(sent(c), "HTTP/1.1 200 OK\r\n", 17) == 0,
+	   "3.2: HTTP/1.0 without Host is served");
 	conn_close(c, "test done");
 	c = connect_test(true);
 	feed(c, "HEAD / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n");
@@ -306,17 +312,19 @@ static void test_tokens(void)
 		is(c->state, CONN_BROKER, "a known token in scope publishes (%s peer)",
 		   trusted ? "trusted" : "untrusted");
 		conn_close(c, "test done");
-		s = answer(trusted, "POST /tok/ab HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A
-				    "\r\nContent-Length: 2\r\n\r\n{}");
+		s = answer(trusted,
+			   "POST /tok/ab HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A
+			   "\r\nContent-Length: 2\r\n\r\n{}");
 		ok(strncmp(s, "HTTP/1.1 403 ", 13) == 0 &&
 			   strstr(s, "\r\n\r\nthis token may not publish to this topic") &&
 			   !strstr(s, "WWW-Authenticate"),
 		   "out of its prefixes: 403 naming neither token nor prefix (%s peer)",
 		   trusted ? "trusted" : "untrusted");
 		for (size_t i = 0; i < ARRAY_SIZE(malformed); i++) {
-			(void)snprintf(req, sizeof(req),
-				       "POST /tok/a HTTP/1.1\r\nHost: t\r\n%sContent-Length: 2\r\n\r\n{}",
-				       malformed[i]);
+			(void)snprintf(
+				req, sizeof(req),
+				"POST /tok/a HTTP/1.1\r\nHost: t\r\n%sContent-Length: 2\r\n\r\n{}",
+				malformed[i]);
 			s = answer(trusted, req);
 			ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0 &&
 				   strstr(s, "\r\nWWW-Authenticate: Bearer") &&
@@ -325,12 +333,15 @@ static void test_tokens(void)
 			   trusted ? "trusted" : "untrusted");
 		}
 	}
-	s = answer(false, "HEAD /tok/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	s = answer(false,
+		   "HEAD /tok/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
 	ok(strstr(s, "\r\nX-Subscribers: ") != NULL, "HEAD: statistics for a token in scope");
-	s = answer(false, "HEAD /tok/b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	s = answer(false,
+		   "HEAD /tok/b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
 	ok(strncmp(s, "HTTP/1.1 200 ", 13) == 0 && !strstr(s, "\r\nX-"),
 	   "HEAD: a health check only out of scope");
-	s = answer(true, "HEAD / HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_UNKNOWN "\r\n\r\n");
+	s = answer(true,
+		   "HEAD / HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_UNKNOWN "\r\n\r\n");
 	ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0,
 	   "HEAD: 401 for an unknown token, from a trusted peer too");
 	tokens_done(&fe.tokens);
