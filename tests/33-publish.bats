@@ -391,28 +391,41 @@ end_body()
 	[ "$output" = 678 ]
 }
 
-@test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
-	local broker start elapsed
-	gps_subscribe s /p46
+# publish_stopped TOPIC JSON - stop the broker (teardown resumes it if the test does not), then
+# publish; sets STOPPED_STATUS (the status code) and STOPPED_MS (how long the answer took).
+publish_stopped()
+{
+	local start broker
 	broker=$(gps_broker_pid)
 	echo "$broker" >"$BATS_FILE_TMPDIR/broker-stopped"
 	kill -STOP "$broker"
 	start=$(ms_now)
-	run -0 gps_publish /p46 '{"stopped":1}'
-	elapsed=$(($(ms_now) - start))
-	echo "status $output after $elapsed ms"
+	STOPPED_STATUS=$(gps_publish "$1" "$2") || true
+	STOPPED_MS=$(($(ms_now) - start))
+}
+
+# resume_broker - resume the broker publish_stopped stopped.
+resume_broker()
+{
+	kill -CONT "$(<"$BATS_FILE_TMPDIR/broker-stopped")"
+	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+}
+
+@test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
+	gps_subscribe s /p46
+	publish_stopped /p46 '{"stopped":1}'
+	echo "status $STOPPED_STATUS after $STOPPED_MS ms"
 	cat -A "$GPS_LAST_HEADERS"
-	[ "$output" = 503 ]
+	[ "$STOPPED_STATUS" = 503 ]
 	gps_header "$GPS_LAST_HEADERS" Retry-After | grep -Eq '^[0-9]+$'
-	((elapsed < 10000))
+	((STOPPED_MS < 10000))
 	{
 		cat "$GPS_LAST_HEADERS"
 		cat "$GPS_LAST_BODY"
 	} >"$BATS_FILE_TMPDIR/resp503"
 	gps_check_error "$BATS_FILE_TMPDIR/resp503" 503
 
-	kill -CONT "$broker"
-	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+	resume_broker
 	publish_ok /p46 '{"running":1}'
 	gps_wait_messages s 1
 	run -0 gps_messages s
@@ -420,17 +433,10 @@ end_body()
 }
 
 @test "4.6 a 503 means not stored: a stalled broker, resumed, refuses the publish it answers late" {
-	local broker start elapsed
-	broker=$(gps_broker_pid)
-	echo "$broker" >"$BATS_FILE_TMPDIR/broker-stopped"
-	kill -STOP "$broker"
-	start=$(ms_now)
-	run -0 gps_publish /p46late '{"late":1}'
-	elapsed=$(($(ms_now) - start))
-	echo "# broker stopped: publish answered $output after $elapsed ms" >&3
-	[ "$output" = 503 ]
-	kill -CONT "$broker"
-	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+	publish_stopped /p46late '{"late":1}'
+	echo "# broker stopped: publish answered $STOPPED_STATUS after $STOPPED_MS ms" >&3
+	[ "$STOPPED_STATUS" = 503 ]
+	resume_broker
 	# the resumed broker reads the request now (its answer goes nowhere), then this one
 	publish_ok /p46late '{"after":1}'
 	# the whole history of the topic: only the publish answered 200

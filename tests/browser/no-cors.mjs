@@ -21,8 +21,8 @@
  * stderr), 2 on a usage error. The summary is written in both of the first two cases.
  */
 import { chromium } from 'playwright-core';
-import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { write_result } from './result.mjs';
 
 const env = process.env;
 const targets = (env.GPS_TARGETS || '').split(/\s+/).filter((t) => t);
@@ -113,9 +113,5 @@ try {
 	server.close();
 	clearTimeout(timer);
 }
-const out = JSON.stringify(summary, null, 2) + '\n';
-if (env.GPS_RESULT)
-	writeFileSync(env.GPS_RESULT, out);
-else
-	process.stdout.write(out);
+write_result(summary);
 process.exit(summary.ok ? 0 : 1);
