@@ -46,6 +46,8 @@ struct broker {
 	struct msgid_table ids; /* recent message ids (README 4.7), if msgid_window_us */
 	uint64_t msgid_window_us;
 	uint64_t duplicates; /* publishes answered from the id table */
+	uint64_t late;	     /* publishes refused after their deadline (common/proto.h) */
+	uint64_t late_logged, late_log_us; /* late when last logged, and when (mono) */
 	/* cluster mode (broker/cluster.h); cl NULL on one machine */
 	struct cluster *cl;
 	struct ring_params rp;	  /* how the ring was opened: reopened for a new stream */

@@ -183,7 +183,7 @@ enum json_lex_state {
  * the depth counted here is the depth jsmn will see, and a deep body is refused before jsmn
  * spends time quadratic in its depth on it.
  *
- * Returns 0, -EINVAL, or -E2BIG when brackets nest deeper than JSON_MAX_DEPTH.
+ * Returns 0, -EINVAL, or -ELOOP when brackets nest deeper than JSON_MAX_DEPTH.
  */
 static int json_lex_copy(const uint8_t *in, size_t len, uint8_t *out)
 {
@@ -235,7 +235,7 @@ static int json_lex_copy(const uint8_t *in, size_t len, uint8_t *out)
 		case '[':
 		case '{':
 			if (++depth > JSON_MAX_DEPTH)
-				return -E2BIG;
+				return -ELOOP;
 			break;
 		case ']':
 		case '}':
@@ -421,7 +421,7 @@ ssize_t json_normalize(struct json_validator *v, const char *in, size_t len, cha
 		return -EINVAL;
 	tlen = last - first;
 	if (tlen > JSON_MAX_LEN)
-		return -E2BIG;
+		return -EFBIG;
 
 	err = json_lex_copy(b + first, tlen, (uint8_t *)out);
 	if (err < 0)

@@ -216,6 +216,45 @@ static bool parse_request(const struct broker *b, size_t n, bool trunc, struct p
 	return true;
 }
 
+/* A body json_normalize() refused with err: PROTOCOL 4.3's answer, or the limit it passed
+ * (broker/json.h says why each is where it is; README, "Limits"). */
+static int reply_json_refused(struct broker *b, int fd, int err)
+{
+	char why[PROTO_MAX_REASON];
+
+	switch (err) {
+	case -ELOOP:
+		(void)snprintf(why, sizeof(why), "JSON nests deeper than %u levels",
+			       JSON_MAX_DEPTH);
+		return reply(b, fd, 400, why);
+	case -E2BIG:
+		(void)snprintf(why, sizeof(why), "JSON has more than %u values", JSON_MAX_TOKENS);
+		return reply(b, fd, 400, why);
+	case -EFBIG:
+		return reply(b, fd, 413, "body larger than JSON validation takes (2 GiB)");
+	default:
+		return reply(b, fd, 400, "Invalid JSON data posted :(");
+	}
+}
+
+/* A publish refused after its deadline: logged at most once a second (a stalled broker may
+ * find a whole backlog of them), with how many since the last line. */
+static void note_late(struct broker *b, uint64_t late_us)
+{
+	const uint64_t now = io_now_mono_us();
+
+	b->late++;
+	if (b->late_logged && now - b->late_log_us < 1000000u)
+		return;
+	log_warning(
+		"%llu publish(es) came after their frontend's deadline (the last %llu ms late): "
+		"not stored, their publishers were answered 503",
+		(unsigned long long)(b->late - b->late_logged),
+		(unsigned long long)(late_us / 1000u));
+	b->late_logged = b->late;
+	b->late_log_us = now;
+}
+
 /*
  * Check, validate and store one parsed request, answering it: what handle_request() does once
  * the datagram is in. *ok says whether it was stored (or found stored: a repeated id). The
@@ -252,13 +291,17 @@ static int store_request(struct broker *b, int fd, const struct proto_req *req, 
 	mlen = json_normalize(b->json, body, (size_t)req->body_len, b->msg, b->cfg.max_body);
 	if (mlen < 0) {
 		b->refused++;
-		return reply(b, fd, 400,
-			     mlen == -E2BIG ? "JSON has too many values"
-					    : "Invalid JSON data posted :(");
+		return reply_json_refused(b, fd, (int)mlen);
 	}
 	if (RING_MAX_RECORD(b->w.r.data_size) <
 	    (uint64_t)req->id_len + req->topic_len + (size_t)mlen)
 		return reply(b, fd, 413, "message larger than the history ring can hold");
+	/* common/proto.h, deadlines: the frontend has answered 503 by now, so it must not be
+	 * stored; checked last, right before the append, to leave the smallest window */
+	if (req->deadline_us && io_now_mono_us() > req->deadline_us) {
+		note_late(b, io_now_mono_us() - req->deadline_us);
+		return reply(b, fd, 503, "not stored: the server answered too late; try again");
+	}
 	if (b->cl) {
 		*ok = true; /* not known yet: what is chained after it is sent along (README) */
 		return replica_publish(b, fd, id, req->id_len, topic, req->topic_len,
@@ -531,10 +574,11 @@ static int serve(struct broker *b)
 						   "new configuration");
 					continue;
 				}
-				log_info("signal %u: shutting down after %llu publishes and %llu "
-					 "repeated message ids",
+				log_info("signal %u: shutting down after %llu publishes, %llu "
+					 "repeated message ids and %llu refused as too late",
 					 si.ssi_signo, (unsigned long long)b->published,
-					 (unsigned long long)b->duplicates);
+					 (unsigned long long)b->duplicates,
+					 (unsigned long long)b->late);
 				return 0;
 			} else if (fd == b->timerfd) {
 				uint64_t ticks, gone;

@@ -28,9 +28,21 @@
  * stored within [History] messageIdWindow is not stored again; the reply is 200 with the
  * original message's seq and time_us and PROTO_RESP_DUPLICATE in flags.
  *
+ * Deadlines (PROTOCOL 4.6: a 503 means "not stored"). A frontend answers 503 when the broker has
+ * not answered within its wait; a broker that was only stalled (SIGSTOP, swapped out, a long
+ * fsync of a neighbour) would still store the request when it resumes, and a publisher that
+ * retries without an id (the original hook sends none) would publish it twice. So each request
+ * carries deadline_us, a CLOCK_MONOTONIC time (one clock for every process of the machine)
+ * PROTO_DEADLINE_SLACK_US before the frontend's own wait ends: the broker refuses a request it
+ * comes to after its deadline with 503, unread and unstored, and the frontend, when its wait
+ * ends, takes whatever answers are already in its socket before it answers 503. What is left is
+ * a broker stalled for more than the slack between its check of the deadline and its append,
+ * a few microseconds of code. In cluster mode the check happens before the message is handed to
+ * NATS; once handed over, it cannot be called back (README, "Running a cluster").
+ *
  * "GPS2" added the id and flags; "GPS3" the generation, so a frontend names a message's cursor
  * (README 3.8) from the ring the broker stored it in, without mapping the ring itself; "GPS4"
- * inline bodies. A frontend and a broker of different versions refuse each other's datagrams by
+ * inline bodies; "GPS5" the deadline. A frontend and a broker of different versions refuse each other's datagrams by
  * magic, which a publisher sees as a 503 (try again), never a wrong 200.
  */
 
@@ -38,7 +50,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC	 UINT32_C(0x34535047) /* "GPS4" */
+#define PROTO_MAGIC	 UINT32_C(0x35535047) /* "GPS5" */
 /* Bytes of stored topic in a request: what the ring's 16-bit topic_len holds (shm/ring.h). */
 #define PROTO_MAX_TOPIC	 (64u * 1024u - 1u)
 #define PROTO_MAX_REASON 120u
@@ -48,6 +60,10 @@
 /* Bodies up to this travel inside the request datagram: every everyday message (a commit is a
  * few KiB), and with the largest topic still far below a local socket's send buffer (208 KiB). */
 #define PROTO_INLINE_MAX ((size_t)64 * 1024)
+
+/* How long before the end of its wait for the broker a frontend sets a request's deadline: time
+ * for the answer of a request stored just before it to reach the frontend. */
+#define PROTO_DEADLINE_SLACK_US UINT64_C(1000000)
 
 /*
  * flags of struct proto_req. CHAINED: sent in one batch with the request before it on this
@@ -66,6 +82,9 @@ struct proto_req {
 	uint64_t body_len;  /* bytes of body: after the topic, or in the memfd if one is passed */
 	uint32_t id_len;    /* bytes of message id right after this struct; 0: none */
 	uint32_t flags;	    /* PROTO_REQ_* */
+	/* CLOCK_MONOTONIC us: the broker refuses the request (503) when it comes to it later; 0:
+	 * no deadline (a local tool's request) */
+	uint64_t deadline_us;
 };
 
 struct proto_resp {

@@ -11,6 +11,7 @@
  * the connection reads nothing more; every other connection of the process goes on.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,8 @@ struct pub {
 	int broker_fd;
 	struct loop_io broker_io;
 	int memfd;
-	int err; /* why no request of the batch reached the broker */
+	int err;	  /* why no request of the batch reached the broker */
+	uint64_t batches; /* batches answered so far (batch_done) */
 };
 
 static int broker_connect(const struct conn *c)
@@ -258,6 +260,7 @@ static void batch_done(struct conn *c, int err)
 	bool keep_alive = true;
 
 	timer_disarm(&c->timer);
+	p->batches++;
 	if (err < 0 && err != -EPIPE)
 		broker_close(p); /* its replies are out of step now */
 	p->npending = p->nsent = p->got = 0;
@@ -300,8 +303,17 @@ static void batch_done(struct conn *c, int err)
 
 static void broker_timeout(struct loop *l, struct timer *t)
 {
-	(void)l;
-	batch_done(container_of(t, struct conn, timer), -ETIMEDOUT);
+	struct conn *c = container_of(t, struct conn, timer);
+	const uint64_t batch = c->pub->batches;
+
+	/* answers already in the socket count (the loop may not have read them yet in a long
+	 * round): what the broker stored before the deadline gets its 200, the rest a 503 that
+	 * means "not stored", as the broker refuses them once past the deadline (common/proto.h) */
+	if (c->pub->broker_fd >= 0)
+		broker_io(l, &c->pub->broker_io, EPOLLIN);
+	/* unless that answered the batch (and the connection went on, or was closed) */
+	if (c->pub && c->pub->batches == batch)
+		batch_done(c, -ETIMEDOUT);
 }
 
 static void broker_unreachable(struct loop *l, struct timer *t)
@@ -310,6 +322,15 @@ static void broker_unreachable(struct loop *l, struct timer *t)
 
 	(void)l;
 	batch_done(c, c->pub->err);
+}
+
+/* Each queued request is refused by the broker after deadline_us (common/proto.h), before our
+ * own wait (TIMER_BROKER, armed after this) ends. */
+static void set_deadline(struct pub *p, uint64_t deadline_us)
+{
+	for (size_t i = 0; i < p->npending; i++)
+		memcpy(p->batch + p->pending[i].off + offsetof(struct proto_req, deadline_us),
+		       &deadline_us, sizeof(deadline_us));
 }
 
 void publish_flush(struct conn *c)
@@ -324,6 +345,8 @@ void publish_flush(struct conn *c)
 	if (c->state != CONN_BROKER)
 		return; /* it could not be watched: closed */
 	p->got = 0;
+	set_deadline(p, io_now_mono_us() + c->fe->loop.fifo[TIMER_BROKER].period_us -
+				PROTO_DEADLINE_SLACK_US);
 	p->nsent = send_batch(p, &err);
 	if (p->nsent == 0) {
 		/* answered as soon as the loop is done with this round: never from here, which

@@ -227,11 +227,34 @@ static void handle_head(struct conn *c, const struct http_request *req)
 		conn_finish(c);
 }
 
+/*
+ * RFC 9112 3.2: an HTTP/1.1 request without Host, or any request with several Host lines, is
+ * 400. Every client of the original (curl, the hook, Python's urllib and requests, Node's
+ * http, browsers, the Lua clients) sends one Host on HTTP/1.1; HTTP/1.0 needs none, so an old
+ * hook speaking it is unaffected. Several lines may name several hosts, which a proxy in front
+ * may read otherwise (README, "Decisions"). The reason, or NULL when the request is fine.
+ */
+static const char *host_problem(const struct http_request *req)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (req->headers[i].name_len == 4 &&
+		    strncasecmp(req->headers[i].name, "Host", 4) == 0)
+			n++;
+	if (n > 1)
+		return "several Host headers";
+	if (n == 0 && req->minor_version >= 1)
+		return "an HTTP/1.1 request needs a Host header";
+	return NULL;
+}
+
 /* One request whose head is c->in[0..hlen), parsed into req. */
 static void handle_request(struct conn *c, const struct http_request *req, size_t hlen)
 {
 	bool get = is_method(req, "GET"), head = is_method(req, "HEAD");
 	bool publish = is_method(req, "POST") || is_method(req, "PUT");
+	const char *why;
 
 	/* publishes waiting for answers: theirs go first (PROTOCOL 1.3); this request is parsed
 	 * again once they are answered */
@@ -244,6 +267,10 @@ static void handle_request(struct conn *c, const struct http_request *req, size_
 	timer_disarm(&c->timer);
 	if ((get || head) && declares_body(req)) {
 		conn_fail(c, 400, "a GET or HEAD request may not carry a body");
+		return;
+	}
+	if ((get || head || publish) && (why = host_problem(req)) != NULL) {
+		conn_fail(c, 400, why);
 		return;
 	}
 	if (get && sse_negotiate(req) == SSE_KIND_PAGE) {

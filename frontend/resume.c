@@ -61,6 +61,27 @@ static int parse_since(const char *v, size_t len, uint64_t *ret)
 }
 
 /*
+ * How many messages at or after since_us a replay that starts at gap->resume_seq will never
+ * receive (PROTOCOL 3.4). The time index reaches back only nidx messages, so the ring counts
+ * those it can still see (gap->missed). A time at or before the ring's creation on one machine
+ * (X-Fetch-Since: 0, "everything") precedes every message ever stored: all of them from the
+ * first one up to resume_seq are gone, exactly as many as a cursor at the first would count.
+ * In cluster mode messages may be older than the ring (copied from the stream), so the count
+ * stays what the index shows; so does a time between the creation and the oldest entry, which
+ * no part of the ring can place among the evicted messages (README, "Reliability").
+ */
+static uint64_t since_missed(const struct ring *r, uint64_t since_us, const struct ring_gap *gap)
+{
+	const uint64_t first = atomic_load_explicit(&r->hdr->first_seq, memory_order_acquire);
+
+	if (since_us <= r->hdr->created_us &&
+	    !atomic_load_explicit(&r->hdr->stream_time, memory_order_relaxed) &&
+	    gap->resume_seq > first && gap->resume_seq - first > gap->missed)
+		return gap->resume_seq - first;
+	return gap->missed;
+}
+
+/*
  * Where the stream starts: the live head, the replay point of X-Fetch-Since, or the message after
  * a cursor (README 3.9). Sets s->next, and s->gap_due and s->gap_missed when the start calls for
  * a gap notice (PROTOCOL 3.4), which goes out after the stream's preamble.
@@ -99,10 +120,10 @@ void resume_position(struct sub *s, const struct resume *rs)
 		return;
 	}
 	s->next = cur.next;
-	/* PROTOCOL 3.4: messages at or after 'since' are gone: say how many we know of */
+	/* PROTOCOL 3.4: messages at or after 'since' are gone: say how many */
 	if (err == RING_NEXT_GAP) {
 		s->gap_due = true;
-		s->gap_missed = gap.missed;
+		s->gap_missed = since_missed(r, rs->since, &gap);
 	}
 }
 

@@ -283,9 +283,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ok) {
 		FUZZ_CHECK(n > 0, "a valid body refused: %zd", n);
 	} else if (r.deep) {
-		FUZZ_CHECK(n == -E2BIG || n == -EINVAL, "a body over the depth limit: %zd", n);
+		FUZZ_CHECK(n == -ELOOP || n == -EINVAL, "a body over the depth limit: %zd", n);
 	} else {
-		FUZZ_CHECK(n == -EINVAL || n == -E2BIG, "an invalid body: %zd", n);
+		FUZZ_CHECK(n == -EINVAL || n == -E2BIG || n == -ELOOP, "an invalid body: %zd", n);
 	}
 	if (size > 0) {
 		/* Less room than the input is refused up front, whatever the input. */

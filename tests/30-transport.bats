@@ -75,6 +75,35 @@ client_hello()
 	[[ ${lines[0]} =~ ^HTTP/1\.[01]\ 200\  ]]
 }
 
+@test "1.1 RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two, gets 400; nothing stored" {
+	local req
+	gps_subscribe host /h32
+	# each is answered 400 with its reason, and the connection closed (PROTOCOL 7.1)
+	while IFS='|' read -r req why; do
+		printf '%b' "$req" | http_send 127.0.0.1 "$GPS_PORT" 3
+		echo "# ${req%%\\r*}: $(http_status "$HTTP_OUT") $(http_body "$HTTP_OUT" | tr -d '\r')" >&3
+		http_check_error 400
+		http_body_is "$HTTP_OUT" "$why"$'\r\n'
+	done <<-'EOF'
+		POST /h32 HTTP/1.1\r\nContent-Length: 8\r\n\r\n{"h":11}|an HTTP/1.1 request needs a Host header
+		POST /h32 HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 8\r\n\r\n{"h":12}|several Host headers
+		POST /h32 HTTP/1.0\r\nHost: a\r\nhost: a\r\nContent-Length: 8\r\n\r\n{"h":10}|several Host headers
+		GET /h32 HTTP/1.1\r\n\r\n|an HTTP/1.1 request needs a Host header
+		HEAD / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n|several Host headers
+	EOF
+	# an old hook speaking HTTP/1.0 sends no Host and needs none; curl always sends one
+	printf 'POST /h32 HTTP/1.0\r\nContent-Length: 9\r\n\r\n{"h":"0"}' |
+		http_send 127.0.0.1 "$GPS_PORT" 3
+	[ "$(http_status "$HTTP_OUT")" = 200 ]
+	run -0 gps_publish /h32 '{"h":"curl"}'
+	[ "$output" = 200 ]
+	gps_wait_messages host 2
+	sleep 0.2
+	run -0 gps_messages host
+	echo "# the subscriber got: ${lines[*]}" >&3
+	[ "$output" = $'{"h":"0"}\n{"h":"curl"}' ]
+}
+
 @test "1.1 the HTTP/2 preface gets 505 and the connection is closed" {
 	printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | http_send 127.0.0.1 "$GPS_PORT" 3
 	http_check_error 505

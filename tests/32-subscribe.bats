@@ -336,6 +336,39 @@ ms_now()
 	[ "${#lines[@]}" -eq 2 ]
 }
 
+# ring_field NAME - print a number of `gpsctl status` for this file's ring (e.g. tail, head).
+ring_field()
+{
+	"$GPS_BUILD/gpsctl" --ring "$GPS_RING" status | awk -v k="$1" '$1 == k { print $2; exit }'
+}
+
+@test "3.4 a replay from before every message counts every message gone, not the index size" {
+	local x pad head tail nidx
+	# 3,000 messages of about 300 bytes: the 64 KiB ring holds some 200 of them, its index
+	# (1,024 entries) remembers the last 1,024, the rest are gone without a trace
+	printf -v pad '%*s' 280 ''
+	for ((x = 1; x <= 3000; x++)); do
+		printf '{"all":%d,"pad":"%s"}\n' "$x" "${pad// /y}"
+	done | gps_publish_batch /t34all >"$BATS_FILE_TMPDIR/pub.out"
+	gps_all_200 "$BATS_FILE_TMPDIR/pub.out" 3000
+	head=$(ring_field head)
+	tail=$(ring_field tail)
+	nidx=$("$GPS_BUILD/gpsctl" --ring "$GPS_RING" status | awk '$1 == "size" { print $6 }')
+	# X-Fetch-Since: 0 is before the ring's first message: every message below the tail is
+	# missed, as a cursor at the first message would count
+	gps_subscribe r /t34all -H "X-Fetch-Since: 0"
+	gps_wait_messages r 2
+	run -0 gps_messages r
+	[[ ${lines[0]} =~ $GAP_RE ]]
+	echo "# ring: head $head, tail $tail, $nidx index entries; X-Fetch-Since: 0 got" \
+		"missed ${BASH_REMATCH[1]} (messages gone: $((tail - 1)); what the index shows:" \
+		"$((tail - (head - nidx))))" >&3
+	((BASH_REMATCH[1] == tail - 1))
+	((tail - 1 > nidx))
+	# then the oldest held message of the topic, in order
+	[[ ${lines[1]} == "{\"all\":"* ]]
+}
+
 @test "3.5 an X-Fetch-Since beyond 64 bits of microseconds is in the future: it replays nothing" {
 	run -0 gps_publish /t35far '{"far":1}'
 	[ "$output" = 200 ]

@@ -349,30 +349,104 @@ ms_now()
 	expect_messages s '{"n":1}' '{"n":2}' '{"n":3}'
 }
 
-@test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
-	local broker start elapsed
-	gps_subscribe s /p46
+# end_body PORT HOW WAIT REQUEST - send REQUEST on a new connection, wait WAIT seconds, then
+# end it: HOW "reset" closes with SO_LINGER 0 (a TCP RST, no orderly end), "shut" half-closes
+# (the original hook's end of a body) and prints the answer.
+end_body()
+{
+	perl -MIO::Socket::INET -MSocket -e '
+		my ($port, $how, $wait, $req) = @ARGV;
+		my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port,
+					      Timeout => 5) or die "connect: $!";
+		$s->autoflush(1);
+		print $s $req;
+		select(undef, undef, undef, $wait);
+		if ($how eq "reset") {
+			setsockopt($s, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)) or die "linger: $!";
+			close $s;
+			exit 0;
+		}
+		shutdown($s, 1);
+		local $/;
+		$s->timeout(5);
+		print scalar <$s>;' "$1" "$2" "$3" "$4"
+}
+
+@test "4.2 a body framed by the end of input is stored on an orderly end only, not on a reset" {
+	local t0 wait req=$'POST /p42rst HTTP/1.0\r\n\r\n'
+	t0=$(gps_now)
+	# "12345" cut short is still JSON ("12"): only the client's half-close says it is whole
+	for wait in 0 0.3; do
+		run -0 end_body "$GPS_PORT" reset "$wait" "${req}12345"
+		echo "# HTTP/1.0 body '12345' without Content-Length, then a reset after ${wait} s" >&3
+	done
+	run -0 end_body "$GPS_PORT" shut 0.3 "${req}678"
+	echo "# the same ended by a half-close: $(head -n 1 <<<"$output")" >&3
+	[[ $output == $'HTTP/1.1 200 OK\r'* ]]
+	gps_subscribe h /p42rst -H "X-Fetch-Since: $t0"
+	gps_wait_messages h 1
+	sleep 0.3
+	run -0 gps_messages h
+	echo "# the topic's history since the test began: ${lines[*]}" >&3
+	[ "$output" = 678 ]
+}
+
+# publish_stopped TOPIC JSON - stop the broker (teardown resumes it if the test does not), then
+# publish; sets STOPPED_STATUS (the status code) and STOPPED_MS (how long the answer took).
+publish_stopped()
+{
+	local start broker
 	broker=$(gps_broker_pid)
 	echo "$broker" >"$BATS_FILE_TMPDIR/broker-stopped"
 	kill -STOP "$broker"
 	start=$(ms_now)
-	run -0 gps_publish /p46 '{"stopped":1}'
-	elapsed=$(($(ms_now) - start))
-	echo "status $output after $elapsed ms"
+	STOPPED_STATUS=$(gps_publish "$1" "$2") || true
+	STOPPED_MS=$(($(ms_now) - start))
+}
+
+# resume_broker - resume the broker publish_stopped stopped.
+resume_broker()
+{
+	kill -CONT "$(<"$BATS_FILE_TMPDIR/broker-stopped")"
+	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+}
+
+@test "4.6 with the broker not answering, a publish gets 503 with Retry-After, never 200" {
+	gps_subscribe s /p46
+	publish_stopped /p46 '{"stopped":1}'
+	echo "status $STOPPED_STATUS after $STOPPED_MS ms"
 	cat -A "$GPS_LAST_HEADERS"
-	[ "$output" = 503 ]
+	[ "$STOPPED_STATUS" = 503 ]
 	gps_header "$GPS_LAST_HEADERS" Retry-After | grep -Eq '^[0-9]+$'
-	((elapsed < 10000))
+	((STOPPED_MS < 10000))
 	{
 		cat "$GPS_LAST_HEADERS"
 		cat "$GPS_LAST_BODY"
 	} >"$BATS_FILE_TMPDIR/resp503"
 	gps_check_error "$BATS_FILE_TMPDIR/resp503" 503
 
-	kill -CONT "$broker"
-	rm -f "$BATS_FILE_TMPDIR/broker-stopped"
+	resume_broker
 	publish_ok /p46 '{"running":1}'
 	gps_wait_messages s 1
 	run -0 gps_messages s
 	[ "${lines[-1]}" = '{"running":1}' ]
+}
+
+@test "4.6 a 503 means not stored: a stalled broker, resumed, refuses the publish it answers late" {
+	publish_stopped /p46late '{"late":1}'
+	echo "# broker stopped: publish answered $STOPPED_STATUS after $STOPPED_MS ms" >&3
+	[ "$STOPPED_STATUS" = 503 ]
+	resume_broker
+	# the resumed broker reads the request now (its answer goes nowhere), then this one
+	publish_ok /p46late '{"after":1}'
+	# the whole history of the topic: only the publish answered 200
+	gps_subscribe h /p46late -H 'X-Fetch-Since: 0'
+	gps_wait_messages h 1
+	sleep 0.3
+	run -0 gps_messages h
+	echo "# broker resumed: the topic's history holds: ${lines[*]}" >&3
+	[ "${#lines[@]}" -eq 1 ]
+	[ "${lines[0]}" = '{"after":1}' ]
+	grep -q 'came after their frontend.s deadline' "$GPS_LOG"
+	echo "# broker log: $(grep -o '[0-9]* publish(es) came after.*late)' "$GPS_LOG" | tail -1)" >&3
 }

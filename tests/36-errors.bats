@@ -346,6 +346,47 @@ client_hello()
 		'POST /j/%G1 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}'
 }
 
+# values_body N FILE - write "[0,0,...,0]" with N - 1 zeros to FILE: a JSON text of N values.
+values_body()
+{
+	awk -v n="$1" 'BEGIN { printf "["; for (i = 2; i < n; i++) printf "0,"; printf "0]" }' >"$2"
+}
+
+# post_file PORT TOPIC FILE - POST FILE's bytes; print the status, the body to $GPS_LAST_BODY.
+post_file()
+{
+	curl -sS --max-time 20 -o "$GPS_LAST_BODY" -w '%{http_code}\n' \
+		-H 'Content-Type: application/json' --data-binary "@$3" "http://127.0.0.1:$1$2"
+}
+
+@test "4.3 JSON deeper than 64 levels, or of more than 1,048,576 values, is 400 with its reason" {
+	local deep64 deep65 f=$BATS_TEST_TMPDIR/values port
+	deep64=$(repeat 64 '[')$(repeat 64 ']')
+	deep65=$(repeat 65 '[')$(repeat 65 ']')
+	run -0 gps_publish /j43 "$deep64"
+	echo "# 64 nested arrays: $output" >&3
+	[ "$output" = 200 ]
+	run -0 gps_publish /j43 "$deep65"
+	echo "# 65 nested arrays: $output $(tr -d '\r' <"$GPS_LAST_BODY")" >&3
+	[ "$output" = 400 ]
+	[ "$(cat "$GPS_LAST_BODY")" = $'JSON nests deeper than 64 levels\r' ]
+	# The most values the default 2 MiB body holds is the limit: it never refuses such a body.
+	values_body 1048576 "$f"
+	run -0 post_file "$GPS_PORT" /j43 "$f"
+	echo "# 1,048,576 values ($(stat -c %s "$f") bytes, maxBodySize 2M): $output" >&3
+	[ "$output" = 200 ]
+	# Only a larger maxBodySize lets a body pass it.
+	http_instance_start big 127.0.0.1:PORT -- "[Limits]" "maxBodySize: 3M" \
+		"[History]" "ringSize: 8M"
+	port=$(http_instance_port big)
+	values_body 1048577 "$f"
+	run -0 post_file "$port" /j43 "$f"
+	echo "# 1,048,577 values ($(stat -c %s "$f") bytes, maxBodySize 3M):" \
+		"$output $(tr -d '\r' <"$GPS_LAST_BODY")" >&3
+	[ "$output" = 400 ]
+	[ "$(cat "$GPS_LAST_BODY")" = $'JSON has more than 1048576 values\r' ]
+}
+
 @test "7.2 a message that cannot be stored gets 503" {
 	local pid
 	pid=$(gps_broker_pid)

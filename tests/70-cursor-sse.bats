@@ -327,11 +327,11 @@ held_tail()
 			http_send 127.0.0.1 "$GPS_PORT" 3
 		http_check_error 400
 	done
-	printf 'GET /c39/bad HTTP/1.1\r\nX-Fetch-Since-Cursor:\r\n\r\n' |
+	printf 'GET /c39/bad HTTP/1.1\r\nHost: x\r\nX-Fetch-Since-Cursor:\r\n\r\n' |
 		http_send 127.0.0.1 "$GPS_PORT" 3
 	http_check_error 400
 	# Two different cursors in two headers of one name.
-	printf 'GET /c39/bad HTTP/1.1\r\nLast-Event-ID: %s\r\nLast-Event-ID: %s\r\n\r\n' \
+	printf 'GET /c39/bad HTTP/1.1\r\nHost: x\r\nLast-Event-ID: %s\r\nLast-Event-ID: %s\r\n\r\n' \
 		"$c" "$(gen_of "$c")-1" | http_send 127.0.0.1 "$GPS_PORT" 3
 	http_check_error 400
 	grep -qF 'conflicting Last-Event-ID' "$HTTP_OUT"
@@ -511,7 +511,8 @@ held_tail()
 	[ "$(gps_header "$HTTP_OUT" Connection)" = close ]
 	cmp <(http_body "$HTTP_OUT") "$page"
 	# A topic its EventSource could not subscribe to is refused now.
-	printf 'GET /c311/%%zz HTTP/1.1\r\nAccept: text/html\r\n\r\n' | http_send 127.0.0.1 "$GPS_PORT" 3
+	printf 'GET /c311/%%zz HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n' |
+		http_send 127.0.0.1 "$GPS_PORT" 3
 	http_check_error 400
 }
 
@@ -547,7 +548,7 @@ held_tail()
 	run -0 gps_head /c312 -H 'Accept: text/html'
 	[[ $output != *Access-Control* ]]
 	[[ $output == *$'Content-Length: 0\r'* ]]
-	printf 'GET /c312 HTTP/1.1\r\nAccept: text/event-stream\r\nLast-Event-ID: x\r\n\r\n' |
+	printf 'GET /c312 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: x\r\n\r\n' |
 		http_send 127.0.0.1 "$GPS_PORT" 3
 	http_check_error 400
 	run -1 grep -q Access-Control "$HTTP_OUT"

@@ -9,7 +9,12 @@
 # killed again and the page kept away until its cursor has left the (small) history ring: it
 # must show one gap notice and then what is still held.
 #
-# The browser run happens once, in setup_file: tests/browser/live-page.mjs does the steps and
+# Then README 3.13 in the browser: tests/browser/no-cors.mjs serves a page from another origin
+# (http://localhost:<another port>) whose script sends a no-cors fetch POST to the service on
+# 127.0.0.1, a trusted address: refused with 403, nothing stored; the same page publishes to an
+# instance whose publishOrigins lists its origin (the control: the browser does reach it).
+#
+# The live page's browser run happens once, in setup_file: tests/browser/live-page.mjs does the steps and
 # writes a JSON summary, tests/browser/kill-stream finds the frontend to kill. Each test checks
 # one part of the summary. Needs node, chromium and `npm ci` in tests/browser (scripts/install-deps
 # check does all three).
@@ -17,6 +22,7 @@
 bats_require_minimum_version 1.5.0
 
 load lib
+load lib-http
 
 BROWSER_DIR=$GPS_REPO/tests/browser
 # The topic the page is opened on, as the hook publishes it (PROTOCOL 10.1).
@@ -54,6 +60,12 @@ setup_file()
 teardown_file()
 {
 	gps_stop
+}
+
+teardown()
+{
+	http_unsubscribe_all
+	http_instance_stop_all
 }
 
 # result JQ_FILTER - print the filter applied to the browser run's summary (raw strings).
@@ -185,4 +197,55 @@ show_run()
 	[[ $(head -c 8 "$BROWSER_SHOT" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]]
 	[[ $(od -An -tu1 -j 16 -N 8 "$BROWSER_SHOT" | tr -s ' ' | sed 's/^ //') == \
 		"0 0 3 232 0 0 2 188" ]]
+}
+
+# published RING - print the count of messages appended to RING since its creation (gpsctl).
+published()
+{
+	"$GPS_BUILD/gpsctl" --ring "$1" status | awk '$1 == "published" { print $2; exit }'
+}
+
+@test "3.13: in Chromium, a page of another origin POSTs with a no-cors fetch: 403, nothing stored" {
+	local page_port ok_port out=$BATS_TEST_TMPDIR/no-cors ok_ring before after t0 origin
+	page_port=$(free_port)
+	origin=http://localhost:$page_port
+	# the control: an instance that lists the page's origin in publishOrigins
+	http_instance_start ok 127.0.0.1:PORT -- "[Clients]" "publishOrigins: $origin"
+	ok_port=$(http_instance_port ok)
+	ok_ring=$(<"$BATS_FILE_TMPDIR/inst-ok/runner.ring")
+	before=$(published "$GPS_RING")
+	t0=$(gps_now)
+	gps_subscribe live /nocors
+	run timeout -k 5 60 env GPS_TARGETS="$(gps_url /nocors) http://127.0.0.1:$ok_port/nocors" \
+		GPS_PAGE_PORT="$page_port" GPS_RESULT="$out.json" GPS_WAIT_MS="$BROWSER_WAIT_MS" \
+		node "$BROWSER_DIR/no-cors.mjs"
+	echo "--- no-cors run (exit status $status):"
+	echo "$output"
+	[[ -s $out.json ]] && cat "$out.json"
+	[ "$status" -eq 0 ]
+	jq -r '.network[] | "# \(.method) \(.url) Origin: \(.origin),"
+		+ " Sec-Fetch-Site: \(.sec_fetch_site), Sec-Fetch-Mode: \(.sec_fetch_mode):"
+		+ " \(.status) \(.body // "" | gsub("[\r\n]"; ""))"' "$out.json" >&3
+	# The page's fetch settled as no-cors fetches do: an opaque answer it cannot read.
+	[[ $(jq -r '.fetches[0].type' "$out.json") == opaque ]]
+	# Chromium sent the page's origin; the service answered 403 with the reason.
+	[[ $(jq -r '.network[0].origin' "$out.json") == "$origin" ]]
+	[[ $(jq -r '.network[0].sec_fetch_mode' "$out.json") == no-cors ]]
+	[[ $(jq -r '.network[0].status' "$out.json") == 403 ]]
+	[[ $(jq -r '.network[0].body' "$out.json") == *publishOrigins* ]]
+	grep -q "403 publishes from web pages are refused" "$GPS_LOG"
+	# Nothing stored: the ring's count did not move, and neither the live subscriber nor a
+	# replay from before the run got anything.
+	after=$(published "$GPS_RING")
+	gps_subscribe replay /nocors -H "X-Fetch-Since: $t0"
+	sleep 1
+	echo "# service: messages published $before before the page, $after after; live" \
+		"subscriber got $(gps_messages live | grep -c .), replay $(gps_messages replay | grep -c .)" >&3
+	[ "$before" = "$after" ]
+	[ -z "$(gps_messages live)" ]
+	[ -z "$(gps_messages replay)" ]
+	# The control: the same page's fetch to an instance listing its origin is stored.
+	[[ $(jq -r '.network[1].status' "$out.json") == 200 ]]
+	echo "# control instance with publishOrigins: $origin: $(published "$ok_ring") message stored" >&3
+	[ "$(published "$ok_ring")" = 1 ]
 }

@@ -27,9 +27,10 @@
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import http from 'node:http';
 import { dirname } from 'node:path';
+import { write_result } from './result.mjs';
 
 const env = process.env;
 const page_url = env.GPS_PAGE_URL;
@@ -422,11 +423,7 @@ try {
 	await browser.close();
 	clearTimeout(timer);
 }
-const out = JSON.stringify(summary, null, 2) + '\n';
-if (env.GPS_RESULT)
-	writeFileSync(env.GPS_RESULT, out);
-else
-	process.stdout.write(out);
+write_result(summary);
 if (summary.error)
 	console.error(`live-page.mjs: FAILED: ${summary.error}`);
 process.exit(summary.ok && (gap_fillers === 0 || summary.gap?.ok) ? 0 : 1);

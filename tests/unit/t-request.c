@@ -106,7 +106,7 @@ static void test_pipeline(void)
 	/* half a head: nothing yet */
 	feed(c, "HEAD /a HTTP/1.1\r\nHo");
 	is(c->out_len, 0, "an incomplete head is not answered");
-	feed(c, "st: x\r\n\r\nHEAD /b HTTP/1.0\r\n\r\nHEAD /c HTTP/1.1\r\n\r\n");
+	feed(c, "st: x\r\n\r\nHEAD /b HTTP/1.0\r\n\r\nHEAD /c HTTP/1.1\r\nHost: t\r\n\r\n");
 	is(count(sent(c), "HTTP/1.1 200 OK\r\n"), 2,
 	   "1.3: pipelined requests are answered in order");
 	ok(strstr(sent(c), "Connection: close\r\n") != NULL,
@@ -120,8 +120,8 @@ static void test_connection_lines(void)
 	struct conn *c = connect_test(false);
 
 	/* RFC 9110 5.3: several lines are one list; RFC 9112 9.6: nothing after a close */
-	feed(c, "HEAD / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
-		"HEAD /2 HTTP/1.1\r\n\r\n");
+	feed(c, "HEAD / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+		"HEAD /2 HTTP/1.1\r\nHost: t\r\n\r\n");
 	is(count(sent(c), "HTTP/1.1 200 OK\r\n"), 1,
 	   "1.2: a close in a second Connection line counts");
 	ok(strstr(sent(c), "Connection: close\r\n") != NULL, "1.2: it is answered with close");
@@ -133,7 +133,7 @@ static void test_expect(void)
 {
 	struct conn *c = connect_test(true);
 
-	feed(c, "POST /t HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+	feed(c, "POST /t HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
 	is_str(sent(c), "HTTP/1.1 100 Continue\r\n\r\n", "4.2: Expect: 100-continue is answered");
 	conn_close(c, "test done");
 	c = connect_test(true);
@@ -150,19 +150,33 @@ static void test_errors(void)
 	} cases[] = {
 		{ "a malformed request line", "GET / HTTP/1.1 x\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n", NULL },
-		{ "an unknown method", "DELETE / HTTP/1.1\r\n\r\n",
+		{ "an unknown method", "DELETE / HTTP/1.1\r\nHost: t\r\n\r\n",
 		  "HTTP/1.1 405 Method Not Allowed\r\n", "Allow: GET, HEAD, POST, PUT\r\n" },
 		{ "HTTP/2", "GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported\r\n",
 		  NULL },
-		{ "a HEAD with a body", "HEAD / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+		{ "a HEAD with a body",
+		  "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
 		  "HTTP/1.1 400 Bad Request\r\n", "a GET or HEAD request may not carry a body" },
-		{ "a bad X-Fetch-Since", "GET /t HTTP/1.1\r\nX-Fetch-Since: soon\r\n\r\n",
+		{ "a bad X-Fetch-Since",
+		  "GET /t HTTP/1.1\r\nHost: t\r\nX-Fetch-Since: soon\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n",
 		  "X-Fetch-Since must be a plain decimal unix time" },
-		{ "a subscription with a bad escape", "GET /a%zz HTTP/1.1\r\n\r\n",
+		{ "a subscription with a bad escape", "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n",
 		  "HTTP/1.1 400 Bad Request\r\n", "invalid topic" },
-		{ "an untrusted publish", "POST /t HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+		{ "an untrusted publish",
+		  "POST /t HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
 		  "HTTP/1.1 403 Forbidden\r\n", "\r\n\r\nOnly trusted sources may send data!" },
+		/* RFC 9112 3.2 */
+		{ "an HTTP/1.1 GET without Host", "GET /t HTTP/1.1\r\n\r\n",
+		  "HTTP/1.1 400 Bad Request\r\n", "an HTTP/1.1 request needs a Host header\r\n" },
+		{ "an HTTP/1.1 POST without Host",
+		  "POST /t HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", "HTTP/1.1 400 Bad Request\r\n",
+		  "an HTTP/1.1 request needs a Host header\r\n" },
+		{ "a HEAD with two Host lines", "HEAD / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+		  "HTTP/1.1 400 Bad Request\r\n", "several Host headers\r\n" },
+		{ "an HTTP/1.0 GET with two Host lines",
+		  "GET /t HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n",
+		  "several Host headers\r\n" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -177,6 +191,22 @@ static void test_errors(void)
 		is(c->state, CONN_LINGER, "and the connection lingers, then closes");
 		conn_close(c, "test done");
 	}
+}
+
+/* RFC 9112 3.2: HTTP/1.0 needs no Host (an old hook may send none); an empty one is a Host. */
+static void test_host_10(void)
+{
+	struct conn *c = connect_test(true);
+
+	feed(c, "HEAD / HTTP/1.0\r\n\r\n");
+	ok(strncmp(sent(c), "HTTP/1.1 200 OK\r\n", 17) == 0,
+	   "3.2: HTTP/1.0 without Host is served");
+	conn_close(c, "test done");
+	c = connect_test(true);
+	feed(c, "HEAD / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n");
+	ok(strncmp(sent(c), "HTTP/1.1 200 OK\r\n", 17) == 0,
+	   "3.2: HTTP/1.1 with an empty Host is served (a target with no authority)");
+	conn_close(c, "test done");
 }
 
 /* RFC 9112 6.1: an HTTP/1.0 message naming a transfer coding has faulty framing. */
@@ -201,7 +231,7 @@ static void test_431(void)
 	c = connect_test(false);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	feed(c, "HEAD / HTTP/1.1\r\nX-Big: ");
+	feed(c, "HEAD / HTTP/1.1\r\nHost: t\r\nX-Big: ");
 	feed(c, big);
 	ok(strncmp(sent(c), "HTTP/1.1 431 ", 13) == 0, "7.2: a header section over the limit: 431");
 	conn_close(c, "test done");
@@ -212,7 +242,7 @@ static void test_publish_without_broker(void)
 {
 	struct conn *c = connect_test(true);
 
-	feed(c, "POST /t HTTP/1.1\r\nContent-Length: 9\r\n\r\n{\"a\":1}\r\n");
+	feed(c, "POST /t HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n{\"a\":1}\r\n");
 	is(c->out_len, 0, "4.5: no answer before the broker's");
 	is(c->state, CONN_BROKER, "the publish went to the broker");
 	loop_run_timers(&fe.loop); /* the unreachable broker is answered in the loop's next round */
@@ -277,22 +307,24 @@ static void test_tokens(void)
 	for (int trusted = 0; trusted < 2; trusted++) {
 		struct conn *c = connect_test(trusted);
 
-		feed(c, "POST /tok/a/b HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A
+		feed(c, "POST /tok/a/b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A
 			"\r\nContent-Length: 2\r\n\r\n{}");
 		is(c->state, CONN_BROKER, "a known token in scope publishes (%s peer)",
 		   trusted ? "trusted" : "untrusted");
 		conn_close(c, "test done");
-		s = answer(trusted, "POST /tok/ab HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A
-				    "\r\nContent-Length: 2\r\n\r\n{}");
+		s = answer(trusted,
+			   "POST /tok/ab HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A
+			   "\r\nContent-Length: 2\r\n\r\n{}");
 		ok(strncmp(s, "HTTP/1.1 403 ", 13) == 0 &&
 			   strstr(s, "\r\n\r\nthis token may not publish to this topic") &&
 			   !strstr(s, "WWW-Authenticate"),
 		   "out of its prefixes: 403 naming neither token nor prefix (%s peer)",
 		   trusted ? "trusted" : "untrusted");
 		for (size_t i = 0; i < ARRAY_SIZE(malformed); i++) {
-			(void)snprintf(req, sizeof(req),
-				       "POST /tok/a HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}",
-				       malformed[i]);
+			(void)snprintf(
+				req, sizeof(req),
+				"POST /tok/a HTTP/1.1\r\nHost: t\r\n%sContent-Length: 2\r\n\r\n{}",
+				malformed[i]);
 			s = answer(trusted, req);
 			ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0 &&
 				   strstr(s, "\r\nWWW-Authenticate: Bearer") &&
@@ -301,12 +333,15 @@ static void test_tokens(void)
 			   trusted ? "trusted" : "untrusted");
 		}
 	}
-	s = answer(false, "HEAD /tok/a HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	s = answer(false,
+		   "HEAD /tok/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
 	ok(strstr(s, "\r\nX-Subscribers: ") != NULL, "HEAD: statistics for a token in scope");
-	s = answer(false, "HEAD /tok/b HTTP/1.1\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
+	s = answer(false,
+		   "HEAD /tok/b HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_A "\r\n\r\n");
 	ok(strncmp(s, "HTTP/1.1 200 ", 13) == 0 && !strstr(s, "\r\nX-"),
 	   "HEAD: a health check only out of scope");
-	s = answer(true, "HEAD / HTTP/1.1\r\nAuthorization: Bearer " TOKEN_UNKNOWN "\r\n\r\n");
+	s = answer(true,
+		   "HEAD / HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " TOKEN_UNKNOWN "\r\n\r\n");
 	ok(strncmp(s, unauthorized, strlen(unauthorized)) == 0,
 	   "HEAD: 401 for an unknown token, from a trusted peer too");
 	tokens_done(&fe.tokens);
@@ -321,6 +356,7 @@ int main(void)
 	test_connection_lines();
 	test_expect();
 	test_errors();
+	test_host_10();
 	test_te_10();
 	test_431();
 	test_publish_without_broker();
