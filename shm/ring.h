@@ -547,7 +547,10 @@ struct ring_params {
 /*
  * Open ring 'name' for writing, creating it (and its stats object) when absent. An existing ring
  * is validated like a reader would and must have the requested size (-EEXIST otherwise) and this
- * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6).
+ * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6). So is a
+ * ring holding what no writer leaves (-EPROTO: a held entry without its seq, records outside
+ * the data area, out of order or longer than a record may be, times not increasing, counters
+ * near 2^64), checked under the writer lock before recovery.
  * *ret_created tells whether a new ring was made. 0 or -errno; *w untouched on failure.
  */
 _must_check_ int ring_writer_open(const char *name, const struct ring_params *p,
