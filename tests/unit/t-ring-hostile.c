@@ -88,7 +88,7 @@ static void test_reader(const char *name)
 	struct ring r;
 	uint8_t buf[512];
 	unsigned int reads = 0;
-	int err = -EIO;
+	int err;
 
 	if (make_ring(name, &w) < 0 || ring_attach(name, &r) < 0) {
 		ok(0, "reader: set up");
