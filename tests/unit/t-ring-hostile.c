@@ -136,6 +136,22 @@ static void test_reader(const char *name)
 	unwatch();
 	ok(err == RING_NEXT_GAP && gap.missed == 5 && gap.resume_seq == 8 && c.next == 8,
 	   "reader: an unreadable entry below the tail: one gap of 5 to the tail, at once");
+
+	/* head four indexes past the tail, the entries between never written: the reader is
+	 * lapped to head - nidx at once, then each of those nidx entries is a gap of one */
+	atomic_store(&w.r.hdr->tail, NMSG + 1);
+	atomic_store(&w.r.hdr->head, NMSG + 1 + 4 * w.r.nidx);
+	ring_cursor_init(&c, NMSG + 1);
+	reads = 0;
+	watch("ring_next to a head four indexes past the tail");
+	while (ring_next(&r, &c, &rec, &gap) != -EAGAIN && reads <= 8 * w.r.nidx)
+		reads++;
+	unwatch();
+	diag("figure: a head %llu messages past the tail, entries never written: reached in %u "
+	     "steps (index of %llu)",
+	     4 * (unsigned long long)w.r.nidx, reads, (unsigned long long)w.r.nidx);
+	ok(c.next == ring_head(&r) && reads <= w.r.nidx + 1,
+	   "reader: reaches it in at most nidx + 1 steps, not one per message the header claims");
 	ring_detach(&r);
 	ring_writer_close(&w);
 	(void)!ring_unlink(name);
