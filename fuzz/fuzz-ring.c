@@ -282,7 +282,7 @@ static size_t publish_ops(struct ring_writer *w, const uint8_t *ops, struct fuzz
 					   (max + 64)),
 		};
 		uint64_t len = (uint64_t)p.id_len + p.topic_len + p.payload_len, seq, time_us;
-		uint64_t head = ring_head(&w->r);
+		const uint64_t head = ring_head(&w->r), last = atomic_load(&w->r.hdr->last_time_us);
 		int err;
 
 		pub_fill(head, (size_t)MIN(len, sizeof(pub_buf)));
@@ -296,6 +296,10 @@ static size_t publish_ops(struct ring_writer *w, const uint8_t *ops, struct fuzz
 			   (unsigned long long)len, err);
 		if (err < 0)
 			continue;
+		/* times strictly increase, and are never before the one asked for */
+		FUZZ_CHECK(time_us > last && time_us >= t, "time %llu after %llu, asked %llu",
+			   (unsigned long long)time_us, (unsigned long long)last,
+			   (unsigned long long)t);
 		FUZZ_CHECK(seq == head && ring_head(&w->r) == head + 1,
 			   "published %llu at head %llu", (unsigned long long)seq,
 			   (unsigned long long)head);
