@@ -98,7 +98,9 @@
  *        step c: a copy that saw any byte of a newer record also sees the data_tail that
  *        condemned this one. A failed check means the copy may be torn: drop it, treat as lapped.
  *   Gaps (PROTOCOL 3.4): a lapped reader resumes at tail; it missed tail - seq messages, whatever
- *   their topics (the ring does not keep the topics of overwritten messages).
+ *   their topics (the ring does not keep the topics of overwritten messages). A ring holds at most
+ *   nidx messages, so a reader that meets an unreadable entry below head - nidx resumes there
+ *   even if tail says less: a corrupt header cannot keep it reading beyond one index.
  *
  *   Waiting: w = wake (acquire); check head; if nothing new, FUTEX_WAIT(wake, w, timeout). A
  *   publish between the load and the wait changes wake, so the kernel returns EAGAIN at once: no
