@@ -728,8 +728,8 @@ static bool open_ring(struct broker *b, struct ring_params *rp)
 	rp->retention_us = b->cfg.retention_s * 1000000u;
 	err = ring_writer_open(b->cfg.ring_name, rp, &b->w, &created);
 	if (err == -EEXIST || err == -EPROTO)
-		log_error("ring '%s' exists with another size or version (%s); start once with "
-			  "--recreate to replace it (its history is lost)",
+		log_error("ring '%s' exists with another size or version, or is corrupt (%s); "
+			  "start once with --recreate to replace it (its history is lost)",
 			  b->cfg.ring_name, strerror(-err));
 	else if (err == -EBUSY)
 		log_error("ring '%s' is in use by another broker", b->cfg.ring_name);

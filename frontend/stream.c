@@ -33,9 +33,6 @@
 #define CLIENT_DRAIN_BYTES 512u	 /* what one read of a subscriber's socket takes */
 /* What an idle stream keeps of the scratch buffer: a few writes of everyday messages. */
 #define OUT_KEEP_BYTES	   ((size_t)16 * 1024u)
-/* Tries at one entry that reads torn while it is below the head before the reader gives up on
- * it with a gap notice: a live writer rewrites an entry within microseconds, so three tries
- * miss only an entry that stays unreadable (a corrupt ring); it never spins. */
 /*
  * SSE "retry:" (README 3.10): how long a browser waits before it reconnects. Two seconds: a
  * frontend killed or restarted is back well within it, and a thousand browsers reconnecting after
@@ -427,6 +424,41 @@ static struct ring_gap gap_at(const struct ring *r, uint64_t missed, uint64_t re
 	return gap;
 }
 
+/* The scratch buffer's size before scratch_fits() grew it; 0 when it is not grown. */
+static size_t scratch_normal;
+
+/*
+ * Room in o (the scratch buffer) for one frame of n bytes of topic or payload. Each length comes
+ * from the ring, which may hold messages stored under a larger maxBodySize than this frontend's
+ * (the limit was lowered since, or the broker reads another configuration): such a message grows
+ * the buffer, which trim_scratch() gives back after the write, so that the replay delivers it
+ * whole. false only when memory runs out (the caller skips the message with a gap notice). n is
+ * at most half the ring's data area (shm/ring.h: ring_rec_get() checks it against the area).
+ */
+static bool scratch_fits(struct frontend *fe, struct out *o, size_t n)
+{
+	size_t cap = CHUNK_HEAD_ROOM + BATCH_BYTES + n + FRAME_OVERHEAD;
+	uint8_t *p;
+
+	if (cap <= fe->scratch_cap)
+		return true;
+	p = mremap(fe->scratch, fe->scratch_cap, cap, MREMAP_MAYMOVE);
+	if (p == MAP_FAILED) {
+		log_warning("no memory for a stored message of %zu bytes: %s", n, strerror(errno));
+		return false;
+	}
+	if (!scratch_normal)
+		scratch_normal = fe->scratch_cap;
+	log_info("a stored message of %zu bytes, over maxBodySize: the write buffer grows to %zu",
+		 n, cap);
+	fe->scratch = p;
+	fe->scratch_cap = cap;
+	o->base = p;
+	o->buf = p + CHUNK_HEAD_ROOM;
+	o->cap = cap - CHUNK_HEAD_ROOM;
+	return true;
+}
+
 /*
  * Frame the messages from s->next up to head that match into o, until o is full, through the
  * ring's reader (shm/ring.h): a message lapped or unreadable becomes a gap notice. Returns
@@ -452,8 +484,8 @@ static bool fill(struct sub *s, struct out *o, uint64_t head)
 				return false; /* said next time: s->next is still before it */
 			continue;
 		}
-		if ((size_t)rec.payload_len + FRAME_OVERHEAD > o->cap - BATCH_BYTES) {
-			/* stored under a larger body limit than ours: too big to frame here */
+		if (!scratch_fits(s->c->fe, o, MAX(rec.topic_len, rec.payload_len))) {
+			/* larger than our limit and no memory to grow into: skip it, and say so */
 			gap = gap_at(r, 1, cur.next + 1);
 			if (!add_gap(s, o, &gap, 0))
 				return false;
@@ -532,6 +564,13 @@ static size_t scratch_touched;
  */
 static void trim_scratch(struct frontend *fe)
 {
+	/* a buffer grown for one large stored message shrinks back in place (never fails) */
+	if (scratch_normal &&
+	    mremap(fe->scratch, fe->scratch_cap, scratch_normal, 0) != MAP_FAILED) {
+		fe->scratch_cap = scratch_normal;
+		scratch_touched = MIN(scratch_touched, scratch_normal);
+		scratch_normal = 0;
+	}
 	if (!fe->single || scratch_touched <= OUT_KEEP_BYTES)
 		return;
 	(void)madvise(fe->scratch + OUT_KEEP_BYTES, scratch_touched - OUT_KEEP_BYTES,

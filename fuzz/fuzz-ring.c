@@ -12,13 +12,23 @@
  * constants (magic, version, layout, hdr_size) and bends nidx and data_size to small powers of
  * two, so that most inputs reach the reader; without it the header is taken as it is, and only
  * ring_validate() runs unless the image happens to be valid and small. fuzz/ring-seed.c makes
- * seeds of both kinds with the writer API.
+ * seeds of every kind with the writer API.
+ *
+ * Mode bit 1 "writer" (input [mode][ops: FUZZ_OPS_LEN bytes][hdr][idx][data]) also runs the
+ * writer (shm/ring-writer.c) on the image as a broker that restarts on a ring left by a crash, a
+ * bug or a scribbler: the image (index of the writer's RING_MIN_IDX entries) goes into a shared
+ * memory object of its own, ring_writer_open() validates and recovers it, the ops publish, expire
+ * and skip, and a reader attached by name must read every message published since back, whole
+ * and byte for byte, whatever the ring held before (fuzz_writer()).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fuzz/fuzz.h"
 #include "shm/ring.h"
@@ -27,12 +37,14 @@
 /* Largest index and data area an image is built with: small, so a run makes many images. */
 #define FUZZ_RING_MAX_IDX  256U
 #define FUZZ_RING_MAX_DATA (4U * (uint64_t)RING_MIN_DATA)
-#define FUZZ_RING_MAX_MAP  (RING_HDR_SIZE + FUZZ_RING_MAX_IDX * 32U + FUZZ_RING_MAX_DATA)
+#define FUZZ_RING_MAX_MAP  (RING_HDR_SIZE + RING_MIN_IDX * 32U + FUZZ_RING_MAX_DATA)
 
 /* Consecutive seqs read from the tail on, as a subscriber that starts there would. */
 #define FUZZ_RING_WALK 64U
 
-#define FUZZ_RING_FIXUP 0x01U
+#define FUZZ_RING_FIXUP	 0x01U
+#define FUZZ_RING_WRITER 0x02U
+#define FUZZ_OPS_LEN	 16U
 
 /* Where a reader copies a record to: as large as the biggest record a valid image can hold. */
 static uint8_t copy_buf[FUZZ_RING_MAX_DATA];
@@ -76,7 +88,7 @@ static void read_one(const struct ring *r, uint64_t seq)
 
 /* A subscriber's walk from seq from through the public reader (shm/ring.h): every step is the
  * message at the cursor, a gap that moves it forward, or the end. */
-static void walk(const struct ring *r, uint64_t from)
+static void walk(const struct ring *r, uint64_t from, size_t cap)
 {
 	struct ring_cursor c;
 
@@ -85,8 +97,16 @@ static void walk(const struct ring *r, uint64_t from)
 		struct ring_rec rec;
 		struct ring_gap gap;
 		uint64_t at = c.next;
-		int err = ring_read(r, &c, copy_buf, sizeof(copy_buf), &rec, &gap);
+		int err = ring_read(r, &c, copy_buf, cap, &rec, &gap);
 
+		if (err == -EMSGSIZE) {
+			/* too small a buffer leaves the cursor where it was: the whole one */
+			FUZZ_CHECK(c.next == at && (size_t)rec.topic_len + rec.payload_len > cap,
+				   "-EMSGSIZE for %u + %u bytes into %zu", rec.topic_len,
+				   rec.payload_len, cap);
+			cap = sizeof(copy_buf);
+			err = ring_read(r, &c, copy_buf, cap, &rec, &gap);
+		}
 		FUZZ_CHECK(err == RING_NEXT_MSG || err == RING_NEXT_GAP || err == -EAGAIN,
 			   "ring_read: %d", err);
 		if (err == RING_NEXT_MSG)
@@ -163,7 +183,9 @@ static void read_image(uint8_t *base, size_t map_size, uint64_t seed)
 		for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
 			read_one(&r, edge[i]);
 	}
-	walk(&r, tail);
+	walk(&r, tail, sizeof(copy_buf));
+	/* from behind the tail (lapped), into a buffer that may be too small */
+	walk(&r, tail - 1 - fuzz_range(&seed, 0, 3), fuzz_range(&seed, 0, 64));
 	/* Whatever seq each index entry claims to hold. */
 	for (uint64_t k = 0; k < r.nidx; k++)
 		read_one(&r, atomic_load_explicit(&r.idx[k].seq, memory_order_relaxed));
@@ -180,11 +202,210 @@ static void read_image(uint8_t *base, size_t map_size, uint64_t seed)
 	}
 
 	/* A keepalive's resume time; an odd stamp (a writer mid-publish) makes it spin, skip. */
+	FUZZ_CHECK(ring_wait(&r, ring_wake_word(&r) + 1U, 0) == 0, "a wait on a moved word");
 	if (!(atomic_load_explicit(&r.hdr->stamp, memory_order_relaxed) & 1U)) {
 		int err = ring_keepalive_time(&r, &t, &ka_head);
 
 		FUZZ_CHECK(err == 0 && ka_head == head, "keepalive time: %d", err);
 	}
+}
+
+/* ---- the writer and its recovery, on a shared-memory copy of the image ---- */
+
+/* The ops block of a writer input, byte by byte. */
+enum {
+	OP_COUNT,  /* publishes: low 3 bits; 0x08 expire, 0x10 skip, 0x20 recreate, 0x40 defer */
+	OP_STATS,  /* % 3: the stats object left alone, of the wrong size, or without its magic */
+	OP_PAY_LO, /* payload length: 16 bits, up to a little past RING_MAX_RECORD */
+	OP_PAY_HI,
+	OP_TOPIC_LEN, /* topic bytes */
+	OP_ID_LEN,    /* id bytes */
+	OP_STEP,      /* us between publish times; 0: the ring clock */
+	OP_RETENTION, /* ms of retention for the writer; 0: none */
+	OP_SKIP,      /* how far ring_skip_to() jumps past head */
+};
+
+#define FUZZ_PUB_MAX 8U
+
+/* What a publish stored, to read back. */
+struct fuzz_pub {
+	uint64_t seq;
+	uint32_t id_len, topic_len, payload_len;
+};
+
+static uint8_t pub_buf[FUZZ_RING_MAX_DATA];
+
+/* The bytes of message seq: id, topic, payload in one run, different for every seq. */
+static void pub_fill(uint64_t seq, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		pub_buf[i] = (uint8_t)('a' + (seq * 7 + i) % 26);
+}
+
+/* A shared-memory object called name holding len bytes from src (and a stats object beside it,
+ * spoiled as ops says). */
+static void shm_put(const char *name, const void *src, size_t len, uint8_t stats_op)
+{
+	char stats[80];
+	int fd;
+
+	(void)!ring_unlink(name);
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	FUZZ_CHECK(fd >= 0 && pwrite(fd, src, len, 0) == (ssize_t)len, "shm object %s", name);
+	(void)close(fd);
+	FUZZ_CHECK(ring_stats_name(name, stats, 4) == -ENAMETOOLONG, "a short stats name buffer");
+	FUZZ_CHECK(ring_stats_name(name, stats, sizeof(stats)) == 0, "stats name");
+	if (stats_op % 3 == 0)
+		return; /* ring_writer_open() makes it */
+	fd = shm_open(stats, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	FUZZ_CHECK(fd >= 0, "stats object %s", stats);
+	/* the wrong size, or the right one all zero (no magic) */
+	FUZZ_CHECK(ftruncate(fd, stats_op % 3 == 1 ? 100 : (off_t)sizeof(struct ring_stats)) == 0,
+		   "stats size");
+	(void)close(fd);
+}
+
+/* Publish up to FUZZ_PUB_MAX messages as ops says; the ones stored go into pubs. */
+static size_t publish_ops(struct ring_writer *w, const uint8_t *ops, struct fuzz_pub *pubs)
+{
+	const uint64_t max = RING_MAX_RECORD(w->r.data_size);
+	uint64_t t = ops[OP_STEP] ? atomic_load(&w->r.hdr->last_time_us) : 0;
+	size_t n = 0;
+
+	for (unsigned int k = 0; k < (ops[OP_COUNT] & 7U); k++) {
+		struct fuzz_pub p = {
+			.id_len = ops[OP_ID_LEN] % 40U,
+			.topic_len = (ops[OP_TOPIC_LEN] + k) % 64U,
+			.payload_len =
+				(uint32_t)(((uint64_t)(ops[OP_PAY_HI] << 8 | ops[OP_PAY_LO]) *
+					    (k + 1)) %
+					   (max + 64)),
+		};
+		uint64_t len = (uint64_t)p.id_len + p.topic_len + p.payload_len, seq, time_us;
+		const uint64_t head = ring_head(&w->r), last = atomic_load(&w->r.hdr->last_time_us);
+		int err;
+
+		pub_fill(head, (size_t)MIN(len, sizeof(pub_buf)));
+		t += ops[OP_STEP];
+		err = len > sizeof(pub_buf)
+			      ? -EMSGSIZE
+			      : ring_publish_id(w, pub_buf, p.id_len, pub_buf + p.id_len,
+						p.topic_len, pub_buf + p.id_len + p.topic_len,
+						p.payload_len, t, &seq, &time_us);
+		FUZZ_CHECK(err == (len > max ? -EMSGSIZE : 0), "publish of %llu bytes: %d",
+			   (unsigned long long)len, err);
+		if (err < 0)
+			continue;
+		/* times strictly increase, and are never before the one asked for */
+		FUZZ_CHECK(time_us > last && time_us >= t, "time %llu after %llu, asked %llu",
+			   (unsigned long long)time_us, (unsigned long long)last,
+			   (unsigned long long)t);
+		FUZZ_CHECK(seq == head && ring_head(&w->r) == head + 1,
+			   "published %llu at head %llu", (unsigned long long)seq,
+			   (unsigned long long)head);
+		p.seq = seq;
+		pubs[n++] = p;
+	}
+	return n;
+}
+
+/* Every message published since the writer opened and still held reads back whole. */
+static void read_back(const struct ring *r, const struct fuzz_pub *pubs, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		const struct fuzz_pub *p = &pubs[k];
+		const uint64_t len = (uint64_t)p->id_len + p->topic_len + p->payload_len;
+		struct ring_rec rec;
+		int err;
+
+		if (p->seq < ring_tail(r))
+			continue; /* evicted by a later one */
+		err = ring_rec_get(r, p->seq, &rec);
+		FUZZ_CHECK(err == 0, "message %llu, published, not readable: %d",
+			   (unsigned long long)p->seq, err);
+		FUZZ_CHECK(rec.id_len == p->id_len && rec.topic_len == p->topic_len &&
+				   rec.payload_len == p->payload_len,
+			   "message %llu read with other lengths", (unsigned long long)p->seq);
+		ring_copy_from(copy_buf, rec.id, (size_t)len);
+		FUZZ_CHECK(ring_rec_valid(r, &rec), "message %llu, just published, refused",
+			   (unsigned long long)p->seq);
+		pub_fill(p->seq, (size_t)len);
+		FUZZ_CHECK(memcmp(copy_buf, pub_buf, (size_t)len) == 0,
+			   "message %llu read back other bytes", (unsigned long long)p->seq);
+	}
+}
+
+/*
+ * The broker's start on this image, then its work: ring_writer_open() refuses it (-EPROTO) or
+ * recovers it (shm/ring.h section 6), and then what is published reads back through a reader
+ * attached by name; expiry and a skip (section 8) keep head, tail and the reader's bounds.
+ */
+static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
+{
+	const struct ring_hdr *h = (const struct ring_hdr *)image;
+	struct ring_params p = {
+		.data_size = h->data_size,
+		.retention_us = (uint64_t)ops[OP_RETENTION] * 1000U,
+		.recreate = (ops[OP_COUNT] & 0x20U) != 0,
+	};
+	struct fuzz_pub pubs[FUZZ_PUB_MAX];
+	struct ring_stats *st = NULL;
+	struct ring_writer w;
+	struct ring r, r2;
+	char name[64], stats[80];
+	bool created;
+	size_t n;
+	int err;
+
+	(void)snprintf(name, sizeof(name), "/gitpubsub-fuzz-ring-%ld", (long)getpid());
+	shm_put(name, image, size, ops[OP_STATS]);
+	err = ring_writer_open(name, &p, &w, &created);
+	if (err < 0) {
+		FUZZ_CHECK(err == -EPROTO, "ring_writer_open: %d", err);
+		FUZZ_CHECK(ring_attach(name, &r) == 0, "a valid image does not attach");
+		ring_detach(&r);
+		(void)!ring_unlink(name);
+		return;
+	}
+	FUZZ_CHECK(!(atomic_load(&w.r.hdr->stamp) & 1U), "the stamp is odd after recovery");
+	FUZZ_CHECK(ring_attach(name, &r) == 0, "the writer's ring does not attach");
+	err = ring_stats_attach(name, false, &st);
+	FUZZ_CHECK(err == (ops[OP_STATS] % 3 && !created ? -EPROTO : 0),
+		   "stats attach: %d (stats op %u, created %d)", err, ops[OP_STATS], created);
+	ring_stats_detach(st);
+	/* a ring by the stats object's name: smaller than a header, refused */
+	FUZZ_CHECK(ring_stats_name(name, stats, sizeof(stats)) == 0 &&
+			   ring_attach(stats, &r2) == -EPROTO,
+		   "the stats object attaches as a ring");
+
+	w.defer_wake = (ops[OP_COUNT] & 0x40U) != 0;
+	n = publish_ops(&w, ops, pubs);
+	ring_wake_flush(&w);
+	read_back(&r, pubs, n);
+	if (ops[OP_COUNT] & 0x08U)
+		(void)ring_expire(&w, atomic_load(&w.r.hdr->last_time_us) + 1);
+	if (ops[OP_COUNT] & 0x10U) {
+		const uint64_t head = ring_head(&r), tail = ring_tail(&r), to = head + ops[OP_SKIP];
+
+		ring_skip_to(&w, to);
+		/* nothing moves unless to is past head */
+		FUZZ_CHECK(to == head ? ring_head(&r) == head && ring_tail(&r) == tail
+				      : ring_head(&r) == to && ring_tail(&r) == to,
+			   "after a skip to %llu: head %llu, tail %llu", (unsigned long long)to,
+			   (unsigned long long)ring_head(&r), (unsigned long long)ring_tail(&r));
+		ring_wake_flush(&w);
+		/* and publishing goes on from there */
+		n = publish_ops(&w, ops, pubs);
+		read_back(&r, pubs, n);
+	}
+	FUZZ_CHECK(ring_tail(&r) <= ring_head(&r) && ring_head(&r) - ring_tail(&r) <= r.nidx,
+		   "head %llu, tail %llu", (unsigned long long)ring_head(&r),
+		   (unsigned long long)ring_tail(&r));
+	walk(&r, ring_tail(&r), sizeof(copy_buf));
+	FUZZ_CHECK(ring_wait(&r, ring_wake_word(&r) + 1U, 0) == 0, "a wait on a moved word");
+	ring_writer_close(&w);
+	ring_detach(&r);
+	FUZZ_CHECK(ring_unlink(name) == 0, "unlink %s", name);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -195,13 +416,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const size_t hsz = sizeof(struct ring_hdr);
 	uint64_t seed = fuzz_hash(data, size), claimed, idx_bytes;
 	size_t in_hdr, off, n;
-	uint8_t mode, *base = NULL;
+	uint8_t mode, *base = NULL, ops[FUZZ_OPS_LEN] = { 0 };
+	char why[160];
 	bool fits;
 
 	if (size < 1)
 		return 0;
 	mode = data[0];
 	off = 1;
+	if (mode & FUZZ_RING_WRITER) {
+		/* the writer's ops, then a fixed-up image with the writer's index (RING_MIN_IDX) */
+		n = MIN(size - off, sizeof(ops));
+		memcpy(ops, data + off, n);
+		off += n;
+		mode |= FUZZ_RING_FIXUP;
+	}
 	memset(hdr_page, 0, sizeof(hdr_page));
 	in_hdr = size - off < hsz ? size - off : hsz;
 	memcpy(hdr_page, data + off, in_hdr);
@@ -218,6 +447,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!is_pow2(h->data_size) || h->data_size < (uint64_t)RING_MIN_DATA ||
 		    h->data_size > FUZZ_RING_MAX_DATA)
 			h->data_size = (uint64_t)RING_MIN_DATA << (h->data_size % 3);
+		if (mode & FUZZ_RING_WRITER)
+			h->nidx = RING_MIN_IDX; /* what the writer makes for these sizes */
 	}
 
 	/* The size the header implies, if it can be computed at all. */
@@ -233,8 +464,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(ring_validate(h, (size_t)claimed + 1) == -EPROTO &&
 			   ring_validate(h, (size_t)claimed - 1) == -EPROTO,
 		   "a mapping of the wrong size validates");
-	if (ring_validate(h, (size_t)claimed) < 0) {
+	if (ring_validate_why(h, (size_t)claimed, why, sizeof(why)) < 0) {
 		FUZZ_CHECK(!(mode & FUZZ_RING_FIXUP), "a fixed-up header does not validate");
+		FUZZ_CHECK(why[0] != '\0', "a refusal without a reason");
 		return 0;
 	}
 	FUZZ_CHECK(fits && is_pow2(h->nidx) && is_pow2(h->data_size) &&
@@ -256,6 +488,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(base + RING_HDR_SIZE + idx_bytes, data + off, n);
 
 	read_image(base, (size_t)claimed, seed);
+	if (mode & FUZZ_RING_WRITER)
+		fuzz_writer(ops, base, (size_t)claimed);
 	free(base);
 	return 0;
 }

@@ -27,8 +27,11 @@
 #define SEED_NIDX 16U
 
 /* fuzz-ring's mode byte: stamp the creation constants, or take the header as it is. */
-#define SEED_MODE_FIXUP 0x01U
-#define SEED_MODE_RAW	0x00U
+#define SEED_MODE_FIXUP	 0x01U
+#define SEED_MODE_RAW	 0x00U
+/* ... and run the writer on it: the mode byte is followed by fuzz-ring's ops block */
+#define SEED_MODE_WRITER 0x03U
+#define SEED_OPS_LEN	 16U
 
 /* A fixed clock (2023-11-14), one message a second: seeds come out the same on every run. */
 #define SEED_T0_US UINT64_C(1700000000000000)
@@ -55,8 +58,10 @@ static const struct seed_msg seed_msgs[] = {
 	{ "retry-7", TOPIC("git\0*x\0refs"), "{\"stillalive\":false}" },
 };
 
-/* Write [mode][hdr][idx of SEED_NIDX][data up to data_head] to dir/name. 0 or -errno. */
-static int write_image(const struct ring *r, const char *dir, const char *name, uint8_t mode)
+/* Write [mode][ops, writer seeds only][hdr][idx of SEED_NIDX][data up to data_head] to
+ * dir/name. ops: SEED_OPS_LEN bytes (fuzz-ring.c's OP_*), or NULL. 0 or -errno. */
+static int write_image(const struct ring *r, const char *dir, const char *name, uint8_t mode,
+		       const uint8_t *ops)
 {
 	struct ring_hdr hdr;
 	struct ring_idx idx[SEED_NIDX];
@@ -79,8 +84,9 @@ static int write_image(const struct ring *r, const char *dir, const char *name, 
 	f = fopen(path, "we");
 	if (!f)
 		return -errno;
-	if (fwrite(&mode, 1, 1, f) != 1 || fwrite(&hdr, sizeof(hdr), 1, f) != 1 ||
-	    fwrite(idx, sizeof(idx), 1, f) != 1 || fwrite(r->data, 1, (size_t)used, f) != used)
+	if (fwrite(&mode, 1, 1, f) != 1 || (ops && fwrite(ops, SEED_OPS_LEN, 1, f) != 1) ||
+	    fwrite(&hdr, sizeof(hdr), 1, f) != 1 || fwrite(idx, sizeof(idx), 1, f) != 1 ||
+	    fwrite(r->data, 1, (size_t)used, f) != used)
 		err = -EIO;
 	if (fclose(f) != 0 && err == 0)
 		err = -errno;
@@ -133,16 +139,25 @@ int main(int argc, char **argv)
 	/* A few messages: every record and entry readable. */
 	err = publish(&w, 5, &t);
 	if (!err)
-		err = write_image(&w.r, argv[1], "writer-few", SEED_MODE_FIXUP);
+		err = write_image(&w.r, argv[1], "writer-few", SEED_MODE_FIXUP, NULL);
 	if (!err)
-		err = write_image(&w.r, argv[1], "writer-few-raw", SEED_MODE_RAW);
+		err = write_image(&w.r, argv[1], "writer-few-raw", SEED_MODE_RAW, NULL);
+	/* the writer restarting on it: three publishes, expiry and a skip; then seven that
+	 * wrap the data area (up to 50 KiB each, a 64 KiB ring), the stats object spoiled */
+	if (!err)
+		err = write_image(&w.r, argv[1], "writer-few-restart", SEED_MODE_WRITER,
+				  (const uint8_t[SEED_OPS_LEN]){ 0x1b, 0, 200, 1, 5, 3, 10, 1, 4 });
+	if (!err)
+		err = write_image(
+			&w.r, argv[1], "writer-few-wrap", SEED_MODE_WRITER,
+			(const uint8_t[SEED_OPS_LEN]){ 0x47, 1, 0x50, 0x50, 9, 0, 0, 0, 0 });
 
 	/* More than the image's index holds, the oldest expired: tail, lo and -ESTALE in play. */
 	if (!err)
 		err = publish(&w, 35, &t);
 	if (!err) {
 		(void)ring_expire(&w, t);
-		err = write_image(&w.r, argv[1], "writer-many", SEED_MODE_FIXUP);
+		err = write_image(&w.r, argv[1], "writer-many", SEED_MODE_FIXUP, NULL);
 	}
 
 	ring_writer_close(&w);

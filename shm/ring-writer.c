@@ -163,19 +163,54 @@ static int replace_ring(const char *name)
 	return err == -ENOENT ? 0 : err;
 }
 
-/* A crash in the middle of a publish (section 6): nothing past head counts; even the stamp. */
-/*
- * Under the writer lock nothing moves: 1 <= tail <= head and at most nidx messages held. A ring that breaks this was not written by this code (or was corrupted); every
- * loop from tail to head (recovery, the broker's id rebuild) trusts it, so refuse the ring.
- */
-static bool positions_sane(const struct ring *r)
-{
-	const uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_relaxed);
-	const uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_relaxed);
+/* Far beyond any real ring (a million messages, or megabytes, a second for 146,000 years) and
+ * far from the 64-bit wrap: a seq, position or time past it was not written by this code. */
+#define RING_SANE_LIMIT (UINT64_C(1) << 62)
 
-	return tail >= 1 && tail <= head && head - tail <= r->nidx;
+/*
+ * Under the writer lock nothing moves. What recovery, every later append and every loop from
+ * tail to head (the broker's id rebuild) trust: 1 <= tail <= head and at most nidx messages held;
+ * each held entry holds its seq and a record inside the data area, after the record before it
+ * and later in time, all of them within one data area's length; counters far from wrapping. A
+ * ring that breaks this was not written by this code (a bug, a scribbler): refuse it, never
+ * publish into it (a record placed after a bogus position would be refused by every reader).
+ */
+static bool ring_sane(const struct ring *r)
+{
+	const struct ring_hdr *h = r->hdr;
+	const uint64_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
+	const uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	uint64_t first = 0, end = 0, last_t = 0;
+
+	if (tail < 1 || tail > head || head - tail > r->nidx || head >= RING_SANE_LIMIT ||
+	    atomic_load_explicit(&h->data_head, memory_order_relaxed) >= RING_SANE_LIMIT ||
+	    atomic_load_explicit(&h->data_tail, memory_order_relaxed) >= RING_SANE_LIMIT ||
+	    atomic_load_explicit(&h->last_time_us, memory_order_relaxed) >= RING_SANE_LIMIT)
+		return false;
+	for (uint64_t s = tail; s < head; s++) {
+		const struct ring_idx *e = &r->idx[s & r->idx_mask];
+		const uint64_t pos = atomic_load_explicit(&e->pos, memory_order_relaxed);
+		const uint64_t t = atomic_load_explicit(&e->time_us, memory_order_relaxed);
+		const uint64_t len =
+			(uint64_t)atomic_load_explicit(&e->id_len, memory_order_relaxed) +
+			atomic_load_explicit(&e->topic_len, memory_order_relaxed) +
+			atomic_load_explicit(&e->payload_len, memory_order_relaxed);
+
+		if (atomic_load_explicit(&e->seq, memory_order_relaxed) != s ||
+		    pos >= RING_SANE_LIMIT || t >= RING_SANE_LIMIT ||
+		    len > RING_MAX_RECORD(r->data_size) ||
+		    (pos & r->data_mask) + len > r->data_size ||
+		    (s > tail && (pos < end || t <= last_t)))
+			return false;
+		if (s == tail)
+			first = pos;
+		end = pos + ALIGN_UP(len, 8);
+		last_t = t;
+	}
+	return end - first <= r->data_size;
 }
 
+/* A crash in the middle of a publish (section 6): nothing past head counts; even the stamp. */
 static void recover(struct ring *r)
 {
 	uint32_t stamp = atomic_load_explicit(&r->hdr->stamp, memory_order_relaxed);
@@ -223,8 +258,9 @@ static void recover(struct ring *r)
 		atomic_store_explicit(&r->hdr->last_time_us, last, memory_order_relaxed);
 }
 
-int ring_writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
-		     bool *ret_created)
+/* ring_writer_open(), but -EUCLEAN for a ring that ring_sane() refuses. */
+static int writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
+		       bool *ret_created)
 {
 	uint64_t data_size, nidx;
 	struct ring r;
@@ -271,10 +307,10 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 		ring_detach(&r);
 		return err;
 	}
-	if (!created && !positions_sane(&r)) {
+	if (!created && !ring_sane(&r)) {
 		(void)close(lock_fd);
 		ring_detach(&r);
-		return -EPROTO;
+		return -EUCLEAN;
 	}
 	if (!created)
 		recover(&r);
@@ -290,6 +326,21 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	w->wake_pending = false;
 	*ret_created = created;
 	return 0;
+}
+
+int ring_writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
+		     bool *ret_created)
+{
+	int err = writer_open(name, p, w, ret_created);
+
+	/* a ring no writer leaves is refused, or replaced under --recreate as the broker's error
+	 * says: writer_open() held its lock, so no broker is live on it */
+	if (err == -EUCLEAN && p->recreate) {
+		err = replace_ring(name);
+		if (err == 0)
+			err = writer_open(name, p, w, ret_created);
+	}
+	return err == -EUCLEAN ? -EPROTO : err;
 }
 
 void ring_writer_close(struct ring_writer *w)

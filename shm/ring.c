@@ -392,7 +392,7 @@ int ring_next(const struct ring *r, struct ring_cursor *c, struct ring_rec *ret_
 	      struct ring_gap *ret_gap)
 {
 	for (;;) {
-		uint64_t tail;
+		uint64_t tail, head;
 		int err = ring_rec_get(r, c->next, ret_rec);
 
 		if (err == -EAGAIN)
@@ -401,8 +401,13 @@ int ring_next(const struct ring *r, struct ring_cursor *c, struct ring_rec *ret_
 			c->tries++;
 			return RING_NEXT_MSG;
 		}
+		/* lapped: resume at the oldest held message. A ring holds at most nidx messages, so
+		 * below head - nidx every slot was reused whatever tail says (read first, it may be
+		 * behind): a corrupt ring keeps a reader busy for one index at most, not to 2^64 */
 		tail = ring_tail(r);
-		if (tail > c->next) /* lapped: resume at the oldest held message */
+		head = ring_head(r);
+		tail = MAX(tail, head > r->nidx ? head - r->nidx : 0);
+		if (tail > c->next)
 			return cursor_gap(r, c, tail - c->next, tail, ret_gap);
 		if (err < 0 && ++c->tries < RING_READ_TRIES)
 			continue; /* caught mid-rewrite: look again */

@@ -98,7 +98,9 @@
  *        step c: a copy that saw any byte of a newer record also sees the data_tail that
  *        condemned this one. A failed check means the copy may be torn: drop it, treat as lapped.
  *   Gaps (PROTOCOL 3.4): a lapped reader resumes at tail; it missed tail - seq messages, whatever
- *   their topics (the ring does not keep the topics of overwritten messages).
+ *   their topics (the ring does not keep the topics of overwritten messages). A ring holds at most
+ *   nidx messages, so a reader that meets an unreadable entry below head - nidx resumes there
+ *   even if tail says less: a corrupt header cannot keep it reading beyond one index.
  *
  *   Waiting: w = wake (acquire); check head; if nothing new, FUTEX_WAIT(wake, w, timeout). A
  *   publish between the load and the wait changes wake, so the kernel returns EAGAIN at once: no
@@ -547,7 +549,10 @@ struct ring_params {
 /*
  * Open ring 'name' for writing, creating it (and its stats object) when absent. An existing ring
  * is validated like a reader would and must have the requested size (-EEXIST otherwise) and this
- * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6).
+ * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6). So is a
+ * ring holding what no writer leaves (-EPROTO: a held entry without its seq, records outside
+ * the data area, out of order or longer than a record may be, times not increasing, counters
+ * near 2^64), checked under the writer lock before recovery.
  * *ret_created tells whether a new ring was made. 0 or -errno; *w untouched on failure.
  */
 _must_check_ int ring_writer_open(const char *name, const struct ring_params *p,

@@ -354,6 +354,8 @@ http_code()
 # writes for CONFIG_LINES, its own ring and runtime folder, --inetd when GPS_MODE=inetd. Waits
 # (GPS_START_TIMEOUT) for its ready file. State lives in $BATS_FILE_TMPDIR/inst-NAME, in the
 # layout gps_stop reads, so http_instance_stop can use it. Returns 1 (with the log) on failure.
+# Opt-in, from the environment: HTTP_INSTANCE_RING, the ring to use (one a stopped instance left,
+# see http_instance_keep_ring); HTTP_INSTANCE_MUX=1, --mux when GPS_MODE=mux.
 http_instance_start()
 {
 	local name=$1 dir port rundir ring pid l i
@@ -373,10 +375,11 @@ http_instance_start()
 		l=${listens[$i]}
 		listens[i]=${l//PORT/$port}
 	done
-	ring=/gps-test-$$-$name-$RANDOM
+	ring=${HTTP_INSTANCE_RING:-/gps-test-$$-$name-$RANDOM}
 	rundir=$(mktemp -d /tmp/gps-rt.XXXXXX) || return 1
 	(BATS_FILE_TMPDIR=$dir GPS_PORT=$port gps_config "${cfg[@]}") || return 1
 	[[ $GPS_MODE == inetd ]] && mode_args=(--inetd)
+	[[ $GPS_MODE == mux && ${HTTP_INSTANCE_MUX:-} == 1 ]] && mode_args=(--mux)
 	local -a largs=()
 	for l in "${listens[@]}"; do
 		largs+=(--listen "$l")
@@ -428,6 +431,14 @@ http_instance_stop()
 	local dir=$BATS_FILE_TMPDIR/inst-$1
 	[[ -d $dir ]] || return 0
 	(BATS_FILE_TMPDIR=$dir gps_stop)
+}
+
+# http_instance_keep_ring NAME - print instance NAME's ring and leave it in place when the
+# instance stops (the caller removes it, or hands it to the next instance: HTTP_INSTANCE_RING).
+http_instance_keep_ring()
+{
+	cat "$BATS_FILE_TMPDIR/inst-$1/runner.ring" &&
+		rm -f "$BATS_FILE_TMPDIR/inst-$1/runner.ring"
 }
 
 # http_instance_stop_all - stop every instance started by http_instance_start in this file.
