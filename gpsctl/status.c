@@ -59,6 +59,7 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 	const struct ring_hdr *h = r->hdr;
 	struct ring_stats *st = NULL;
 	pid_t holder = 0;
+	int err;
 
 	memset(s, 0, sizeof(*s));
 	s->now_us = io_now_real_us();
@@ -95,7 +96,10 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 		s->state = alive ? BROKER_UNKNOWN : BROKER_DEAD;
 	}
 
-	if (ring_stats_attach(name, false, &st) == 0) {
+	err = ring_stats_attach(name, false, &st);
+	if (err == -EPERM)
+		gpsctl_log_refusal(name); /* the rest of the status is still the ring's */
+	if (err == 0) {
 		s->has_stats = true;
 		s->connections = atomic_load_explicit(&st->connections, memory_order_relaxed);
 		s->subscribers = atomic_load_explicit(&st->subscribers, memory_order_relaxed);
