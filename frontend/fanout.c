@@ -171,8 +171,12 @@ static int waiter_start(struct frontend *fe)
 
 void fanout_log_refusal(const struct frontend *fe)
 {
+	static bool logged; /* once a process: every subscribe would say it again */
 	char why[1024];
 
+	if (logged)
+		return;
+	logged = true;
 	(void)ring_refusal(fe->ring_name, why, sizeof(why));
 	log_error("refusing ring '%s': %s", fe->ring_name, why);
 }

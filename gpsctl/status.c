@@ -32,6 +32,7 @@ struct snapshot {
 	enum broker_state state;
 	pid_t lock_pid; /* holder of the writer lock, when BROKER_RUNNING */
 	bool has_stats;
+	bool stats_refused; /* not the service's (shm/ring.h section 1): logged, exit 1 */
 	uint64_t connections, subscribers, received, sent;
 	/* cluster mode (shm/ring.h section 8), from the statistics object */
 	uint64_t cluster, cluster_seq, cluster_lag;
@@ -97,7 +98,8 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 	}
 
 	err = ring_stats_attach(name, false, &st);
-	if (err == -EPERM)
+	s->stats_refused = err == -EPERM;
+	if (s->stats_refused)
 		gpsctl_log_refusal(name); /* the rest of the status is still the ring's */
 	if (err == 0) {
 		s->has_stats = true;
@@ -220,7 +222,7 @@ int gpsctl_status(struct reader *rd)
 		else
 			printf(", \"subscribers\": null, \"connections\": null, "
 			       "\"total_connections\": null, \"received\": null, \"sent\": null}\n");
-		return 0;
+		return s.stats_refused ? 1 : 0;
 	}
 	printf("%-20s %s\n", "ring", name);
 	printf("%-20s %s\n", "file", file);
@@ -257,7 +259,7 @@ int gpsctl_status(struct reader *rd)
 		printf("%-20s %" PRIu64 " (last sequence seen)\n", "stream seq", s.cluster_seq);
 		printf("%-20s %" PRIu64 " messages behind the stream\n", "ring lag", s.cluster_lag);
 	}
-	return 0;
+	return s.stats_refused ? 1 : 0;
 }
 
 /* One Prometheus sample with its HELP and TYPE lines; the ring is the one label. */
