@@ -138,8 +138,22 @@ out_close_fd:
 	return err;
 }
 
-/* The statistics object of ring 'ring_name': kept across restarts, like the ring; made when
- * absent, replaced when of another version. 0, or -EPERM (not ours: refused), or -errno. */
+/* Whether object 'name' is a regular file of this process's user. */
+static bool own_file(const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return ring_shm_path(name, path, sizeof(path)) == 0 && lstat(path, &st) == 0 &&
+	       S_ISREG(st.st_mode) && st.st_uid == geteuid();
+}
+
+/*
+ * The statistics object of ring 'ring_name': kept across restarts, like the ring; made when
+ * absent, replaced when of another version, or when it is ours but others may write it (an
+ * upgrade from the versions that made it 0666: its counters are not worth a refusal to start,
+ * and none of its bytes is used). 0, or -EPERM (another user's: refused), or -errno.
+ */
 static int create_stats(const char *ring_name)
 {
 	char name[NAME_MAX + 1];
@@ -154,6 +168,8 @@ static int create_stats(const char *ring_name)
 		ring_stats_detach(s);
 		return 0;
 	}
+	if (err == -EPERM && own_file(name))
+		err = -EPROTO; /* ours but writable by others, as made before issue 14: replaced */
 	if (err != -ENOENT && err != -EPROTO)
 		return err;
 	err = make_stats(name, err == -EPROTO);

@@ -51,7 +51,9 @@
  *   Replacing (section 6, --recreate, a cluster stream made again) links the new complete
  *   object under a temporary name "<name>.new-<pid>-<n>" and rename(2)s it over the old one,
  *   which is atomic: the name always names one of the two, and nobody else can take it in
- *   between. A statistics object of another version is replaced the same way.
+ *   between. A statistics object of another version is replaced the same way, and so is one of
+ *   the broker's own user that others may write (versions before issue 14 made it 0666; its
+ *   bytes are never used): an upgrade needs no hand. Another user's is refused as above.
  *
  * 2. Layout (offsets in bytes from the start of the mapping)
  *

@@ -153,9 +153,10 @@ broker_on()
 	[[ $output == '{"n":1}' ]]
 }
 
-@test "14.1: a world-writable statistics object is refused by gpsctl, the broker and a frontend" {
-	local owner
+@test "14.1: a world-writable statistics object is refused; the broker replaces its own, refuses another's" {
+	local owner nobody ino
 	owner="$(id -un) (uid $(id -u))"
+	nobody="nobody (uid $(id -u nobody))"
 	plant 0644
 	chmod 0666 "$PFILE.stats"
 
@@ -166,10 +167,6 @@ broker_on()
 	[[ $output == *"total connections"*"- (no statistics object)"* ]]
 	run -1 "$GPS_BUILD/gpsctl" --config "$GPS_CFG" --ring "$PLANTED" check
 	[[ $output == *"statistics: refused: '$PFILE.stats' is owned by $owner with mode 0666"* ]]
-	broker_on "$PLANTED"
-	echo "# broker: status $status" >&3
-	refused "$output" "$PFILE.stats" 0666 "$owner"
-	[[ $(stat -c %a "$PFILE.stats") == 666 ]]
 
 	# the frontend serves the (good) ring and counts nothing into the bad object
 	frontend_on "$PLANTED"
@@ -177,4 +174,22 @@ broker_on()
 	echo "# frontend: HEAD /: $output" >&3
 	[[ $output == 200 ]]
 	refused "$(cat "$BATS_TEST_TMPDIR/fe.log")" "$PFILE.stats" 0666 "$owner"
+
+	# another user's: the broker refuses it and leaves it alone
+	[[ $(id -u) == 0 ]] || skip "chown to nobody needs root"
+	chown nobody "$PFILE.stats"
+	ino=$(stat -c %i "$PFILE.stats")
+	broker_on "$PLANTED"
+	echo "# broker: status $status" >&3
+	refused "$output" "$PFILE.stats" 0666 "$nobody"
+	[[ $(stat -c '%i %a %U' "$PFILE.stats") == "$ino 666 nobody" ]]
+
+	# its own (as versions before issue 14 made it): replaced by a new 0644 object at start
+	chown "$(id -u)" "$PFILE.stats"
+	run timeout 3 "$GPS_BUILD/gitpubsub-broker" --config "$GPS_CFG" --ring "$PLANTED" \
+		--socket "$BATS_TEST_TMPDIR/b.sock"
+	echo "# broker on its own 0666 statistics object: status $status (124: ran until stopped); now $(stat -c '%a %U' "$PFILE.stats")" >&3
+	((status == 124))
+	[[ $(stat -c '%a %u' "$PFILE.stats") == "644 $(id -u)" ]]
+	[[ $(stat -c %i "$PFILE.stats") != "$ino" ]]
 }

@@ -203,11 +203,13 @@ static void test_planted_other_owner(void)
 	is(ring_attach(ring_b, &r), -EPERM, "14.1 ringOwner unset: refused again");
 }
 
-/* The statistics object: a world-writable one (today's 0666) is refused by everyone. */
+/* The statistics object: a world-writable one (today's 0666) is refused by every reader; the
+ * broker replaces its own (an upgrade), and refuses another user's. */
 static void test_planted_stats(void)
 {
 	struct ring_writer w;
 	struct ring_stats *s = NULL;
+	struct stat before, after;
 	char stats[96], path[256], why[1024];
 	bool created = false;
 	int err;
@@ -218,22 +220,28 @@ static void test_planted_stats(void)
 	is(ring_stats_attach(ring_a, true, &s), -EPERM,
 	   "14.1 stats 0666: a frontend refuses to count into it");
 	is(ring_stats_attach(ring_a, false, &s), -EPERM, "14.1 stats 0666: gpsctl refuses it");
-	is(make_writer(ring_a, 64 * KIB, false, &w, &created), -EPERM,
-	   "14.1 stats 0666: the broker refuses to start on it");
 	is(ring_refusal(ring_a, why, sizeof(why)), -EPERM,
 	   "14.1 stats 0666: ring_refusal names it");
 	diag("refusal: %s", why);
 	ok(strstr(why, path) && strstr(why, "mode 0666"), "14.1 stats 0666: file and mode named");
-	(void)chmod(path, 0644);
-	err = ring_stats_attach(ring_a, true, &s);
-	is(err, 0, "14.1 stats 0644, ours: a frontend counts into it");
-	if (err == 0) {
+
+	(void)file_stat(stats, &before);
+	is(make_writer(ring_a, 64 * KIB, false, &w, &created), 0,
+	   "14.1 stats 0666 of the broker's own user (made so before issue 14): the broker starts");
+	ring_writer_close(&w);
+	ok(file_stat(stats, &after) && (after.st_mode & 07777) == 0644 &&
+		   after.st_ino != before.st_ino,
+	   "14.1 ... on a new 0644 statistics object, renamed over the old one");
+	is(ring_stats_attach(ring_a, true, &s), 0, "14.1 ... which a frontend counts into");
+	if (s) {
 		/* another version's object, ours: the broker replaces it in one rename */
 		s->version = RING_VERSION + 1;
 		ring_stats_detach(s);
+		s = NULL;
 	}
 	is(make_writer(ring_a, 64 * KIB, false, &w, &created), 0,
 	   "14.1 stats of another version: the broker starts");
+	ring_writer_close(&w);
 	if (ring_stats_attach(ring_a, false, &s) == 0) {
 		ok(s->version == RING_VERSION,
 		   "14.1 ... and replaced the stats object with its own");
@@ -241,7 +249,30 @@ static void test_planted_stats(void)
 	} else {
 		ok(0, "14.1 ... and replaced the stats object with its own");
 	}
-	ring_writer_close(&w);
+
+	if (geteuid() != 0 || chown(path, NOBODY, NOBODY) < 0) {
+		diag("skipped: chown to uid %u needs root", NOBODY);
+		return;
+	}
+	(void)chmod(path, 0666);
+	(void)file_stat(stats, &before);
+	is(make_writer(ring_a, 64 * KIB, false, &w, &created), -EPERM,
+	   "14.1 stats 0666 of uid %u: the broker refuses to start on it", NOBODY);
+	(void)ring_refusal(ring_a, why, sizeof(why));
+	diag("refusal: %s", why);
+	ok(strstr(why, path) && strstr(why, "uid 65534") && strstr(why, "mode 0666"),
+	   "14.1 ... with one line naming the file, its owner and its mode");
+	ok(file_stat(stats, &after) && after.st_ino == before.st_ino &&
+		   (after.st_mode & 07777) == 0666,
+	   "14.1 ... and leaves it as it was");
+	(void)chmod(path, 0644);
+	is(ring_stats_attach(ring_a, false, &s), -EPERM,
+	   "14.1 stats 0644 of uid %u: still refused (another owner)", NOBODY);
+	(void)unlink(path);
+	err = make_writer(ring_a, 64 * KIB, false, &w, &created);
+	is(err, 0, "14.1 once it is removed, the broker makes its own again");
+	if (err == 0)
+		ring_writer_close(&w);
 }
 
 /* A FIFO or a symbolic link under the name: refused at once, never followed or waited on. */
