@@ -96,7 +96,7 @@ static int shm_name(int fd, const char *name, bool replace)
 		return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
 	for (unsigned i = 0; i < NAME_TRIES; i++) {
 		int n = snprintf(tmp, sizeof(tmp), "%s.new-%ld-%llx", path, (long)getpid(),
-				 (unsigned long long)(io_now_mono_us() + i));
+				 (unsigned long long)io_now_mono_us() + i);
 
 		if (n < 0 || (size_t)n >= sizeof(tmp))
 			return -ENAMETOOLONG;
@@ -242,14 +242,15 @@ static int lock_existing(const char *name, struct ring *r)
 	struct stat st;
 	size_t size = 0;
 	void *base = NULL;
-	int fd, err;
+	int fd;
 
 	r->hdr = NULL;
 	fd = ring_shm_open(name, O_RDWR);
 	if (fd < 0)
 		return fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0) {
-		err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		const int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
 		(void)close(fd);
 		return err;
 	}

@@ -104,8 +104,7 @@ static int count_files(const char *prefix, const char *part)
 	if (!d)
 		return -1;
 	while ((de = readdir(d)))
-		if (strncmp(de->d_name, prefix + 1, strlen(prefix + 1)) == 0 &&
-		    strstr(de->d_name, part))
+		if (strstr(de->d_name, prefix + 1) == de->d_name && strstr(de->d_name, part))
 			n++;
 	(void)closedir(d);
 	return n;
@@ -355,40 +354,62 @@ static void test_recreate_window(void)
 	is(count_files(ring_a, ".new-"), 0, "14.1 recreate: no temporary name is left");
 }
 
+/* One broker of the race: waits for go, tries, reports 'w' (writer), 'b' (-EBUSY) or 'e', and
+ * holds the ring until release ends. */
+static void racer(int go, int result, int release)
+{
+	struct ring_writer w;
+	bool created;
+	char c;
+	int err;
+
+	alarm(WATCH_SECONDS);
+	(void)!read(go, &c, 1); /* EOF: both are ready */
+	err = make_writer(ring_b, 64 * KIB, false, &w, &created);
+	c = err == 0 ? 'w' : err == -EBUSY ? 'b' : 'e';
+	(void)!write(result, &c, 1);
+	(void)!read(release, &c, 1); /* EOF: the other has tried */
+	_exit(0);
+}
+
 /* Two brokers creating the same absent ring at once: one writes, the other is told -EBUSY. */
 static void test_create_race(void)
 {
-	int both_ok = 0, one_busy = 0;
+	int one_busy = 0, two = 0;
 
 	for (int round = 0; round < RACE_ROUNDS; round++) {
-		int rcs[2] = { -1, -1 }, status;
+		int go[2], result[2], release[2];
+		char got[2] = { 0, 0 };
 		pid_t pids[2];
 
 		(void)!ring_unlink(ring_b);
+		if (pipe(go) < 0 || pipe(result) < 0 || pipe(release) < 0)
+			break;
 		for (int k = 0; k < 2; k++) {
 			pids[k] = fork();
 			if (pids[k] == 0) {
-				struct ring_writer w;
-				bool created;
-				int err;
-
-				alarm(WATCH_SECONDS);
-				err = make_writer(ring_b, 64 * KIB, false, &w, &created);
-				if (err == 0)
-					(void)usleep(
-						100000); /* hold the lock while the other tries */
-				_exit(err == 0 ? 0 : err == -EBUSY ? 1 : 2);
+				(void)close(go[1]);
+				(void)close(release[1]);
+				racer(go[0], result[1], release[0]);
 			}
 		}
+		(void)close(go[0]);
+		(void)close(go[1]); /* go */
+		(void)close(result[1]);
 		for (int k = 0; k < 2; k++)
-			if (pids[k] > 0 && waitpid(pids[k], &status, 0) == pids[k] &&
-			    WIFEXITED(status))
-				rcs[k] = WEXITSTATUS(status);
-		one_busy += (rcs[0] == 0 && rcs[1] == 1) || (rcs[0] == 1 && rcs[1] == 0);
-		both_ok += rcs[0] == 0 && rcs[1] == 0;
+			if (read(result[0], &got[k], 1) != 1)
+				got[k] = '?';
+		(void)close(release[1]); /* both tried: the writer may go */
+		(void)close(release[0]);
+		(void)close(result[0]);
+		for (int k = 0; k < 2; k++)
+			if (pids[k] > 0)
+				(void)waitpid(pids[k], NULL, 0);
+		one_busy += (got[0] == 'w' && got[1] == 'b') || (got[0] == 'b' && got[1] == 'w');
+		two += got[0] == 'w' && got[1] == 'w';
 	}
 	diag("create race: %d of %d rounds one writer and one -EBUSY, %d with two writers",
-	     one_busy, RACE_ROUNDS, both_ok);
+	     one_busy, RACE_ROUNDS, two);
 	is(one_busy, RACE_ROUNDS, "14.1 create race: always exactly one writer, the other -EBUSY");
 	is(count_files(ring_b, ".new-"), 0, "14.1 create race: no temporary name is left");
 	(void)!ring_unlink(ring_b);
