@@ -161,7 +161,6 @@ static int frontend_init(struct frontend *fe, bool single)
 		[TIMER_SOON] = 0,
 		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
-
 	int err;
 
 	fe->single = single;
