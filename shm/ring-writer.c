@@ -239,16 +239,16 @@ out_close_fd:
  */
 static int lock_existing(const char *name, struct ring *r)
 {
-	struct stat st;
+	struct stat st = { 0 };
 	size_t size = 0;
 	void *base = NULL;
 	int fd;
 
 	r->hdr = NULL;
-	fd = ring_shm_open(name, O_RDWR);
+	fd = ring_shm_open(name, O_RDWR, &st);
 	if (fd < 0)
 		return fd;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		const int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 
 		(void)close(fd);

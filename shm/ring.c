@@ -196,7 +196,7 @@ int ring_shm_trusted(const struct stat *st)
 	return 0;
 }
 
-int ring_shm_open(const char *name, int flags)
+int ring_shm_open(const char *name, int flags, struct stat *ret_st)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -217,6 +217,8 @@ int ring_shm_open(const char *name, int flags)
 		(void)close(fd);
 		return err;
 	}
+	if (ret_st)
+		*ret_st = st;
 	return fd;
 }
 
@@ -265,18 +267,11 @@ int ring_refusal(const char *ring_name, char *why, size_t len)
  * (caller closes), or -errno. */
 static int shm_open_sized(const char *name, bool writable, off_t *ret_size)
 {
-	struct stat st;
-	int fd = ring_shm_open(name, writable ? O_RDWR : O_RDONLY);
+	struct stat st = { 0 };
+	int fd = ring_shm_open(name, writable ? O_RDWR : O_RDONLY, &st);
 
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) < 0) {
-		int err = -errno;
-
-		(void)close(fd);
-		return err;
-	}
-	*ret_size = st.st_size;
+	if (fd >= 0)
+		*ret_size = st.st_size;
 	return fd;
 }
 

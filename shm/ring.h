@@ -419,8 +419,9 @@ _must_check_ int ring_shm_path(const char *name, char *buf, size_t len);
  * regular file, belongs to an untrusted user, or group or others may write it. */
 _must_check_ int ring_shm_trusted(const struct stat *st);
 /* Open object 'name' (O_RDONLY or O_RDWR in flags), never through a symbolic link, and refuse
- * it unless ring_shm_trusted(): the fd (O_CLOEXEC; caller closes), -EPERM, or -errno. */
-_must_check_ int ring_shm_open(const char *name, int flags);
+ * it unless ring_shm_trusted(): the fd (O_CLOEXEC; caller closes) with its stat in *ret_st
+ * (may be NULL), -EPERM, or -errno. */
+_must_check_ int ring_shm_open(const char *name, int flags, struct stat *ret_st);
 /* After -EPERM from a ring_*() call about ring 'ring_name': one line naming the refused file
  * (the ring or its statistics object), its owner and mode, and what to do, into why. -EPERM
  * with that line, or 0 (why says only "Operation not permitted") if neither is refused now. */
