@@ -218,6 +218,12 @@ static int create_ring(const char *name, const struct ring_params *p, bool repla
 	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->first_seq, 1, memory_order_relaxed);
+	/* complete before it has a name: a reader that attaches at once (section 6: a replaced
+	 * ring's readers do) must see how its times are made (stream_time, section 8) */
+	atomic_store_explicit(&h->retention_us, p->retention_us, memory_order_relaxed);
+	atomic_store_explicit(&h->stream_time, p->stream_time ? 1u : 0u, memory_order_relaxed);
+	atomic_store_explicit(&h->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&h->broker_start_us, h->created_us, memory_order_relaxed);
 	atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
 	err = shm_name(fd, name, replace);
 	if (err < 0) {
