@@ -717,6 +717,15 @@ static bool alloc_buffers(struct broker *b)
 	return false;
 }
 
+/* A ring or statistics object that is not the service's (shm/ring.h section 1). */
+static void log_ring_refusal(const char *ring_name)
+{
+	char why[1024];
+
+	(void)ring_refusal(ring_name, why, sizeof(why));
+	log_error("refusing ring '%s': %s", ring_name, why);
+}
+
 /* Create or attach the ring (shm/ring.h section 1); false when it cannot be used (logged). */
 static bool open_ring(struct broker *b, struct ring_params *rp)
 {
@@ -738,6 +747,8 @@ static bool open_ring(struct broker *b, struct ring_params *rp)
 		log_error("unable to create ring '%s': no space left in /dev/shm for %llu KiB of "
 			  "history; free some there or lower [History] ringSize",
 			  b->cfg.ring_name, (unsigned long long)(rp->data_size >> 10));
+	else if (err == -EPERM)
+		log_ring_refusal(b->cfg.ring_name);
 	else if (err < 0)
 		log_error("unable to open ring '%s': %s", b->cfg.ring_name, strerror(-err));
 	if (err < 0)
@@ -846,6 +857,7 @@ int main(int argc, char **argv)
 		config_write(&b.cfg, stdout);
 		return 0;
 	}
+	ring_set_owner(b.cfg.ring_owner); /* shm/ring.h section 1 */
 	if (b.cfg.nats[0] && !replica_stream_name_valid(b.cfg.stream)) {
 		log_error("invalid [Cluster] stream '%s': letters, digits, '-' and '_' only",
 			  b.cfg.stream);

@@ -93,6 +93,7 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("History", "retention", CONFIG_DURATION_S, retention_s),
 	CONFIG_KEY("History", "ringSize", CONFIG_SIZE64, ring_size),
 	CONFIG_KEY("History", "ring", CONFIG_RING, ring_name),
+	CONFIG_KEY("History", "ringOwner", CONFIG_HEADER, ring_owner),
 	CONFIG_KEY("History", "messageIdWindow", CONFIG_DURATION_S0, msgid_window_s),
 	CONFIG_KEY("Broker", "socket", CONFIG_PATH, socket_path),
 	CONFIG_KEY("Frontend", "mode", CONFIG_MODE, frontend_mode),
@@ -656,14 +657,15 @@ void config_write(const struct config *c, FILE *f)
 		"[Limits]\nmaxBodySize: %llu\nmaxTargetSize: %u\nmaxHeaderSize: %u\n"
 		"maxHeaderLines: %u\nheaderTimeout: %ums\nbodyTimeout: %ums\n\n"
 		"[Stream]\nkeepalive: %ums\nsendTimeout: %ums\nallowOrigin: %s\n\n"
-		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nmessageIdWindow: %llus\n\n"
+		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nringOwner: %s\n"
+		"messageIdWindow: %llus\n\n"
 		"[Broker]\nsocket: %s\n\n"
 		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
 		c->port, c->listen_ip, c->trusted_peers, c->publish_origins, c->tokens_file,
 		c->proxies, (unsigned long long)c->max_body, c->max_target, c->max_header,
 		c->max_header_lines, c->header_timeout_ms, c->body_timeout_ms, c->keepalive_ms,
 		c->send_timeout_ms, c->allow_origin, (unsigned long long)c->retention_s,
-		(unsigned long long)c->ring_size, c->ring_name,
+		(unsigned long long)c->ring_size, c->ring_name, c->ring_owner,
 		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
 		c->max_connections);
 	if (c->nats[0]) /* one machine: the output stays what it was before clusters */

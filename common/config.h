@@ -22,6 +22,8 @@
  *              maxHeaderLines (count), headerTimeout, bodyTimeout (durations)
  *   [Stream]   keepalive, sendTimeout (durations), allowOrigin (header value, may be empty)
  *   [History]  retention (duration), ringSize (size), ring (shm object name, "/name"),
+ *              ringOwner (a user, by name or uid, whose ring readers also trust: shm/ring.h
+ *              section 1; default none: only their own user's and root's),
  *              messageIdWindow (duration, 0 turns it off)
  *   [Broker]   socket (path of the broker's local socket)
  *   [Frontend] mode ("multiplexed" or "per-connection": what a frontend given a listening
@@ -58,6 +60,7 @@ struct config {
 	uint64_t retention_s;	    /* [History] retention; default 48 h (PROTOCOL 8.1) */
 	uint64_t ring_size;	    /* [History] ringSize; default 64 MiB of message data */
 	char ring_name[64];	    /* [History] ring; default CONFIG_DEFAULT_RING */
+	char ring_owner[64];	    /* [History] ringOwner; "" (default): no one else */
 	uint64_t msgid_window_s;    /* [History] messageIdWindow; default 10 min; 0: off */
 	char socket_path[108];	    /* [Broker] socket; default CONFIG_DEFAULT_SOCKET */
 	char frontend_mode[16];	    /* [Frontend] mode; default "multiplexed" */

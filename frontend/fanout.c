@@ -169,6 +169,18 @@ static int waiter_start(struct frontend *fe)
 
 /* ---- attaching ---- */
 
+void fanout_log_refusal(const struct frontend *fe)
+{
+	static bool logged; /* once a process: every subscribe would say it again */
+	char why[1024];
+
+	if (logged)
+		return;
+	logged = true;
+	(void)ring_refusal(fe->ring_name, why, sizeof(why));
+	log_error("refusing ring '%s': %s", fe->ring_name, why);
+}
+
 int fanout_attach(struct frontend *fe)
 {
 	int err;
@@ -178,7 +190,11 @@ int fanout_attach(struct frontend *fe)
 	err = ring_attach(fe->ring_name, &fe->ring);
 	if (err < 0) {
 		fe->ring.hdr = NULL;
-		log_warning("unable to attach ring '%s': %s", fe->ring_name, strerror(-err));
+		if (err == -EPERM)
+			fanout_log_refusal(fe);
+		else
+			log_warning("unable to attach ring '%s': %s", fe->ring_name,
+				    strerror(-err));
 		return err;
 	}
 	fe->pos = ring_head(&fe->ring);

@@ -235,6 +235,8 @@ void stream_free(struct conn *c);
 
 /* Attach the ring if it is not (0 or -errno) and start the wake-ups. */
 _must_check_ int fanout_attach(struct frontend *fe);
+/* Log why the ring or its statistics object is refused (-EPERM: shm/ring.h section 1). */
+void fanout_log_refusal(const struct frontend *fe);
 /* Add s (a new stream of topic key[0..len)) to its topic's group; false when out of memory. */
 bool fanout_join(struct frontend *fe, struct sub *s, const uint8_t *key, size_t len);
 void fanout_leave(struct frontend *fe, struct sub *s);

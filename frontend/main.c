@@ -161,6 +161,7 @@ static int frontend_init(struct frontend *fe, bool single)
 		[TIMER_SOON] = 0,
 		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
+	int err;
 
 	fe->single = single;
 	fe->ring_name = fe->cfg.ring_name;
@@ -168,7 +169,10 @@ static int frontend_init(struct frontend *fe, bool single)
 	fe->listen_io.fd = -1;
 	fe->wake_fd = -1;
 	fe->wake_io.fd = -1;
-	if (ring_stats_attach(fe->ring_name, true, &fe->stats) < 0)
+	err = ring_stats_attach(fe->ring_name, true, &fe->stats);
+	if (err == -EPERM)
+		fanout_log_refusal(fe); /* not the service's: never counted into */
+	if (err < 0)
 		fe->stats = NULL; /* broker never ran: serve anyway, count nothing */
 	return loop_init(&fe->loop, periods);
 }
@@ -787,6 +791,7 @@ static bool configure(struct frontend *fe, const struct options *o)
 		(void)snprintf(fe->cfg.frontend_mode, sizeof(fe->cfg.frontend_mode), "%s", o->mode);
 	if (o->workers_set)
 		fe->cfg.workers = o->workers;
+	ring_set_owner(fe->cfg.ring_owner); /* shm/ring.h section 1 */
 	fe->trust = malloc(sizeof(*fe->trust));
 	if (!fe->trust) {
 		log_error("unable to check peers against trustedPeers: out of memory; trusting "

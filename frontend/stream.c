@@ -852,6 +852,8 @@ void stream_begin(struct conn *c, const struct http_request *req)
 		free(s);
 		if (err == -EMFILE || err == -ENFILE)
 			conn_fail(c, 503, "the server is out of file descriptors; try again");
+		else if (err == -EPERM) /* shm/ring.h section 1: not the service's (logged) */
+			conn_fail(c, 503, "history is not available: the server refuses its ring");
 		else if (err < 0)
 			conn_fail(c, 503, "history is not available: is the broker running?");
 		else

@@ -407,6 +407,10 @@ int gpsctl_check(struct reader *rd)
 			printf("%s\n", w.list[i] ? w.list[i] : "(out of memory)");
 
 	err = ring_map(rd->name, false, &base, &size);
+	if (err == -EPERM) {
+		gpsctl_log_refusal(rd->name);
+		return 1;
+	}
 	if (err == -EPROTO) {
 		(void)check_header(NULL, size, &p); /* smaller than a header: says so */
 		goto out_report;
@@ -446,7 +450,12 @@ int gpsctl_check(struct reader *rd)
 				"the next broker start repairs it");
 	}
 	err = ring_stats_attach(rd->name, false, &st);
-	if (err < 0)
+	if (err == -EPERM) {
+		char why[1024];
+
+		(void)ring_refusal(rd->name, why, sizeof(why));
+		problem(&p, "statistics: refused: %s", why);
+	} else if (err < 0)
 		problem(&p, "statistics: unable to open '%s%s': %s", rd->name, RING_STATS_SUFFIX,
 			strerror(-err));
 	ring_stats_detach(st);

@@ -74,6 +74,8 @@ void gpsctl_print_json_string(FILE *f, const char *s, size_t len);
 void gpsctl_print_json_time(FILE *f, uint64_t us);
 /* TIME of --since and --until (see --help): 0 or -EINVAL. */
 _must_check_ int gpsctl_parse_time(const char *s, uint64_t *ret_us);
+/* Log why ring 'name' or its statistics object is refused (-EPERM, shm/ring.h section 1). */
+void gpsctl_log_refusal(const char *name);
 /* "/dev/shm/<name without its slash>" into buf: 0 or -ENAMETOOLONG. */
 _must_check_ int gpsctl_ring_file(const char *name, char *buf, size_t len);
 /* The pid holding the ring's writer lock, 0 if none (util.c): 0 or -errno. */

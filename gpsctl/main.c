@@ -417,6 +417,7 @@ static int choose_ring(const struct options *o, struct reader *rd)
 
 	if (config_read(o->config_path, &cfg) < 0)
 		return 1;
+	ring_set_owner(cfg.ring_owner); /* shm/ring.h section 1 */
 	if (o->ring_name) {
 		rd->name = o->ring_name;
 	} else if (o->runtime_dir) {
@@ -443,6 +444,10 @@ static int run_verb(const struct verb *v, struct reader *rd)
 	if (v->flags & (VERB_MAPS_ITSELF | VERB_NO_RING))
 		return v->run(rd);
 	err = ring_attach(rd->name, &rd->r);
+	if (err == -EPERM) {
+		gpsctl_log_refusal(rd->name);
+		return 1;
+	}
 	if (err < 0) {
 		log_error("unable to attach ring '%s': %s", rd->name,
 			  err == -ENOENT   ? "no such ring (has the broker ever run?)"

@@ -32,6 +32,7 @@ struct snapshot {
 	enum broker_state state;
 	pid_t lock_pid; /* holder of the writer lock, when BROKER_RUNNING */
 	bool has_stats;
+	bool stats_refused; /* not the service's (shm/ring.h section 1): logged, exit 1 */
 	uint64_t connections, subscribers, received, sent;
 	/* cluster mode (shm/ring.h section 8), from the statistics object */
 	uint64_t cluster, cluster_seq, cluster_lag;
@@ -59,6 +60,7 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 	const struct ring_hdr *h = r->hdr;
 	struct ring_stats *st = NULL;
 	pid_t holder = 0;
+	int err;
 
 	memset(s, 0, sizeof(*s));
 	s->now_us = io_now_real_us();
@@ -95,7 +97,11 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 		s->state = alive ? BROKER_UNKNOWN : BROKER_DEAD;
 	}
 
-	if (ring_stats_attach(name, false, &st) == 0) {
+	err = ring_stats_attach(name, false, &st);
+	s->stats_refused = err == -EPERM;
+	if (s->stats_refused)
+		gpsctl_log_refusal(name); /* the rest of the status is still the ring's */
+	if (err == 0) {
 		s->has_stats = true;
 		s->connections = atomic_load_explicit(&st->connections, memory_order_relaxed);
 		s->subscribers = atomic_load_explicit(&st->subscribers, memory_order_relaxed);
@@ -216,7 +222,7 @@ int gpsctl_status(struct reader *rd)
 		else
 			printf(", \"subscribers\": null, \"connections\": null, "
 			       "\"total_connections\": null, \"received\": null, \"sent\": null}\n");
-		return 0;
+		return s.stats_refused ? 1 : 0;
 	}
 	printf("%-20s %s\n", "ring", name);
 	printf("%-20s %s\n", "file", file);
@@ -253,7 +259,7 @@ int gpsctl_status(struct reader *rd)
 		printf("%-20s %" PRIu64 " (last sequence seen)\n", "stream seq", s.cluster_seq);
 		printf("%-20s %" PRIu64 " messages behind the stream\n", "ring lag", s.cluster_lag);
 	}
-	return 0;
+	return s.stats_refused ? 1 : 0;
 }
 
 /* One Prometheus sample with its HELP and TYPE lines; the ring is the one label. */

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/io.h"
+#include "common/log.h"
 #include "gpsctl/gpsctl.h"
 
 /* Print a time in microseconds as the protocol does: seconds with exactly 6 decimals. */
@@ -134,6 +135,14 @@ int gpsctl_parse_time(const char *s, uint64_t *ret_us)
 		*ret_us = secs * 1000000u + frac;
 		return 0;
 	}
+}
+
+void gpsctl_log_refusal(const char *name)
+{
+	char why[1024];
+
+	(void)ring_refusal(name, why, sizeof(why));
+	log_error("refusing ring '%s': %s", name, why);
 }
 
 /* "/dev/shm/<name without its slash>" into buf; 0 or -ENAMETOOLONG. */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -20,8 +21,15 @@
  * ring time at or after any wall clock reading taken later. */
 #define RING_CLOCK_SLACK_US 1u
 
-#define RING_MODE  0644 /* frontends and gpsctl of any user may read history; one user writes */
-#define STATS_MODE 0666 /* every frontend adds to the counters; they hold nothing of value */
+/* Section 1: only the owner writes; anyone may read (frontends and gpsctl of other users). A
+ * frontend counts into the statistics object as its owner, the service's user. */
+#define RING_MODE  0644
+#define STATS_MODE 0644
+
+/* Names tried for a replacement before it is renamed over the old object (section 1). */
+#define NAME_TRIES 16
+/* Rounds of "absent: create; another broker named its own first: open that" (section 1). */
+#define OPEN_TRIES 3
 
 static uint64_t round_pow2(uint64_t x)
 {
@@ -42,43 +50,139 @@ static void ring_geometry(const struct ring_params *p, uint64_t *ret_data, uint6
 	*ret_nidx = nidx;
 }
 
-static int create_stats(const char *ring_name)
+/*
+ * A new object of size bytes with its final mode, not yet named: O_TMPFILE in RING_SHM_DIR, so
+ * nothing is left behind if we die before it is complete, and nobody sees it half made. Every
+ * page is reserved now: on a full tmpfs ftruncate succeeds and the first store to a missing
+ * page is a SIGBUS; posix_fallocate fails here instead (-ENOSPC). The fd, or -errno.
+ */
+static int shm_new(size_t size, mode_t mode)
 {
-	char name[NAME_MAX + 1];
-	struct ring_stats *s;
-	int fd, err;
+	int fd = open(RING_SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	int err;
 
-	err = ring_stats_name(ring_name, name, sizeof(name));
-	if (err < 0)
-		return err;
-	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, STATS_MODE);
 	if (fd < 0)
-		return errno == EEXIST ? 0 : -errno; /* kept across restarts, like the ring */
+		return -errno;
 	/* not narrowed by the umask */
-	(void)fchmod(fd, STATS_MODE);
-	err = posix_fallocate(fd, 0, sizeof(*s));
-	if (err) {
-		err = -err;
-		goto out_unlink;
-	}
-	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (s == MAP_FAILED) {
+	if (fchmod(fd, mode) < 0) {
 		err = -errno;
-		goto out_unlink;
+		goto out_close_fd;
 	}
-	s->version = RING_VERSION;
-	atomic_store_explicit(&s->magic, RING_STATS_MAGIC, memory_order_release);
-	(void)munmap(s, sizeof(*s));
-	(void)close(fd);
-	return 0;
+	err = -posix_fallocate(fd, 0, (off_t)size);
+	if (err < 0)
+		goto out_close_fd;
+	return fd;
 
-out_unlink:
-	(void)shm_unlink(name);
+out_close_fd:
 	(void)close(fd);
 	return err;
 }
 
-static int create_ring(const char *name, const struct ring_params *p, struct ring *ret)
+/*
+ * Name the complete object fd 'name' (section 1): never over an existing one (-EEXIST), or with
+ * replace atomically over it (a link under a temporary name, then rename(2)), so the name is
+ * never missing and never anyone else's. 0 or -errno.
+ */
+static int shm_name(int fd, const char *name, bool replace)
+{
+	char self[64], path[PATH_MAX], tmp[PATH_MAX];
+	int err = ring_shm_path(name, path, sizeof(path));
+
+	if (err < 0)
+		return err;
+	/* linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH; the /proc link does not */
+	(void)snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	if (!replace)
+		return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	for (unsigned i = 0; i < NAME_TRIES; i++) {
+		int n = snprintf(tmp, sizeof(tmp), "%s.new-%ld-%llx", path, (long)getpid(),
+				 (unsigned long long)io_now_mono_us() + i);
+
+		if (n < 0 || (size_t)n >= sizeof(tmp))
+			return -ENAMETOOLONG;
+		if (linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0) {
+			if (errno == EEXIST)
+				continue; /* someone else's: another name */
+			return -errno;
+		}
+		if (rename(tmp, path) == 0)
+			return 0;
+		err = -errno;
+		(void)unlink(tmp);
+		return err;
+	}
+	return -EEXIST;
+}
+
+/* Make statistics object 'name' (zero counters), named as shm_name() does. 0 or -errno. */
+static int make_stats(const char *name, bool replace)
+{
+	struct ring_stats *s;
+	int fd, err;
+
+	fd = shm_new(sizeof(*s), STATS_MODE);
+	if (fd < 0)
+		return fd;
+	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (s == MAP_FAILED) {
+		err = -errno;
+		goto out_close_fd;
+	}
+	s->version = RING_VERSION;
+	atomic_store_explicit(&s->magic, RING_STATS_MAGIC, memory_order_release);
+	(void)munmap(s, sizeof(*s));
+	err = shm_name(fd, name, replace);
+
+out_close_fd:
+	(void)close(fd);
+	return err;
+}
+
+/* Whether object 'name' is a regular file of this process's user. */
+static bool own_file(const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return ring_shm_path(name, path, sizeof(path)) == 0 && lstat(path, &st) == 0 &&
+	       S_ISREG(st.st_mode) && st.st_uid == geteuid();
+}
+
+/*
+ * The statistics object of ring 'ring_name': kept across restarts, like the ring; made when
+ * absent, replaced when of another version, or when it is ours but others may write it (an
+ * upgrade from the versions that made it 0666: its counters are not worth a refusal to start,
+ * and none of its bytes is used). 0, or -EPERM (another user's: refused), or -errno.
+ */
+static int create_stats(const char *ring_name)
+{
+	char name[NAME_MAX + 1];
+	struct ring_stats *s;
+	int err;
+
+	err = ring_stats_name(ring_name, name, sizeof(name));
+	if (err < 0)
+		return err;
+	err = ring_stats_attach(ring_name, false, &s);
+	if (err == 0) {
+		ring_stats_detach(s);
+		return 0;
+	}
+	if (err == -EPERM && own_file(name))
+		err = -EPROTO; /* ours but writable by others, as made before issue 14: replaced */
+	if (err != -ENOENT && err != -EPROTO)
+		return err;
+	err = make_stats(name, err == -EPROTO);
+	return err == -EEXIST ? 0 : err; /* -EEXIST: another broker made it meanwhile */
+}
+
+/*
+ * Make ring 'name' (section 1), complete and locked before it is named: the fd holding the
+ * writer lock, with *ret mapped; -EEXIST when another object took the name first (without
+ * replace); -ENOSPC; -errno.
+ */
+static int create_ring(const char *name, const struct ring_params *p, bool replace,
+		       struct ring *ret)
 {
 	uint64_t data_size, nidx, mono;
 	struct ring_hdr *h;
@@ -88,21 +192,17 @@ static int create_ring(const char *name, const struct ring_params *p, struct rin
 
 	ring_geometry(p, &data_size, &nidx);
 	size = (size_t)(RING_HDR_SIZE + nidx * sizeof(struct ring_idx) + data_size);
-	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, RING_MODE);
+	fd = shm_new(size, RING_MODE);
 	if (fd < 0)
-		return -errno;
-	(void)fchmod(fd, RING_MODE);
-	/* Reserve every page now: on a full tmpfs ftruncate succeeds and the first store to a
-	 * missing page is a SIGBUS; posix_fallocate fails here instead (and returns the error). */
-	err = posix_fallocate(fd, 0, (off_t)size);
-	if (err) {
-		err = -err;
-		goto out_unlink;
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) { /* nobody else can see it yet: cannot fail */
+		err = -errno;
+		goto out_close_fd;
 	}
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
-		goto out_unlink;
+		goto out_close_fd;
 	}
 	h = base; /* the object is zero-filled: only non-zero fields are set */
 	h->version = RING_VERSION;
@@ -118,49 +218,61 @@ static int create_ring(const char *name, const struct ring_params *p, struct rin
 	atomic_store_explicit(&h->head, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->tail, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->first_seq, 1, memory_order_relaxed);
+	/* complete before it has a name: a reader that attaches at once (section 6: a replaced
+	 * ring's readers do) must see how its times are made (stream_time, section 8) */
+	atomic_store_explicit(&h->retention_us, p->retention_us, memory_order_relaxed);
+	atomic_store_explicit(&h->stream_time, p->stream_time ? 1u : 0u, memory_order_relaxed);
+	atomic_store_explicit(&h->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&h->broker_start_us, h->created_us, memory_order_relaxed);
 	atomic_store_explicit(&h->magic, RING_MAGIC, memory_order_release);
-	(void)close(fd);
+	err = shm_name(fd, name, replace);
+	if (err < 0) {
+		(void)munmap(base, size);
+		goto out_close_fd;
+	}
 	ring_init_handle(ret, base, size);
-	return 0;
+	return fd;
 
-out_unlink:
-	(void)shm_unlink(name);
+out_close_fd:
 	(void)close(fd);
 	return err;
 }
 
-/* Whether another process holds the writer lock on ring 'name'. */
-static bool writer_running(const char *name)
+/*
+ * The existing object 'name', opened read-write (if trusted, section 1) and locked: the fd, with
+ * *r mapped if it holds a valid ring (r->hdr NULL if not); -ENOENT, -EBUSY (another writer holds
+ * it), -EPERM (not ours), -errno.
+ */
+static int lock_existing(const char *name, struct ring *r)
 {
-	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-	bool busy;
+	struct stat st = { 0 };
+	size_t size = 0;
+	void *base = NULL;
+	int fd;
 
+	r->hdr = NULL;
+	fd = ring_shm_open(name, O_RDWR, &st);
 	if (fd < 0)
-		return false;
-	busy = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
-	(void)close(fd); /* drops the lock if we got it */
-	return busy;
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		const int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		(void)close(fd);
+		return err;
+	}
+	if (ring_map_fd(fd, (size_t)st.st_size, true, &base, &size) == 0 && base) {
+		if (ring_validate(base, size) == 0)
+			ring_init_handle(r, base, size);
+		else
+			(void)munmap(base, size);
+	}
+	return fd;
 }
 
 static void wake_all(struct ring_hdr *h)
 {
 	atomic_fetch_add_explicit(&h->wake, 1, memory_order_release);
 	(void)syscall(SYS_futex, &h->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-/* Section 6: readers of the old object see closed, re-attach by name, find the new one. */
-static int replace_ring(const char *name)
-{
-	struct ring old;
-	int err;
-
-	if (ring_open(name, true, &old) == 0) {
-		atomic_store_explicit(&old.hdr->closed, 1, memory_order_release);
-		wake_all(old.hdr);
-		ring_detach(&old);
-	}
-	err = ring_unlink(name);
-	return err == -ENOENT ? 0 : err;
 }
 
 /* Far beyond any real ring (a million messages, or megabytes, a second for 146,000 years) and
@@ -258,60 +370,78 @@ static void recover(struct ring *r)
 		atomic_store_explicit(&r->hdr->last_time_us, last, memory_order_relaxed);
 }
 
-/* ring_writer_open(), but -EUCLEAN for a ring that ring_sane() refuses. */
-static int writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
-		       bool *ret_created)
+/* Whether the locked existing ring r is the one p asks for: 0, -EPROTO (not a valid ring of
+ * this version), -EEXIST (another size), -ESTALE (section 8: another stream's copy). */
+static int existing_fits(const struct ring *r, const struct ring_params *p)
 {
 	uint64_t data_size, nidx;
-	struct ring r;
-	bool created = false;
-	int err, lock_fd;
 
 	ring_geometry(p, &data_size, &nidx);
-	err = ring_open(name, true, &r);
-	if (err == 0 && (r.data_size != data_size || r.nidx != nidx)) {
-		ring_detach(&r);
-		err = -EEXIST;
+	if (!r->hdr)
+		return -EPROTO;
+	if (r->data_size != data_size || r->nidx != nidx)
+		return -EEXIST;
+	if (p->generation && r->generation != p->generation)
+		return -ESTALE;
+	return 0;
+}
+
+/*
+ * Section 6: the new ring takes the name in one step (rename), then readers of the old one are
+ * told (closed) and re-attach by name: the name never goes missing, so no one else can take it
+ * in between. old (locked by old_fd) is released. The new ring's locked fd, or -errno.
+ */
+static int replace_ring(const char *name, const struct ring_params *p, struct ring *old, int old_fd,
+			struct ring *ret)
+{
+	int fd = create_ring(name, p, true, ret);
+
+	if (fd < 0)
+		return fd;
+	if (old->hdr) {
+		atomic_store_explicit(&old->hdr->closed, 1, memory_order_release);
+		wake_all(old->hdr);
+		ring_detach(old);
 	}
-	if (err == 0 && p->generation && r.generation != p->generation) {
-		ring_detach(&r); /* section 8: the copy of another stream */
-		err = -ESTALE;
+	(void)close(old_fd);
+	return fd;
+}
+
+int ring_writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
+		     bool *ret_created)
+{
+	struct ring r = { 0 }, made = { 0 };
+	bool created = false;
+	int err, fd;
+
+	/* Absent: make it; when another broker named its own first, open that one instead. */
+	fd = lock_existing(name, &r);
+	for (int i = 0; fd == -ENOENT && i < OPEN_TRIES; i++) {
+		fd = create_ring(name, p, false, &r);
+		created = fd >= 0;
+		if (fd == -EEXIST)
+			fd = lock_existing(name, &r);
 	}
-	if (err < 0 && err != -ENOENT) {
-		if (!p->recreate)
-			return err;
-		if (writer_running(name))
-			return -EBUSY; /* never pull a ring from under a live broker */
-		err = replace_ring(name);
+	if (fd < 0)
+		return fd; /* -EPERM: never touched, even with p->recreate */
+	err = created ? 0 : existing_fits(&r, p);
+	/* what no writer leaves (ring_sane): refused, or replaced under --recreate as the broker's
+	 * error says (the lock is ours: no broker is live on it) */
+	if (err == 0 && !created && !ring_sane(&r))
+		err = -EPROTO;
+	if (err < 0 && p->recreate) {
+		err = replace_ring(name, p, &r, fd, &made);
 		if (err < 0)
-			return err;
-		err = -ENOENT;
-	}
-	if (err == -ENOENT) {
-		err = create_ring(name, p, &r);
-		if (err < 0)
-			return err;
+			goto out_unlock;
+		fd = err;
+		r = made;
 		created = true;
+		err = 0;
 	}
-	err = create_stats(name);
-	if (err < 0) {
-		ring_detach(&r);
-		return err;
-	}
-	/* One writer at a time: an exclusive lock on the object, held until we exit. */
-	lock_fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		err = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		if (lock_fd >= 0)
-			(void)close(lock_fd);
-		ring_detach(&r);
-		return err;
-	}
-	if (!created && !ring_sane(&r)) {
-		(void)close(lock_fd);
-		ring_detach(&r);
-		return -EUCLEAN;
-	}
+	if (err == 0)
+		err = create_stats(name);
+	if (err < 0)
+		goto out_unlock;
 	if (!created)
 		recover(&r);
 	atomic_store_explicit(&r.hdr->broker_pid, (uint64_t)getpid(), memory_order_relaxed);
@@ -319,28 +449,18 @@ static int writer_open(const char *name, const struct ring_params *p, struct rin
 	atomic_store_explicit(&r.hdr->retention_us, p->retention_us, memory_order_relaxed);
 	atomic_store_explicit(&r.hdr->stream_time, p->stream_time ? 1u : 0u, memory_order_relaxed);
 	w->r = r;
-	w->lock_fd = lock_fd;
+	w->lock_fd = fd;
 	w->retention_us = p->retention_us;
 	w->stats = NULL;
 	w->defer_wake = false;
 	w->wake_pending = false;
 	*ret_created = created;
 	return 0;
-}
 
-int ring_writer_open(const char *name, const struct ring_params *p, struct ring_writer *w,
-		     bool *ret_created)
-{
-	int err = writer_open(name, p, w, ret_created);
-
-	/* a ring no writer leaves is refused, or replaced under --recreate as the broker's error
-	 * says: writer_open() held its lock, so no broker is live on it */
-	if (err == -EUCLEAN && p->recreate) {
-		err = replace_ring(name);
-		if (err == 0)
-			err = writer_open(name, p, w, ret_created);
-	}
-	return err == -EUCLEAN ? -EPROTO : err;
+out_unlock:
+	ring_detach(&r);
+	(void)close(fd);
+	return err;
 }
 
 void ring_writer_close(struct ring_writer *w)

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -89,51 +90,218 @@ void ring_init_handle(struct ring *r, void *base, size_t map_size)
 	r->generation = h->generation;
 }
 
+/* ---- section 1: where the objects live and whom they must belong to ---- */
+
+static const char *ring_owner_user; /* [History] ringOwner; NULL: this user and root only */
+
+void ring_set_owner(const char *user)
+{
+	ring_owner_user = user && *user ? user : NULL;
+}
+
+int ring_shm_path(const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", RING_SHM_DIR, name[0] == '/' ? name + 1 : name);
+
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void copy_name(char *buf, size_t len, const char *name)
+{
+	size_t n = len ? MIN(strlen(name), len - 1) : 0;
+
+	if (!len)
+		return;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+}
+
+/*
+ * Look a user up in /etc/passwd: by name (*ret_uid set) when name is given, else by *ret_uid
+ * (its name into buf). Read by hand, not through NSS: the frontend is a static binary, and the
+ * service's user is a local system user (systemd/gitpubsub.sysusers). false when not found.
+ */
+static bool passwd_lookup(const char *name, uid_t *ret_uid, char *buf, size_t len)
+{
+	char line[1024], *end;
+	bool found = false;
+	FILE *f = fopen("/etc/passwd", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':'), *uid = colon ? strchr(colon + 1, ':') : NULL;
+		unsigned long n;
+
+		if (!uid) /* name:password:uid:... */
+			continue;
+		*colon = '\0';
+		n = strtoul(uid + 1, &end, 10);
+		if (end == uid + 1 || *end != ':' || n >= UINT32_MAX)
+			continue;
+		if (name ? strcmp(line, name) == 0 : (uid_t)n == *ret_uid) {
+			if (name)
+				*ret_uid = (uid_t)n;
+			else
+				copy_name(buf, len, line);
+			found = true;
+		}
+	}
+	(void)fclose(f);
+	return found;
+}
+
+/* 'user' of ring_set_owner(): a decimal uid or a name. */
+static bool user_uid(const char *user, uid_t *ret_uid)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(user, &end, 10);
+	if (*user >= '0' && *user <= '9' && !*end && !errno && n < UINT32_MAX) {
+		*ret_uid = (uid_t)n;
+		return true;
+	}
+	return passwd_lookup(user, ret_uid, NULL, 0);
+}
+
+/* "name (uid N)", or "uid N" for a uid without a name. */
+static void format_user(uid_t uid, char *buf, size_t len)
+{
+	char name[64];
+
+	if (passwd_lookup(NULL, &uid, name, sizeof(name)))
+		(void)snprintf(buf, len, "%s (uid %u)", name, (unsigned)uid);
+	else
+		(void)snprintf(buf, len, "uid %u", (unsigned)uid);
+}
+
+static bool owner_trusted(uid_t uid)
+{
+	uid_t want;
+
+	if (uid == geteuid() || uid == 0)
+		return true;
+	return ring_owner_user && user_uid(ring_owner_user, &want) && want == uid;
+}
+
+int ring_shm_trusted(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
+	    !owner_trusted(st->st_uid))
+		return -EPERM;
+	return 0;
+}
+
+int ring_shm_open(const char *name, int flags, struct stat *ret_st)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int fd, err;
+
+	err = ring_shm_path(name, path, sizeof(path));
+	if (err < 0)
+		return err;
+	/* as shm_open(3), and no symbolic link, nor a FIFO to block on: refused below */
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ELOOP ? -EPERM : -errno;
+	if (fstat(fd, &st) < 0)
+		err = -errno;
+	else
+		err = ring_shm_trusted(&st);
+	if (err < 0) {
+		(void)close(fd);
+		return err;
+	}
+	if (ret_st)
+		*ret_st = st;
+	return fd;
+}
+
+/* Describe object 'name' (one line) if it is refused; true then. */
+static bool describe_refusal(const char *name, char *why, size_t len)
+{
+	char path[PATH_MAX], owner[96], me[96] = "", also[96] = "";
+	struct stat st;
+
+	if (ring_shm_path(name, path, sizeof(path)) < 0 || lstat(path, &st) < 0 ||
+	    ring_shm_trusted(&st) == 0)
+		return false;
+	format_user(st.st_uid, owner, sizeof(owner));
+	if (geteuid() != 0) {
+		format_user(geteuid(), me, sizeof(me));
+		(void)snprintf(me + strlen(me), sizeof(me) - strlen(me), " or ");
+	}
+	if (ring_owner_user)
+		(void)snprintf(also, sizeof(also), " or %s ([History] ringOwner)", ring_owner_user);
+	(void)snprintf(why, len,
+		       "'%s'%s is owned by %s with mode %04o; this service's shared memory must be "
+		       "a file of %sroot%s that group and others may not write: %s",
+		       path, S_ISREG(st.st_mode) ? "" : ", not a regular file,", owner,
+		       (unsigned)(st.st_mode & 07777), me, also,
+		       !S_ISREG(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH))
+			       ? "remove it"
+			       : "remove it, or if its owner runs the service, name that user in "
+				 "[History] ringOwner");
+	return true;
+}
+
+int ring_refusal(const char *ring_name, char *why, size_t len)
+{
+	char stats[NAME_MAX + 1];
+
+	if (describe_refusal(ring_name, why, len))
+		return -EPERM;
+	if (ring_stats_name(ring_name, stats, sizeof(stats)) == 0 &&
+	    describe_refusal(stats, why, len))
+		return -EPERM;
+	(void)snprintf(why, len, "%s", strerror(EPERM));
+	return 0;
+}
+
 /* Open shm object 'name' for reading, or reading and writing, and give its size: the fd
  * (caller closes), or -errno. */
 static int shm_open_sized(const char *name, bool writable, off_t *ret_size)
 {
-	struct stat st;
-	int fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	struct stat st = { 0 };
+	int fd = ring_shm_open(name, writable ? O_RDWR : O_RDONLY, &st);
 
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		int err = -errno;
-
-		(void)close(fd);
-		return err;
-	}
-	*ret_size = st.st_size;
+	if (fd >= 0)
+		*ret_size = st.st_size;
 	return fd;
 }
 
 int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size)
 {
 	off_t size = 0;
-	void *base;
-	int fd, err = 0;
+	int fd, err;
 
 	fd = shm_open_sized(name, writable, &size);
 	if (fd < 0)
 		return fd;
-	if (size < (off_t)RING_HDR_SIZE) {
-		*ret_size = (size_t)size;
-		err = -EPROTO; /* being created, or not ours */
-		goto out_close_fd;
-	}
-	base = mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-		    fd, 0);
-	if (base == MAP_FAILED) {
-		err = -errno;
-		goto out_close_fd;
-	}
-	*ret_base = base;
-	*ret_size = (size_t)size;
-
-out_close_fd:
+	err = ring_map_fd(fd, (size_t)size, writable, ret_base, ret_size);
 	(void)close(fd); /* the mapping keeps the object alive */
 	return err;
+}
+
+int ring_map_fd(int fd, size_t size, bool writable, void **ret_base, size_t *ret_size)
+{
+	void *base;
+
+	if (size < RING_HDR_SIZE) {
+		*ret_size = size;
+		return -EPROTO; /* being created, or not ours */
+	}
+	base = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	*ret_base = base;
+	*ret_size = size;
+	return 0;
 }
 
 int ring_attach(const char *name, struct ring *ret_ring)

@@ -10,19 +10,50 @@
  *
  * 1. Roles and lifetime
  *
- *   gitpubsub-broker is the single writer. It creates the object when absent
- *   (O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC, mode 0644, fchmod, posix_fallocate so a full /dev/shm
- *   fails at start-up with -ENOSPC instead of SIGBUS later) and maps it PROT_READ|PROT_WRITE.
- *   gitpubsub-frontend and gpsctl open it O_RDONLY and map it PROT_READ: the kernel enforces that
- *   they cannot corrupt history. gitpubsub-hook never maps it. The writer holds flock(LOCK_EX)
- *   on the object while it runs, so a second broker on the same ring refuses to start
- *   (-EBUSY). The default name is "/gitpubsub" ([History] ring); the owner is the broker's
- *   user.
+ *   gitpubsub-broker is the single writer. gitpubsub-frontend and gpsctl open the ring O_RDONLY
+ *   and map it PROT_READ: the kernel enforces that they cannot corrupt history. gitpubsub-hook
+ *   never maps it. The writer holds flock(LOCK_EX) on the object while it runs, so a second
+ *   broker on the same ring refuses to start (-EBUSY). The default name is "/gitpubsub"
+ *   ([History] ring), the file /dev/shm/gitpubsub (RING_SHM_DIR).
  *
  *   A second object, "<name>.stats" (struct ring_stats, at the end of this file), holds the
  *   connection and byte counters of PROTOCOL 6. Frontends map it read-write and add to it with
  *   relaxed atomics, so counting needs no broker round trip. It holds no history: a frontend
  *   that scribbles on it can spoil statistics, never messages.
+ *
+ *   Ownership (issue 14, item 1). /dev/shm is writable by every local user, so a name there
+ *   proves nothing: anyone could have made the file first. Both objects belong to the broker's
+ *   user (the packaged units run broker and frontends as the static user "gitpubsub") and have
+ *   mode 0644: only that user writes, anyone may read. Frontends count into the statistics
+ *   object as its owner; a frontend of another user cannot open it for writing and counts
+ *   nothing. Every open goes through ring_shm_open(), which never follows a symbolic link and
+ *   refuses (-EPERM) a file that is not a regular file, that group or others may write, or
+ *   whose owner is not trusted: readers trust their own effective user, root, and the user
+ *   [History] ringOwner names (the shipped configuration names "gitpubsub", so gpsctl run by
+ *   root or an administrator reads the service's ring); the broker opens objects read-write,
+ *   which the kernel allows on a 0644 object only to its owner or root. A refused object is
+ *   never mapped, written, unlinked or replaced, not even by --recreate: the programs log one
+ *   line naming the file, its owner and its mode (ring_refusal()), and an administrator
+ *   removes it. So a copy of a ring planted under the name before the broker first runs is
+ *   used by nobody.
+ *
+ *   Creation leaves no window. The broker makes each object complete before it has a name:
+ *   open(RING_SHM_DIR, O_TMPFILE|O_RDWR|O_CLOEXEC), fchmod (the umask does not narrow the
+ *   mode), posix_fallocate so a full /dev/shm fails at start-up with -ENOSPC instead of SIGBUS
+ *   later, flock(LOCK_EX) (the ring), the header with magic last; then linkat() of
+ *   /proc/self/fd/N to the name, which fails with EEXIST rather than replace anything (the
+ *   broker then opens what is there, as a second broker starting at the same moment would).
+ *   No reader ever sees a half-made object, and a broker that dies while making one leaves
+ *   nothing in /dev/shm. shm_open(3) has no rename; on Linux it is open(2) of /dev/shm/<name>,
+ *   so the link and the rename(2) below work on the same files (decided for issue 14: this
+ *   code runs on Linux only, futexes and all).
+ *
+ *   Replacing (section 6, --recreate, a cluster stream made again) links the new complete
+ *   object under a temporary name "<name>.new-<pid>-<n>" and rename(2)s it over the old one,
+ *   which is atomic: the name always names one of the two, and nobody else can take it in
+ *   between. A statistics object of another version is replaced the same way, and so is one of
+ *   the broker's own user that others may write (versions before issue 14 made it 0666; its
+ *   bytes are never used): an upgrade needs no hand. Another user's is refused as above.
  *
  * 2. Layout (offsets in bytes from the start of the mapping)
  *
@@ -131,13 +162,15 @@
  *
  * 6. Restart and generation
  *
- *   The ring outlives the broker: a new broker opens the existing object, validates it as a
- *   reader would, checks it was made with the configured size, and resumes at head. A publish
- *   cut short by a crash never moved head, so its entry and bytes are simply rewritten (a reader
- *   never looks past head). A crash between steps a and f leaves stamp odd: the new broker makes
- *   it even. Only an explicit `gitpubsub-broker --recreate` replaces a ring: it sets closed = 1
- *   and wakes everyone before unlinking, and the new object has a new generation; readers check
- *   closed after each wake-up and timeout, then re-attach by name (or exit).
+ *   The ring outlives the broker: a new broker opens the existing object (section 1: it must be
+ *   the service's), locks it, validates it as a reader would, checks it was made with the
+ *   configured size, and resumes at head. A publish cut short by a crash never moved head, so
+ *   its entry and bytes are simply rewritten (a reader never looks past head). A crash between
+ *   steps a and f leaves stamp odd: the new broker makes it even. Only an explicit
+ *   `gitpubsub-broker --recreate` replaces a ring: the new object, with a new generation, takes
+ *   the name by rename(2) (section 1), then the old one gets closed = 1 and everyone is woken;
+ *   readers check closed after each wake-up and timeout, then re-attach by name (or exit), and
+ *   find the new ring at once: the name is never missing.
  *
  * 7. Errors returned by ring_*()
  *
@@ -152,6 +185,9 @@
  *   -EEXIST  a ring exists with another size (the broker refuses unless --recreate).
  *   -EBUSY   another writer holds the ring (flock(LOCK_EX) on the object): a second broker
  *            on the same ring refuses to start.
+ *   -EPERM   the ring or its statistics object is not the service's (section 1): another
+ *            owner, group- or world-writable, or not a regular file. Refused, never touched;
+ *            ring_refusal() says which file, its owner and mode.
  *   other    -errno from shm_open, fstat, mmap.
  *
  * 8. Cluster mode (README, "Running a cluster")
@@ -182,6 +218,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/macro.h"
@@ -368,6 +405,30 @@ static inline uint64_t ring_rec_len(const struct ring_rec *rec)
 	return (uint64_t)rec->id_len + rec->topic_len + rec->payload_len;
 }
 
+/*
+ * Section 1: where the objects live and whom they must belong to. Every open of a ring or
+ * statistics object goes through ring_shm_open().
+ */
+#define RING_SHM_DIR "/dev/shm" /* shm_open("/x") is the file /dev/shm/x on Linux */
+
+/* Also trust objects owned by 'user' (a name in /etc/passwd or a decimal uid: [History]
+ * ringOwner); NULL or "": only this process's effective user and root. Process-wide, set once
+ * at start; the string must outlive every ring_*() call. */
+void ring_set_owner(const char *user);
+/* RING_SHM_DIR "/<name without its slash>" into buf; 0 or -ENAMETOOLONG. */
+_must_check_ int ring_shm_path(const char *name, char *buf, size_t len);
+/* Whether an object with this stat may be used (section 1): 0, or -EPERM when it is not a
+ * regular file, belongs to an untrusted user, or group or others may write it. */
+_must_check_ int ring_shm_trusted(const struct stat *st);
+/* Open object 'name' (O_RDONLY or O_RDWR in flags), never through a symbolic link, and refuse
+ * it unless ring_shm_trusted(): the fd (O_CLOEXEC; caller closes) with its stat in *ret_st
+ * (may be NULL), -EPERM, or -errno. */
+_must_check_ int ring_shm_open(const char *name, int flags, struct stat *ret_st);
+/* After -EPERM from a ring_*() call about ring 'ring_name': one line naming the refused file
+ * (the ring or its statistics object), its owner and mode, and what to do, into why. -EPERM
+ * with that line, or 0 (why says only "Operation not permitted") if neither is refused now. */
+int ring_refusal(const char *ring_name, char *why, size_t len);
+
 /* Map ring 'name' read-only into *ret_ring; 0 or -errno (section 7). *ret_ring untouched on
  * failure. */
 _must_check_ int ring_attach(const char *name, struct ring *ret_ring);
@@ -377,6 +438,8 @@ _must_check_ int ring_open(const char *name, bool writable, struct ring *ret_rin
  * it: 0 with *ret_base and *ret_size set; -EPROTO (with *ret_size set) if it is smaller than a
  * header; -errno otherwise. ring_attach() and gpsctl's check build on it. */
 _must_check_ int ring_map(const char *name, bool writable, void **ret_base, size_t *ret_size);
+/* ring_map() of an open object of 'size' bytes (the writer maps the object it has locked). */
+_must_check_ int ring_map_fd(int fd, size_t size, bool writable, void **ret_base, size_t *ret_size);
 /* Unmap; accepts a ring that was never attached (hdr NULL). */
 void ring_detach(struct ring *r);
 /* Check a mapping of map_size bytes: 0 or -EPROTO. Used by attach and by the writer. */
@@ -552,14 +615,16 @@ struct ring_params {
  * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6). So is a
  * ring holding what no writer leaves (-EPROTO: a held entry without its seq, records outside
  * the data area, out of order or longer than a record may be, times not increasing, counters
- * near 2^64), checked under the writer lock before recovery.
- * *ret_created tells whether a new ring was made. 0 or -errno; *w untouched on failure.
+ * near 2^64), checked under the writer lock before recovery. -EBUSY while another writer
+ * holds it; -EPERM, whatever p says, when it or its statistics object is not the service's
+ * (section 1). *ret_created tells whether a new ring was made. 0 or -errno; *w untouched on
+ * failure.
  */
 _must_check_ int ring_writer_open(const char *name, const struct ring_params *p,
 				  struct ring_writer *w, bool *ret_created);
 /* Mark a clean shutdown (broker_pid = 0) and unmap. The ring stays. */
 void ring_writer_close(struct ring_writer *w);
-/* Remove ring 'name' and its stats object (tests, --recreate). 0 or -errno. */
+/* Remove ring 'name' and its stats object (tests). 0 or -errno. */
 _must_check_ int ring_unlink(const char *name);
 
 /*

@@ -425,3 +425,26 @@ inetd_up()
 	wait $! || true
 	rm -f "/dev/shm/gps-t60-$$" "/dev/shm/gps-t60-$$.stats"
 }
+
+@test "14.10: gitpubsub-run names its ring after the user and refuses one of another user" {
+	local port rt=$BATS_TEST_TMPDIR/xdg ring
+	port=$(free_port)
+	ring=/gitpubsub-$(id -u)-$port
+	mkdir -m 0700 "$rt"
+	# another user's object under the default name: refused before anything starts
+	install -m 0644 -o nobody /dev/null "/dev/shm$ring"
+	run -1 env XDG_RUNTIME_DIR="$rt" "$GPS_BUILD/gitpubsub-run" --listen "127.0.0.1:$port"
+	echo "# $output" >&3
+	[[ $output == *"ring '/dev/shm$ring' belongs to nobody, not to you; remove it or choose another with --ring"* ]]
+	rm -f "/dev/shm$ring"
+	# without it, the default ring is this user's: /gitpubsub-UID-PORT, 0644, ours
+	XDG_RUNTIME_DIR=$rt timeout 20 "$GPS_BUILD/gitpubsub-run" --listen "127.0.0.1:$port" \
+		>"$BATS_TEST_TMPDIR/run.log" 2>&1 3>&- &
+	_gps_sleep_until 10 test -e "$rt/gitpubsub-$port/ready"
+	echo "# $(stat -c '%n %a %U' "/dev/shm$ring")" >&3
+	[[ $(stat -c '%a %u' "/dev/shm$ring") == "644 $(id -u)" ]]
+	grep -q "(ring $ring," "$BATS_TEST_TMPDIR/run.log"
+	kill -TERM $!
+	wait $! || true
+	rm -f "/dev/shm$ring" "/dev/shm$ring.stats"
+}
