@@ -369,9 +369,10 @@ static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
 	}
 	FUZZ_CHECK(!(atomic_load(&w.r.hdr->stamp) & 1U), "the stamp is odd after recovery");
 	FUZZ_CHECK(ring_attach(name, &r) == 0, "the writer's ring does not attach");
+	/* a spoiled statistics object of ours is made again (shm/ring-writer.c create_stats) */
 	err = ring_stats_attach(name, false, &st);
-	FUZZ_CHECK(err == (ops[OP_STATS] % 3 && !created ? -EPROTO : 0),
-		   "stats attach: %d (stats op %u, created %d)", err, ops[OP_STATS], created);
+	FUZZ_CHECK(err == 0, "stats attach: %d (stats op %u, created %d)", err, ops[OP_STATS],
+		   created);
 	ring_stats_detach(st);
 	/* a ring by the stats object's name: smaller than a header, refused */
 	FUZZ_CHECK(ring_stats_name(name, stats, sizeof(stats)) == 0 &&
