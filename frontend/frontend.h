@@ -95,6 +95,7 @@ struct frontend {
 	struct tokens tokens;	   /* [Clients] tokensFile, read at start and when it changes */
 	struct timer tokens_timer; /* a worker's look at the file (TIMER_TOKENS) */
 	struct ring_stats *stats;
+	bool stats_unslotted; /* streams counted without a slot of ours (said once) */
 	struct conn *conns, *dead;
 	size_t nconns, max_conns;
 	bool single;   /* serves the one connection it was given, then exits */
