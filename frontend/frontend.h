@@ -98,6 +98,12 @@ struct frontend {
 	bool stats_unslotted; /* streams counted without a slot of ours (said once) */
 	struct conn *conns, *dead;
 	size_t nconns, max_conns;
+	/* Connections from peers not in trustedPeers, and how many of those may be open: the rest
+	 * of max_conns, [Frontend] trustedReserve, is kept for trusted peers (main.c). */
+	size_t nuntrusted, untrusted_max;
+	/* Connections refused for want of room since refusals were last logged, and when. */
+	uint64_t refused, refused_logged_us;
+	bool full; /* no room for untrusted peers: said once */
 	bool single;   /* serves the one connection it was given, then exits */
 	bool draining; /* SIGTERM: no new connections, streams end, publishes are answered */
 
@@ -107,6 +113,7 @@ struct frontend {
 	struct timer accept_timer;  /* pause after EMFILE */
 	struct timer balance_timer; /* look again while others hold fewer (main.c) */
 	bool accepting;
+	struct loop_io kick_io; /* a sibling's call to look again (main.c) */
 	/* Multiplexed: every worker's connection count, shared with its siblings (main.c), and
 	 * this worker's slot in it. */
 	struct worker_load *loads;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -168,6 +170,7 @@ static int frontend_init(struct frontend *fe, bool single)
 	fe->listen_io.fd = -1;
 	fe->wake_fd = -1;
 	fe->wake_io.fd = -1;
+	fe->kick_io.fd = -1;
 	if (ring_stats_attach(fe->ring_name, true, &fe->stats) < 0)
 		fe->stats = NULL; /* broker never ran: serve anyway, count nothing */
 	return loop_init(&fe->loop, periods);
@@ -247,6 +250,76 @@ static void run(struct frontend *fe)
 	conn_reap(fe);
 }
 
+/* ---- room for a connection ---- */
+
+/*
+ * Connections are bounded in every process that accepts them: a multiplexed worker holds at
+ * most max_conns, and the per-connection listener keeps at most max_conns children. Of those,
+ * [Frontend] trustedReserve are kept for peers in trustedPeers (known by address at accept):
+ * untrusted peers get no more than untrusted_max, and a connection there is no room for is
+ * answered 503 at once and closed, never left in the backlog, where a trusted publisher would
+ * wait behind it. So trusted publishers get through however many connections the others hold.
+ * (A token publisher from another address is an untrusted peer here: its token is in a request
+ * not read yet.)
+ */
+/* Per-connection mode, [Frontend] maxConnections 0: children the listener keeps at most, as
+ * gitpubsub-accept.socket's MaxConnections=. */
+#define FORK_MAX_DEFAULT 4096u
+/* Refusals are logged at most once a second, with their count: a flood is one line a second. */
+#define REFUSED_LOG_US	 UINT64_C(1000000)
+
+/* The bounds of a process that may hold max connections: the reserve is at most half of it. */
+static void room_set(struct frontend *fe, size_t max)
+{
+	size_t reserve = MIN((size_t)fe->cfg.trusted_reserve, max / 2);
+
+	fe->max_conns = max;
+	fe->untrusted_max = max - reserve;
+}
+
+/* Whether fe has room for one more connection from a peer trusted or not. */
+static bool room_for(const struct frontend *fe, bool trusted)
+{
+	return fe->nconns < fe->max_conns && (trusted || fe->nuntrusted < fe->untrusted_max);
+}
+
+static bool peer_trusted(const struct frontend *fe, const struct sockaddr_storage *ss,
+			 socklen_t len)
+{
+	return fe->trust && trust_check(fe->trust, (const struct sockaddr *)ss, len);
+}
+
+/*
+ * Answer connection fd, which there is no room for, 503 with its one-line reason, and close it
+ * at once: it costs no process, no memory and no deadline. What the client has sent already is
+ * read first, so that the close sends a FIN, not a reset that could destroy the answer before
+ * the client reads it.
+ */
+static void refuse(struct frontend *fe, int fd, bool trusted)
+{
+	char buf[1024];
+	uint64_t now = io_now_mono_us();
+	size_t n;
+
+	for (int k = 0; k < 4 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; k++)
+		continue;
+	n = response_error(buf, sizeof(buf), 503,
+			   trusted ? "Too many connections; try again later"
+				   : "Too many connections from untrusted peers; try again later");
+	if (n)
+		(void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)shutdown(fd, SHUT_WR);
+	(void)close(fd);
+	fe->refused++;
+	if (now - fe->refused_logged_us < REFUSED_LOG_US)
+		return;
+	log_warning("refused %" PRIu64 " connection(s) with 503: %zu open, %zu of them untrusted; "
+		    "room for %zu, %zu untrusted ([Frontend] maxConnections, trustedReserve)",
+		    fe->refused, fe->nconns, fe->nuntrusted, fe->max_conns, fe->untrusted_max);
+	fe->refused = 0;
+	fe->refused_logged_us = now;
+}
+
 /* ---- one connection ---- */
 
 static int serve_one(struct frontend *fe, int fd)
@@ -272,34 +345,101 @@ static int serve_one(struct frontend *fe, int fd)
 	return 0;
 }
 
+/* The per-connection listener's children: which are trusted peers', to count them out. */
+struct child {
+	pid_t pid; /* 0: a free entry */
+	bool trusted;
+};
+
+static void on_child(int sig)
+{
+	(void)sig; /* only to end ppoll(): SIG_IGN would discard SIGCHLD, and reap for us */
+}
+
+/* Forget the children that ended. O(max_conns) each: a few microseconds at 4,096. */
+static void children_reap(struct frontend *fe, struct child *children)
+{
+	pid_t pid;
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+		for (size_t i = 0; i < fe->max_conns; i++)
+			if (children[i].pid == pid) {
+				children[i].pid = 0;
+				fe->nconns--;
+				fe->nuntrusted -= !children[i].trusted;
+				break;
+			}
+}
+
+static void children_add(struct frontend *fe, struct child *children, pid_t pid, bool trusted)
+{
+	for (size_t i = 0; i < fe->max_conns; i++)
+		if (children[i].pid == 0) {
+			children[i] = (struct child){ .pid = pid, .trusted = trusted };
+			fe->nconns++;
+			fe->nuntrusted += !trusted;
+			return;
+		}
+}
+
 /*
  * per-connection: accept, and fork one child per connection. Only children return, each with its
- * connection; the listener itself runs until it is killed. A shortage of memory, of the system's
- * files or of processes costs the connection at hand and a pause, not the listener; its own fd
- * limit (it keeps no fd per connection) ends it, as it ends systemd-socket-activate, and its
- * supervisor starts it again: the clients wait in the backlog. The child of a small static
- * process starts at once with the configuration already read, where an Accept=yes listener forks
- * a large one which then execs us. A crashing child takes only its own connection.
+ * connection; the listener itself runs until it is killed. It keeps at most max_conns children
+ * ([Frontend] maxConnections, default FORK_MAX_DEFAULT), trustedReserve of them for trusted
+ * peers; a connection beyond is refused with 503 by the listener itself (no fork). A shortage
+ * of memory, of the system's files or of processes costs the connection at hand and a pause,
+ * not the listener; its own fd limit (it keeps no fd per connection) ends it, as it ends
+ * systemd-socket-activate, and its supervisor starts it again: the clients wait in the
+ * backlog. The child of a small static process starts at once with the configuration already
+ * read, where an Accept=yes listener forks a large one which then execs us. A crashing child
+ * takes only its own connection.
  */
 static int accept_loop(struct frontend *fe, int lfd)
 {
-	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
-	(void)!io_set_nonblock(lfd, true);
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		pid_t pid;
+	struct sigaction sa = { .sa_handler = on_child, .sa_flags = SA_NOCLDSTOP };
+	struct child *children;
+	sigset_t chld, waiting;
 
+	room_set(fe, fe->cfg.max_connections ? fe->cfg.max_connections : FORK_MAX_DEFAULT);
+	children = calloc(fe->max_conns, sizeof(*children));
+	if (!children)
+		return -ENOMEM;
+	(void)sigemptyset(&chld);
+	(void)sigaddset(&chld, SIGCHLD);
+	(void)sigprocmask(SIG_BLOCK, &chld, &waiting);
+	(void)sigdelset(&waiting, SIGCHLD); /* SIGCHLD comes only while we wait */
+	(void)sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGCHLD, &sa, NULL);
+	(void)!io_set_nonblock(lfd, true);
+	log_info("serving a process per connection: at most %zu, %zu for untrusted peers",
+		 fe->max_conns, fe->untrusted_max);
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd;
+		pid_t pid;
+		bool trusted;
+
+		children_reap(fe, children);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
+			struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno == EAGAIN) {
-				(void)!io_poll1(lfd, POLLIN, -1);
+				(void)ppoll(&pfd, 1, NULL, &waiting); /* or a child ended */
 				continue;
 			}
 			if (errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
 				return -errno;
 			log_warning("unable to accept a connection: %s", strerror(errno));
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
+			continue;
+		}
+		trusted = peer_trusted(fe, &ss, len);
+		if (!room_for(fe, trusted)) {
+			refuse(fe, fd, trusted);
 			continue;
 		}
 		/* each child starts with the tokens file as it is now, read here (the first time,
@@ -311,13 +451,18 @@ static int accept_loop(struct frontend *fe, int lfd)
 		pid = fork();
 		if (pid == 0) {
 			(void)signal(SIGCHLD, SIG_DFL);
+			(void)sigprocmask(SIG_UNBLOCK, &chld, NULL);
 			(void)close(lfd);
+			free(children);
+			fe->nconns = fe->nuntrusted = 0; /* the listener's count, not the child's */
 			return fd;
 		}
 		if (pid < 0) {
 			log_warning("unable to start a process for a connection: %s",
 				    strerror(errno));
 			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
+		} else {
+			children_add(fe, children, pid, trusted);
 		}
 		(void)close(fd);
 	}
@@ -360,8 +505,12 @@ static void accept_retry(struct loop *l, struct timer *t);
 static void accept_pending(struct frontend *fe)
 {
 	for (int i = 0; i < ACCEPT_BURST; i++) {
-		int fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(fe->listen_fd, (struct sockaddr *)&ss, &len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct conn *c;
+		bool trusted;
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -372,6 +521,11 @@ static void accept_pending(struct frontend *fe)
 				timer_arm(&fe->loop, &fe->accept_timer, TIMER_RETRY, accept_retry);
 			}
 			return;
+		}
+		trusted = peer_trusted(fe, &ss, len);
+		if (!room_for(fe, trusted)) {
+			refuse(fe, fd, trusted);
+			continue;
 		}
 		c = conn_new(fe, fd);
 		if (c && request_start(c))
@@ -401,16 +555,47 @@ static void accept_retry(struct loop *l, struct timer *t)
 }
 
 /* Whether this worker holds no more than its share: within BALANCE_SLACK of the least loaded
- * worker that accepts. */
-static bool fair_share(const struct frontend *fe)
+ * worker that accepts, whose slot goes to *ret_least (SIZE_MAX: none). */
+static bool fair_share(const struct frontend *fe, size_t *ret_least)
 {
 	uint64_t least = LOAD_NONE;
 
-	for (size_t i = 0; i < fe->nworkers; i++)
-		if (i != fe->slot)
-			least = MIN(least, atomic_load_explicit(&fe->loads[i].conns,
-								memory_order_relaxed));
+	*ret_least = SIZE_MAX;
+	for (size_t i = 0; i < fe->nworkers; i++) {
+		uint64_t n = atomic_load_explicit(&fe->loads[i].conns, memory_order_relaxed);
+
+		if (i != fe->slot && n < least) {
+			least = n;
+			*ret_least = i;
+		}
+	}
 	return least == LOAD_NONE || fe->nconns <= least + BALANCE_SLACK;
+}
+
+/*
+ * Each worker's eventfd, made by the supervisor before the forks: a worker that stops accepting
+ * writes to the least loaded sibling's, which then looks again at once whether it should
+ * accept. Without it that sibling, paused itself a moment ago while it was ahead, would look
+ * only at its next event or TIMER_RETRY later, and a reconnect storm (or a flood with a
+ * trusted publisher behind it) would be taken at 64 connections per worker per TIMER_RETRY.
+ */
+static int kick_fds[MAX_WORKERS];
+
+static void kick(size_t slot)
+{
+	uint64_t one = 1;
+
+	if (slot < MAX_WORKERS && kick_fds[slot] >= 0)
+		(void)!write(kick_fds[slot], &one, sizeof(one));
+}
+
+static void kick_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	uint64_t n;
+
+	(void)l;
+	(void)events;
+	(void)!read(io->fd, &n, sizeof(n)); /* the loop's next round looks (accept_balance) */
 }
 
 /* The loop's next round decides (accept_balance). */
@@ -420,27 +605,34 @@ static void balance_again(struct loop *l, struct timer *t)
 	(void)t;
 }
 
-/* Once per round of a worker's loop: publish our load, and watch the socket or not. */
+/*
+ * Once per round of a worker's loop: publish our load, and watch the socket or not. A worker
+ * without room for untrusted peers shows LOAD_NONE, and leaves new connections to a sibling
+ * that has room; when none has, every worker accepts, to serve trusted peers from the reserve
+ * and to answer the others 503 at once instead of leaving them all in the backlog.
+ */
 static void accept_balance(struct frontend *fe)
 {
-	bool able = !fe->draining && fe->listen_fd >= 0 && fe->nconns < fe->max_conns &&
-		    !timer_armed(&fe->accept_timer);
+	bool able = !fe->draining && fe->listen_fd >= 0 && !timer_armed(&fe->accept_timer);
+	bool room = room_for(fe, false);
+	size_t least = SIZE_MAX;
 
 	if (fe->loads)
-		atomic_store_explicit(&fe->loads[fe->slot].conns, able ? fe->nconns : LOAD_NONE,
-				      memory_order_relaxed);
-	if (able && (!fe->loads || fair_share(fe))) {
+		atomic_store_explicit(&fe->loads[fe->slot].conns,
+				      able && room ? fe->nconns : LOAD_NONE, memory_order_relaxed);
+	if (!room && !fe->full)
+		log_warning("worker %d holds %zu connections, %zu of them untrusted: its maximum "
+			    "for untrusted peers; new ones go to other workers or get 503",
+			    (int)getpid(), fe->nconns, fe->nuntrusted);
+	fe->full = !room;
+	if (able && (!fe->loads || fair_share(fe, &least))) {
 		accept_resume(fe);
 		return;
 	}
-	if (fe->accepting && fe->nconns >= fe->max_conns)
-		/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE) or
-		 * keeps them in the backlog until one of ours ends */
-		log_warning("worker %d holds %zu connections, its maximum; new ones go to other "
-			    "workers or wait",
-			    (int)getpid(), fe->nconns);
-	if (fe->accepting)
+	if (fe->accepting) {
 		accept_pause(fe);
+		kick(least);
+	}
 	/* look again soon even if nothing else wakes this loop (a full worker waits for one of
 	 * its connections to end, which wakes it anyway) */
 	if (able && !timer_armed(&fe->balance_timer))
@@ -488,11 +680,16 @@ static int worker_main(struct frontend *fe, int lfd)
 	}
 	catch_stop_signals();
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone, drain and go */
-	fe->max_conns = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
-	if (fe->cfg.max_connections && fe->cfg.max_connections < fe->max_conns)
-		fe->max_conns = fe->cfg.max_connections;
+	limit = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
+	if (fe->cfg.max_connections && fe->cfg.max_connections < limit)
+		limit = fe->cfg.max_connections;
+	room_set(fe, limit);
 	fe->listen_fd = lfd;
 	(void)!io_set_nonblock(lfd, true);
+	if (fe->loads && kick_fds[fe->slot] >= 0 &&
+	    loop_add(&fe->loop, &fe->kick_io, kick_fds[fe->slot], EPOLLIN, kick_io) < 0)
+		log_warning("unable to watch the workers' eventfd: %s; balancing more slowly",
+			    strerror(errno));
 	accept_resume(fe);
 	if (!fe->accepting) {
 		log_error("unable to watch the listening socket: %s", strerror(errno));
@@ -503,7 +700,8 @@ static int worker_main(struct frontend *fe, int lfd)
 	(void)!fanout_attach(fe);
 	if (fe->cfg.tokens_file[0])
 		timer_arm(&fe->loop, &fe->tokens_timer, TIMER_TOKENS, tokens_tick);
-	log_debug("worker %d: serving up to %zu connections", (int)getpid(), fe->max_conns);
+	log_debug("worker %d: serving up to %zu connections, %zu from untrusted peers",
+		  (int)getpid(), fe->max_conns, fe->untrusted_max);
 	for (;;) {
 		run(fe);
 		if (fe->draining)
@@ -572,6 +770,8 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	fe->nworkers = nworkers;
 	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
 		atomic_store(&fe->loads[i].conns, LOAD_NONE);
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		kick_fds[i] = i < nworkers ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGCHLD);
 	(void)sigaddset(&set, SIGTERM);
