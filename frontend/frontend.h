@@ -103,7 +103,7 @@ struct frontend {
 	size_t nuntrusted, untrusted_max;
 	/* Connections refused for want of room since refusals were last logged, and when. */
 	uint64_t refused, refused_logged_us;
-	bool full; /* no room for untrusted peers: said once */
+	bool full;     /* no room for untrusted peers: said once */
 	bool single;   /* serves the one connection it was given, then exits */
 	bool draining; /* SIGTERM: no new connections, streams end, publishes are answered */
 
@@ -170,6 +170,27 @@ void conn_count_received(const struct conn *c, size_t n);
 void conn_count_sent(const struct conn *c, size_t n);
 /* Free the connections closed this round. */
 void conn_reap(struct frontend *fe);
+
+/* ---- listen.c: room for a connection, and the per-connection listener ---- */
+
+/* The listener's pause when it is out of descriptors, memory or processes, before it tries
+ * again (the clients wait in the backlog meanwhile); a worker's is TIMER_RETRY, twice this. */
+#define LISTEN_PAUSE_MS 100
+
+/* Set fe's bounds: max connections, of which [Frontend] trustedReserve (at most half) only for
+ * trusted peers. */
+void listen_bounds(struct frontend *fe, size_t max);
+/* Whether fe has room for one more connection from a peer trusted or not. */
+bool listen_room(const struct frontend *fe, bool trusted);
+/* Whether the peer at ss (len bytes, from accept) is in trustedPeers. */
+bool listen_trusted(const struct frontend *fe, const struct sockaddr_storage *ss, socklen_t len);
+/* Answer connection fd (ours to close), which there is no room for, 503 with its one-line
+ * reason, and close it at once: it costs no process, memory or deadline. Logged at most once
+ * a second, with the count. */
+void listen_refuse(struct frontend *fe, int fd, bool trusted);
+/* The per-connection listener on lfd: accept, and fork a process per connection. Returns only
+ * in a child, its connection (the caller serves it), or -errno when lfd fails. */
+int listen_fork(struct frontend *fe, int lfd);
 
 /* ---- response.c: every response head ---- */
 

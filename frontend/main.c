@@ -33,9 +33,6 @@
 #include "common/log.h"
 #include "frontend/stream.h"
 
-/* accept_loop: how long the listener waits when it is out of descriptors, memory or processes
- * before it tries again (the clients wait in the backlog meanwhile) */
-#define ACCEPT_PAUSE_MS	 100
 /* Connections a worker takes per wake-up of its listening socket, so one busy worker does not
  * starve its streams while a reconnect storm lasts. */
 #define ACCEPT_BURST	 64
@@ -159,7 +156,7 @@ static int frontend_init(struct frontend *fe, bool single)
 				 1000u,
 		/* after an error: how long we read what the client still sends */
 		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
-		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,
+		[TIMER_RETRY] = (uint64_t)LISTEN_PAUSE_MS * 2000u,
 		[TIMER_SOON] = 0,
 		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
@@ -250,76 +247,6 @@ static void run(struct frontend *fe)
 	conn_reap(fe);
 }
 
-/* ---- room for a connection ---- */
-
-/*
- * Connections are bounded in every process that accepts them: a multiplexed worker holds at
- * most max_conns, and the per-connection listener keeps at most max_conns children. Of those,
- * [Frontend] trustedReserve are kept for peers in trustedPeers (known by address at accept):
- * untrusted peers get no more than untrusted_max, and a connection there is no room for is
- * answered 503 at once and closed, never left in the backlog, where a trusted publisher would
- * wait behind it. So trusted publishers get through however many connections the others hold.
- * (A token publisher from another address is an untrusted peer here: its token is in a request
- * not read yet.)
- */
-/* Per-connection mode, [Frontend] maxConnections 0: children the listener keeps at most, as
- * gitpubsub-accept.socket's MaxConnections=. */
-#define FORK_MAX_DEFAULT 4096u
-/* Refusals are logged at most once a second, with their count: a flood is one line a second. */
-#define REFUSED_LOG_US	 UINT64_C(1000000)
-
-/* The bounds of a process that may hold max connections: the reserve is at most half of it. */
-static void room_set(struct frontend *fe, size_t max)
-{
-	size_t reserve = MIN((size_t)fe->cfg.trusted_reserve, max / 2);
-
-	fe->max_conns = max;
-	fe->untrusted_max = max - reserve;
-}
-
-/* Whether fe has room for one more connection from a peer trusted or not. */
-static bool room_for(const struct frontend *fe, bool trusted)
-{
-	return fe->nconns < fe->max_conns && (trusted || fe->nuntrusted < fe->untrusted_max);
-}
-
-static bool peer_trusted(const struct frontend *fe, const struct sockaddr_storage *ss,
-			 socklen_t len)
-{
-	return fe->trust && trust_check(fe->trust, (const struct sockaddr *)ss, len);
-}
-
-/*
- * Answer connection fd, which there is no room for, 503 with its one-line reason, and close it
- * at once: it costs no process, no memory and no deadline. What the client has sent already is
- * read first, so that the close sends a FIN, not a reset that could destroy the answer before
- * the client reads it.
- */
-static void refuse(struct frontend *fe, int fd, bool trusted)
-{
-	char buf[1024];
-	uint64_t now = io_now_mono_us();
-	size_t n;
-
-	for (int k = 0; k < 4 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; k++)
-		continue;
-	n = response_error(buf, sizeof(buf), 503,
-			   trusted ? "Too many connections; try again later"
-				   : "Too many connections from untrusted peers; try again later");
-	if (n)
-		(void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	(void)shutdown(fd, SHUT_WR);
-	(void)close(fd);
-	fe->refused++;
-	if (now - fe->refused_logged_us < REFUSED_LOG_US)
-		return;
-	log_warning("refused %" PRIu64 " connection(s) with 503: %zu open, %zu of them untrusted; "
-		    "room for %zu, %zu untrusted ([Frontend] maxConnections, trustedReserve)",
-		    fe->refused, fe->nconns, fe->nuntrusted, fe->max_conns, fe->untrusted_max);
-	fe->refused = 0;
-	fe->refused_logged_us = now;
-}
-
 /* ---- one connection ---- */
 
 static int serve_one(struct frontend *fe, int fd)
@@ -343,129 +270,6 @@ static int serve_one(struct frontend *fe, int fd)
 		request_process(c);
 	run(fe);
 	return 0;
-}
-
-/* The per-connection listener's children: which are trusted peers', to count them out. */
-struct child {
-	pid_t pid; /* 0: a free entry */
-	bool trusted;
-};
-
-static void on_child(int sig)
-{
-	(void)sig; /* only to end ppoll(): SIG_IGN would discard SIGCHLD, and reap for us */
-}
-
-/* Forget the children that ended. O(max_conns) each: a few microseconds at 4,096. */
-static void children_reap(struct frontend *fe, struct child *children)
-{
-	pid_t pid;
-
-	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-		for (size_t i = 0; i < fe->max_conns; i++)
-			if (children[i].pid == pid) {
-				children[i].pid = 0;
-				fe->nconns--;
-				fe->nuntrusted -= !children[i].trusted;
-				break;
-			}
-}
-
-static void children_add(struct frontend *fe, struct child *children, pid_t pid, bool trusted)
-{
-	for (size_t i = 0; i < fe->max_conns; i++)
-		if (children[i].pid == 0) {
-			children[i] = (struct child){ .pid = pid, .trusted = trusted };
-			fe->nconns++;
-			fe->nuntrusted += !trusted;
-			return;
-		}
-}
-
-/*
- * per-connection: accept, and fork one child per connection. Only children return, each with its
- * connection; the listener itself runs until it is killed. It keeps at most max_conns children
- * ([Frontend] maxConnections, default FORK_MAX_DEFAULT), trustedReserve of them for trusted
- * peers; a connection beyond is refused with 503 by the listener itself (no fork). A shortage
- * of memory, of the system's files or of processes costs the connection at hand and a pause,
- * not the listener; its own fd limit (it keeps no fd per connection) ends it, as it ends
- * systemd-socket-activate, and its supervisor starts it again: the clients wait in the
- * backlog. The child of a small static process starts at once with the configuration already
- * read, where an Accept=yes listener forks a large one which then execs us. A crashing child
- * takes only its own connection.
- */
-static int accept_loop(struct frontend *fe, int lfd)
-{
-	struct sigaction sa = { .sa_handler = on_child, .sa_flags = SA_NOCLDSTOP };
-	struct child *children;
-	sigset_t chld, waiting;
-
-	room_set(fe, fe->cfg.max_connections ? fe->cfg.max_connections : FORK_MAX_DEFAULT);
-	children = calloc(fe->max_conns, sizeof(*children));
-	if (!children)
-		return -ENOMEM;
-	(void)sigemptyset(&chld);
-	(void)sigaddset(&chld, SIGCHLD);
-	(void)sigprocmask(SIG_BLOCK, &chld, &waiting);
-	(void)sigdelset(&waiting, SIGCHLD); /* SIGCHLD comes only while we wait */
-	(void)sigemptyset(&sa.sa_mask);
-	(void)sigaction(SIGCHLD, &sa, NULL);
-	(void)!io_set_nonblock(lfd, true);
-	log_info("serving a process per connection: at most %zu, %zu for untrusted peers",
-		 fe->max_conns, fe->untrusted_max);
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd;
-		pid_t pid;
-		bool trusted;
-
-		children_reap(fe, children);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (fd < 0) {
-			struct pollfd pfd = { .fd = lfd, .events = POLLIN };
-
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN) {
-				(void)ppoll(&pfd, 1, NULL, &waiting); /* or a child ended */
-				continue;
-			}
-			if (errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
-				return -errno;
-			log_warning("unable to accept a connection: %s", strerror(errno));
-			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
-			continue;
-		}
-		trusted = peer_trusted(fe, &ss, len);
-		if (!room_for(fe, trusted)) {
-			refuse(fe, fd, trusted);
-			continue;
-		}
-		/* each child starts with the tokens file as it is now, read here (the first time,
-		 * and when it changed) */
-		if (fe->cfg.tokens_file[0] &&
-		    (!fe->tokens.checked_us ||
-		     io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
-			(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
-		pid = fork();
-		if (pid == 0) {
-			(void)signal(SIGCHLD, SIG_DFL);
-			(void)sigprocmask(SIG_UNBLOCK, &chld, NULL);
-			(void)close(lfd);
-			free(children);
-			fe->nconns = fe->nuntrusted = 0; /* the listener's count, not the child's */
-			return fd;
-		}
-		if (pid < 0) {
-			log_warning("unable to start a process for a connection: %s",
-				    strerror(errno));
-			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
-		} else {
-			children_add(fe, children, pid, trusted);
-		}
-		(void)close(fd);
-	}
 }
 
 /* ---- a multiplexed worker ---- */
@@ -522,9 +326,9 @@ static void accept_pending(struct frontend *fe)
 			}
 			return;
 		}
-		trusted = peer_trusted(fe, &ss, len);
-		if (!room_for(fe, trusted)) {
-			refuse(fe, fd, trusted);
+		trusted = listen_trusted(fe, &ss, len);
+		if (!listen_room(fe, trusted)) {
+			listen_refuse(fe, fd, trusted);
 			continue;
 		}
 		c = conn_new(fe, fd);
@@ -614,7 +418,7 @@ static void balance_again(struct loop *l, struct timer *t)
 static void accept_balance(struct frontend *fe)
 {
 	bool able = !fe->draining && fe->listen_fd >= 0 && !timer_armed(&fe->accept_timer);
-	bool room = room_for(fe, false);
+	bool room = listen_room(fe, false);
 	size_t least = SIZE_MAX;
 
 	if (fe->loads)
@@ -683,7 +487,7 @@ static int worker_main(struct frontend *fe, int lfd)
 	limit = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
 	if (fe->cfg.max_connections && fe->cfg.max_connections < limit)
 		limit = fe->cfg.max_connections;
-	room_set(fe, limit);
+	listen_bounds(fe, limit);
 	fe->listen_fd = lfd;
 	(void)!io_set_nonblock(lfd, true);
 	if (fe->loads && kick_fds[fe->slot] >= 0 &&
@@ -750,6 +554,20 @@ static size_t worker_count(const struct config *cfg)
 	return MIN(n, (size_t)MAX_WORKERS);
 }
 
+/* What the workers share to balance their connections: the load page and the eventfds. */
+static void balance_setup(struct frontend *fe, size_t nworkers)
+{
+	fe->loads = mmap(NULL, MAX_WORKERS * sizeof(*fe->loads), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fe->loads == MAP_FAILED)
+		fe->loads = NULL; /* no balancing: every worker accepts when it can */
+	fe->nworkers = nworkers;
+	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
+		atomic_store(&fe->loads[i].conns, LOAD_NONE);
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		kick_fds[i] = i < nworkers ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+}
+
 /*
  * multiplexed: start the workers and keep them running. A worker that dies takes only its own
  * connections (their clients resume with cursors) and is started again; SIGTERM goes on to the
@@ -763,15 +581,7 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	uint64_t stop_deadline = 0;
 	size_t alive = 0;
 
-	fe->loads = mmap(NULL, MAX_WORKERS * sizeof(*fe->loads), PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (fe->loads == MAP_FAILED)
-		fe->loads = NULL; /* no balancing: every worker accepts when it can */
-	fe->nworkers = nworkers;
-	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
-		atomic_store(&fe->loads[i].conns, LOAD_NONE);
-	for (size_t i = 0; i < MAX_WORKERS; i++)
-		kick_fds[i] = i < nworkers ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+	balance_setup(fe, nworkers);
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGCHLD);
 	(void)sigaddset(&set, SIGTERM);
@@ -1030,7 +840,7 @@ int main(int argc, char **argv)
 	if (n == 1 && socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
 		if (strcmp(fe.cfg.frontend_mode, "multiplexed") == 0)
 			return supervise(&fe, LISTEN_FDS_START, worker_count(&fe.cfg));
-		int fd = accept_loop(&fe, LISTEN_FDS_START);
+		int fd = listen_fork(&fe, LISTEN_FDS_START);
 
 		if (fd < 0) {
 			log_error("unable to accept connections: %s", strerror(-fd));

@@ -325,7 +325,7 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
  * that finds no slot (all RING_STATS_SLOTS live, or set_robust_list refused by a seccomp
  * filter) counts in subscribers, which a SIGKILL does leave high: the old behaviour, logged.
  */
-#define RING_STATS_MAGIC UINT32_C(0x53535047) /* "GPSS" */
+#define RING_STATS_MAGIC    UINT32_C(0x53535047) /* "GPSS" */
 /* Slots: a multiplexed worker takes one, a process per connection (fork, inetd, Accept=yes)
  * one per subscriber; 65,536 is 16 times gitpubsub-accept.socket's MaxConnections, in 1 MiB. */
 #define RING_STATS_SLOTS    65536u

@@ -135,11 +135,11 @@ server_of()
 	stat_becomes X-Subscribers $((s0 + 6))
 	# multiplexed: the worker serving the first subscriber; else the processes of four of them
 	if [[ $GPS_MODE == mux ]]; then
-		victims=($(server_of "$(<"$BATS_FILE_TMPDIR/sub-kill1.pid")"))
+		mapfile -t victims < <(server_of "$(<"$BATS_FILE_TMPDIR/sub-kill1.pid")")
 	else
-		for k in 1 2 3 4; do
-			victims+=($(server_of "$(<"$BATS_FILE_TMPDIR/sub-kill$k.pid")"))
-		done
+		mapfile -t victims < <(for k in 1 2 3 4; do
+			server_of "$(<"$BATS_FILE_TMPDIR/sub-kill$k.pid")"
+		done)
 	fi
 	((${#victims[@]} > 0))
 	for k in 1 2 3 4 5 6; do

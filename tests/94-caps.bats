@@ -77,15 +77,13 @@ at_cap()
 }
 
 @test "5 multiplexed: 2 workers of 1,500, 3,200 idle untrusted connections; trusted publishes within 1 s" {
-	export GPS_MODE=mux GPS_WORKERS=2
-	gps_start "[Limits]" "headerTimeout: 60s" \
+	GPS_MODE=mux GPS_WORKERS=2 gps_start "[Limits]" "headerTimeout: 60s" \
 		"[Frontend]" "maxConnections: 1500" "trustedReserve: $RESERVE"
 	at_cap 3200 $((2 * (1500 - RESERVE)))
 }
 
 @test "5 per-connection: a listener of 1,200 processes, 1,400 idle untrusted connections; trusted publishes within 1 s" {
-	export GPS_MODE=fork
-	gps_start "[Limits]" "headerTimeout: 60s" \
+	GPS_MODE=fork gps_start "[Limits]" "headerTimeout: 60s" \
 		"[Frontend]" "maxConnections: 1200" "trustedReserve: $RESERVE"
 	at_cap 1400 $((1200 - RESERVE))
 }

@@ -22,7 +22,7 @@
 
 /* The sum with this many live slots is timed; a HEAD in per-connection mode with 20,000
  * subscribers pays it (a multiplexed worker holds one slot for all of its streams). */
-#define TIMED_SLOTS 20000u
+#define TIMED_SLOTS  20000u
 #define TIMED_ROUNDS 200
 
 static char ring_name[64];
@@ -75,6 +75,8 @@ static void child_kill(struct child *c, int sig)
 {
 	int status;
 
+	if (c->pid <= 0)
+		return;
 	if (sig)
 		(void)kill(c->pid, sig);
 	(void)close(c->done_fd);
@@ -83,7 +85,7 @@ static void child_kill(struct child *c, int sig)
 
 static void test_kill(void)
 {
-	struct child a, b, c;
+	struct child a = { 0 }, b = { 0 }, c = { 0 };
 
 	diag("counting per process, and a SIGKILL");
 	is(ring_stats_subscribers(stats), 0, "a new object counts no subscriber");
@@ -125,7 +127,7 @@ static void test_own(void)
 static void test_full(void)
 {
 	uint32_t used = atomic_load(&stats->slots_used);
-	struct child c;
+	struct child c = { 0 };
 
 	diag("every slot live");
 	/* stand-ins for live owners: a thread id no one has, FUTEX_OWNER_DIED clear */
