@@ -23,19 +23,6 @@ teardown()
 	gps_stop
 }
 
-figure()
-{
-	echo "# figure: $*" >&3
-}
-
-# want FILE NAME VALUE - the idle.pl figure NAME in FILE is VALUE.
-want()
-{
-	local v
-	v=$(sed -n "s/^$2=//p" "$1")
-	[[ $v == "$3" ]] || _gps_fail "$2 is '$v', wanted $3 ($(tr '\n' ' ' <"$1"))"
-}
-
 # at_cap OPEN HELD - open OPEN idle connections from 127.0.0.2, of which HELD fit; then time
 # PUBLISHES trusted publishes, each answered within 1 s, and check one more untrusted
 # connection and publish get 503.
@@ -47,10 +34,10 @@ at_cap()
 		--hold "$hold" --timeout 120 >"$out" &
 	IDLE_PID=$!
 	_gps_sleep_until 60 test -e "$ready"
-	figure "$open idle connections from 127.0.0.2: $(tr '\n' ' ' <"$ready")"
-	want "$ready" held "$held"
-	want "$ready" refused "$((open - held))"
-	want "$ready" other 0
+	gps_figure "$open idle connections from 127.0.0.2: $(tr '\n' ' ' <"$ready")"
+	gps_want "$ready" held "$held"
+	gps_want "$ready" refused "$((open - held))"
+	gps_want "$ready" other 0
 	: >"$times"
 	for ((k = 1; k <= PUBLISHES; k++)); do
 		read -r code t < <(printf '{"n":%d}' "$k" | curl -sS --max-time 5 -o /dev/null \
@@ -59,12 +46,12 @@ at_cap()
 		[[ $code == 200 ]] || _gps_fail "trusted publish $k: status $code after ${t}s"
 		echo "$t" >>"$times"
 	done
-	figure "$PUBLISHES trusted publishes from 127.0.0.1 beside them: p50 $(sort -n "$times" |
+	gps_figure "$PUBLISHES trusted publishes from 127.0.0.1 beside them: p50 $(sort -n "$times" |
 		awk '{ a[NR] = $1 } END { printf "%.1f ms, max %.1f ms", a[int((NR + 1) / 2)] * 1000, a[NR] * 1000 }')"
 	sort -n "$times" | tail -n 1 | awk '{ exit !($1 < 1) }'
 	# one more from the untrusted peer: 503 at once, with the reason
 	code=$(gps_publish /caps '{"n":0}' --interface 127.0.0.2)
-	figure "an untrusted publish at the cap: $code $(head -c 80 "$GPS_LAST_BODY")"
+	gps_figure "an untrusted publish at the cap: $code $(head -c 80 "$GPS_LAST_BODY")"
 	[[ $code == 503 ]]
 	grep -q 'Too many connections from untrusted peers' "$GPS_LAST_BODY"
 	gps_header "$GPS_LAST_HEADERS" Retry-After >/dev/null
@@ -72,7 +59,7 @@ at_cap()
 	: >"$hold"
 	gps_wait_pids 30 "$IDLE_PID"
 	IDLE_PID=
-	want "$out" held_at_end "$held"
+	gps_want "$out" held_at_end "$held"
 	grep -q "refused .* connection(s) with 503" "$GPS_LOG"
 }
 
