@@ -188,6 +188,10 @@ bool listen_trusted(const struct frontend *fe, const struct sockaddr_storage *ss
  * reason, and close it at once: it costs no process, memory or deadline. Logged at most once
  * a second, with the count. */
 void listen_refuse(struct frontend *fe, int fd, bool trusted);
+/* A process started for connection fd by systemd (Accept=yes) or inetd: whether it may serve
+ * it. An untrusted peer's is counted among the others in the statistics object's slots and
+ * refused (answered 503, false) beyond maxConnections less trustedReserve. */
+bool listen_alone(struct frontend *fe, int fd);
 /* The per-connection listener on lfd: accept, and fork a process per connection. Returns only
  * in a child, its connection (the caller serves it), or -errno when lfd fails. */
 int listen_fork(struct frontend *fe, int lfd);

@@ -27,8 +27,9 @@
  * (A token publisher from another address is an untrusted peer here: its token is in a request
  * not read yet.)
  */
-/* Per-connection mode, [Frontend] maxConnections 0: children the listener keeps at most, as
- * gitpubsub-accept.socket's MaxConnections=. */
+/* Per-connection modes, [Frontend] maxConnections 0: children the listener keeps at most, and
+ * processes per connection (systemd, inetd) at most, as gitpubsub-accept.socket's
+ * MaxConnections=. */
 #define FORK_MAX_DEFAULT 4096u
 /* Refusals are logged at most once a second, with their count: a flood is one line a second. */
 #define REFUSED_LOG_US	 UINT64_C(1000000)
@@ -77,6 +78,33 @@ void listen_refuse(struct frontend *fe, int fd, bool trusted)
 		    fe->refused, fe->nconns, fe->nuntrusted, fe->max_conns, fe->untrusted_max);
 	fe->refused = 0;
 	fe->refused_logged_us = now;
+}
+
+/*
+ * Processes per connection started by systemd or inetd see nothing of one another but the
+ * statistics object: an untrusted peer's marks its slot there (shm/ring.h), and counts the
+ * marked live slots, its own included. Over the bound it refuses; its slot dies with it. Two
+ * that start together at the bound may both refuse; none gets past it. Without the object (no
+ * broker yet) or a slot, nothing can be counted, and the connection is served.
+ */
+bool listen_alone(struct frontend *fe, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	uint64_t n;
+
+	if (!fe->stats || getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    listen_trusted(fe, &ss, len))
+		return true;
+	listen_bounds(fe, fe->cfg.max_connections ? fe->cfg.max_connections : FORK_MAX_DEFAULT);
+	if (!ring_stats_mark_untrusted(fe->stats))
+		return true;
+	n = ring_stats_untrusted(fe->stats);
+	if (n <= fe->untrusted_max)
+		return true;
+	fe->nconns = fe->nuntrusted = (size_t)n - 1; /* the others, for the log */
+	listen_refuse(fe, fd, false);
+	return false;
 }
 
 /* The per-connection listener's children: which are trusted peers', to count them out. */

@@ -249,7 +249,9 @@ static void run(struct frontend *fe)
 
 /* ---- one connection ---- */
 
-static int serve_one(struct frontend *fe, int fd)
+/* Serve connection fd, then exit; alone: started for it by systemd or inetd (not forked by
+ * our listener, which bounds its children itself). */
+static int serve_one(struct frontend *fe, int fd, bool alone)
 {
 	struct conn *c;
 
@@ -258,6 +260,8 @@ static int serve_one(struct frontend *fe, int fd)
 		return 1;
 	}
 	catch_stop_signals();
+	if (alone && !listen_alone(fe, fd))
+		return 0; /* refused: no room for another untrusted peer */
 	c = conn_new(fe, fd);
 	/* the trusted list is only needed for that one check */
 	free(fe->trust);
@@ -846,7 +850,7 @@ int main(int argc, char **argv)
 			log_error("unable to accept connections: %s", strerror(-fd));
 			return 1;
 		}
-		return serve_one(&fe, fd);
+		return serve_one(&fe, fd, false);
 	}
 	if (n == 1 && socket_kind(LISTEN_FDS_START) != SOCKET_CONNECTION) {
 		log_error("fd 3 is neither a connected nor a listening stream socket");
@@ -857,5 +861,5 @@ int main(int argc, char **argv)
 			  "systemd or inetd");
 		return 1;
 	}
-	return serve_one(&fe, n == 1 ? LISTEN_FDS_START : STDIN_FILENO);
+	return serve_one(&fe, n == 1 ? LISTEN_FDS_START : STDIN_FILENO, true);
 }

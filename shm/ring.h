@@ -321,9 +321,15 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
  * free, it takes slot[fetch_add(slots_used)] the same way. It stores subscribers = 0, registers
  * the robust list, then stores its thread id in owner (release): readers (acquire) count the
  * slot from then on. A claimer killed in between leaves RING_STATS_CLAIMING, which no one
- * counts or takes (one slot lost). Only the owner changes its slot's subscribers. A process
+ * counts or takes (one slot lost). Only the owner changes its slot's counts. A process
  * that finds no slot (all RING_STATS_SLOTS live, or set_robust_list refused by a seccomp
  * filter) counts in subscribers, which a SIGKILL does leave high: the old behaviour, logged.
+ *
+ * The same slots bound the connections of processes started one per connection by systemd
+ * (Accept=yes) or inetd, which see nothing of one another otherwise: such a process from an
+ * untrusted peer sets its slot's untrusted to 1, then sums the live slots' (its own counted),
+ * and refuses its connection when the sum passes the bound (README "Limits on connections").
+ * Two that start together may both refuse at the bound; none is let past it.
  */
 #define RING_STATS_MAGIC    UINT32_C(0x53535047) /* "GPSS" */
 /* Slots: a multiplexed worker takes one, a process per connection (fork, inetd, Accept=yes)
@@ -334,7 +340,7 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
 #define RING_STATS_CLAIMING UINT32_C(0x3fffffff)
 struct ring_stats_slot {
 	_Atomic uint32_t owner;	      /* 0 free; owner's tid (release); | FUTEX_OWNER_DIED: dead */
-	uint32_t _pad0;		      /* zero */
+	_Atomic uint32_t untrusted;   /* a process per connection: 1 for an untrusted peer's */
 	_Atomic uint64_t subscribers; /* the owner's open streams (owner only, relaxed) */
 };
 struct ring_stats {
@@ -357,20 +363,18 @@ struct ring_stats {
 	/* Open streams per process (above). */
 	alignas(64) struct ring_stats_slot slot[RING_STATS_SLOTS];
 };
-_Static_assert(RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
-		       RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
-		       RING_AT(ring_stats, cluster_lag, 24) &&
-		       RING_AT(ring_stats, slots_used, 32) && RING_AT(ring_stats, _pad0, 36) &&
-		       RING_AT(ring_stats, connections, 64) &&
-		       RING_AT(ring_stats, subscribers, 128) &&
-		       RING_AT(ring_stats, received, 192) && RING_AT(ring_stats, sent, 256) &&
-		       RING_AT(ring_stats, cluster_server, 320) &&
-		       RING_AT(ring_stats, cluster_stream, 448) && RING_AT(ring_stats, slot, 512) &&
-		       RING_AT(ring_stats_slot, owner, 0) &&
-		       RING_AT(ring_stats_slot, subscribers, 8) &&
-		       sizeof(struct ring_stats_slot) == 16 &&
-		       sizeof(struct ring_stats) == 512 + 16 * RING_STATS_SLOTS,
-	       "a ring_stats field moved: update this assertion and bump RING_VERSION");
+_Static_assert(
+	RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
+		RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
+		RING_AT(ring_stats, cluster_lag, 24) && RING_AT(ring_stats, slots_used, 32) &&
+		RING_AT(ring_stats, _pad0, 36) && RING_AT(ring_stats, connections, 64) &&
+		RING_AT(ring_stats, subscribers, 128) && RING_AT(ring_stats, received, 192) &&
+		RING_AT(ring_stats, sent, 256) && RING_AT(ring_stats, cluster_server, 320) &&
+		RING_AT(ring_stats, cluster_stream, 448) && RING_AT(ring_stats, slot, 512) &&
+		RING_AT(ring_stats_slot, owner, 0) && RING_AT(ring_stats_slot, untrusted, 4) &&
+		RING_AT(ring_stats_slot, subscribers, 8) && sizeof(struct ring_stats_slot) == 16 &&
+		sizeof(struct ring_stats) == 512 + 16 * RING_STATS_SLOTS,
+	"a ring_stats field moved: update this assertion and bump RING_VERSION");
 #define RING_CLUSTER_OFF       0u /* one machine */
 #define RING_CLUSTER_DOWN      1u /* cluster mode, NATS unreachable (publishes get 503) */
 #define RING_CLUSTER_CONNECTED 2u /* cluster mode, connected to NATS */
@@ -571,8 +575,13 @@ static inline void ring_stats_add(const struct ring_stats *s, _Atomic uint64_t *
  */
 bool ring_stats_count_subscriber(struct ring_stats *s, int delta);
 /* The open streams of every live process: the shared counter and the live slots. O(slots ever
- * taken): about 20 us at 20,000 (tests/unit/t-stats.c measures it). */
+ * taken): about 10 us at 20,000 (tests/unit/t-stats.c measures it). */
 uint64_t ring_stats_subscribers(const struct ring_stats *s);
+/* Mark this process (a process per connection, its main thread) as serving an untrusted peer,
+ * in its slot, claimed as above; false when it has none (nothing counted). */
+bool ring_stats_mark_untrusted(struct ring_stats *s);
+/* The processes per connection serving untrusted peers: the live slots so marked. */
+uint64_t ring_stats_untrusted(const struct ring_stats *s);
 
 /* Build "<ring name>.stats" into buf; 0 or -ENAMETOOLONG. */
 _must_check_ int ring_stats_name(const char *ring_name, char *buf, size_t len);

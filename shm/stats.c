@@ -74,6 +74,7 @@ static long slot_claim(struct ring_stats *s)
 		return -ENOSPC;
 	sl = &s->slot[i];
 	atomic_store_explicit(&sl->subscribers, 0, memory_order_relaxed);
+	atomic_store_explicit(&sl->untrusted, 0, memory_order_relaxed);
 	self.node.next = &self.head.list;
 	self.head.list.next = &self.node;
 	self.head.futex_offset = (long)((uintptr_t)&sl->owner - (uintptr_t)&self.node);
@@ -89,7 +90,8 @@ static long slot_claim(struct ring_stats *s)
 	return i;
 }
 
-bool ring_stats_count_subscriber(struct ring_stats *s, int delta)
+/* This process's slot in s, claimed on first use; -1 when it has none. */
+static long own_slot(struct ring_stats *s)
 {
 	pid_t pid = getpid();
 
@@ -98,7 +100,20 @@ bool ring_stats_count_subscriber(struct ring_stats *s, int delta)
 		self.pid = pid;
 		self.slot = slot_claim(s);
 	}
-	if (self.slot < 0) {
+	return self.slot;
+}
+
+bool ring_stats_mark_untrusted(struct ring_stats *s)
+{
+	if (own_slot(s) < 0)
+		return false;
+	atomic_store_explicit(&s->slot[self.slot].untrusted, 1, memory_order_relaxed);
+	return true;
+}
+
+bool ring_stats_count_subscriber(struct ring_stats *s, int delta)
+{
+	if (own_slot(s) < 0) {
 		atomic_fetch_add_explicit(&s->subscribers, (uint64_t)(int64_t)delta,
 					  memory_order_relaxed);
 		return false;
@@ -108,19 +123,32 @@ bool ring_stats_count_subscriber(struct ring_stats *s, int delta)
 	return true;
 }
 
-uint64_t ring_stats_subscribers(const struct ring_stats *s)
+/* The sum of the live slots' subscribers, or of their untrusted marks. */
+static uint64_t slots_sum(const struct ring_stats *s, bool untrusted)
 {
-	uint64_t n = atomic_load_explicit(&s->subscribers, memory_order_relaxed);
 	uint32_t used = atomic_load_explicit(&s->slots_used, memory_order_relaxed);
+	uint64_t n = 0;
 
 	if (used > RING_STATS_SLOTS)
 		used = RING_STATS_SLOTS;
 	for (uint32_t i = 0; i < used; i++) {
 		const struct ring_stats_slot *sl = &s->slot[i];
 
-		/* acquire: a live owner's reset of subscribers is seen */
-		if (slot_live(atomic_load_explicit(&sl->owner, memory_order_acquire)))
-			n += atomic_load_explicit(&sl->subscribers, memory_order_relaxed);
+		/* acquire: a live owner's reset of its counts is seen */
+		if (!slot_live(atomic_load_explicit(&sl->owner, memory_order_acquire)))
+			continue;
+		n += untrusted ? atomic_load_explicit(&sl->untrusted, memory_order_relaxed)
+			       : atomic_load_explicit(&sl->subscribers, memory_order_relaxed);
 	}
 	return n;
+}
+
+uint64_t ring_stats_subscribers(const struct ring_stats *s)
+{
+	return atomic_load_explicit(&s->subscribers, memory_order_relaxed) + slots_sum(s, false);
+}
+
+uint64_t ring_stats_untrusted(const struct ring_stats *s)
+{
+	return slots_sum(s, true);
 }

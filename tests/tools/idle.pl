@@ -3,10 +3,12 @@
 # item 5: untrusted peers hold as many connections as they may; trusted publishers still get
 # through).
 #
-#   idle.pl --port P [--addr A] --count N [--ready FILE] [--hold FILE] [--timeout S]
+#   idle.pl --port P [--addr A] --count N [--settle S] [--ready FILE] [--hold FILE]
+#           [--timeout S]
 #
 # Opens N connections to 127.0.0.1:P from source address A, one after the other, and sends
-# nothing on them. Once all are open and the server has had a second to answer, it counts
+# nothing on them. Once all are open and the server has had --settle seconds (default 1) to
+# answer (a process per connection starts slowly), it counts
 # them: "held" (open, nothing received), "refused" (a 503 came, then the end), "other" (any
 # other answer, or the connection ended or failed); writes those figures to FILE (--ready), and
 # keeps every held connection open until the file --hold exists or S seconds pass, then counts
@@ -19,9 +21,10 @@ use IO::Socket::INET;
 use Socket qw(inet_aton pack_sockaddr_in);
 use Time::HiRes qw(time sleep);
 
-my ($port, $addr, $count, $ready, $hold, $timeout) = (0, '127.0.0.2', 1, '', '', 120);
-GetOptions('port=i' => \$port, 'addr=s' => \$addr, 'count=i' => \$count, 'ready=s' => \$ready,
-    'hold=s' => \$hold, 'timeout=f' => \$timeout) or exit 2;
+my ($port, $addr, $count, $settle, $ready, $hold, $timeout) =
+    (0, '127.0.0.2', 1, 1, '', '', 120);
+GetOptions('port=i' => \$port, 'addr=s' => \$addr, 'count=i' => \$count, 'settle=f' => \$settle,
+    'ready=s' => \$ready, 'hold=s' => \$hold, 'timeout=f' => \$timeout) or exit 2;
 
 my @sock;
 my $failed = 0;
@@ -35,7 +38,7 @@ for my $i (1 .. $count) {
         $failed++;
     }
 }
-sleep 1;
+sleep $settle;
 
 # What each connection holds now: 'held', 'refused' or 'other'.
 my $first_refusal = '';

@@ -3,7 +3,8 @@
  * t-stats: open streams per process in the statistics object (shm/ring.h, "The statistics
  * object"; issue 14 item 9). Children count streams in their slots; a child SIGKILLed with its
  * streams open leaves the sum exact; a dead slot is taken again; a process without a slot
- * counts in the shared counter; and the sum over 20,000 slots is timed (a HEAD pays it).
+ * counts in the shared counter; processes per connection mark untrusted peers' slots, which
+ * die with them; and the sum over 20,000 slots is timed (a HEAD pays it).
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -104,6 +105,39 @@ static void test_kill(void)
 	is(ring_stats_subscribers(stats), 0, "c killed: 0");
 }
 
+static void test_untrusted(void)
+{
+	struct child a = { 0 }, b = { 0 };
+	int ready[2];
+	char ch = 0;
+	pid_t pid;
+
+	diag("processes per connection serving untrusted peers");
+	is(ring_stats_untrusted(stats), 0, "none marked");
+	ok(pipe(ready) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		/* a process per connection: marks itself, then waits to be killed */
+		ch = ring_stats_mark_untrusted(stats) ? 'm' : 'n';
+		(void)!write(ready[1], &ch, 1);
+		pause();
+		_exit(0);
+	}
+	(void)!read(ready[0], &ch, 1);
+	ok(ch == 'm', "a child marks its slot untrusted");
+	ok(child_start(2, &a), "another counts 2 streams, unmarked");
+	is(ring_stats_untrusted(stats), 1, "one untrusted process");
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	is(ring_stats_untrusted(stats), 0, "killed: none");
+	ok(child_start(1, &b), "a third takes the dead slot");
+	is(ring_stats_untrusted(stats), 0, "and starts unmarked");
+	child_kill(&a, SIGKILL);
+	child_kill(&b, SIGKILL);
+	(void)close(ready[0]);
+	(void)close(ready[1]);
+}
+
 static void test_own(void)
 {
 	diag("the counting process itself, and its fork");
@@ -182,6 +216,7 @@ int main(void)
 		return 1;
 	}
 	test_kill();
+	test_untrusted();
 	test_own();
 	test_full();
 	test_timing();
