@@ -152,6 +152,8 @@ server_of()
 	echo "# $GPS_MODE: SIGKILLed ${#victims[@]} frontend process(es) serving $n of 6 subscribers: X-Subscribers $((s0 + 6)) -> $(gps_stat X-Subscribers), want $want" >&3
 	((n >= 1))
 	stat_is X-Connections "$want"
+	# gpsctl, which maps the object read-only, sums the same live slots
+	[[ $("$GPS_BUILD/gpsctl" --ring "$GPS_RING" stats | awk '$1 == "X-Subscribers" { print $2 }') == "$want" ]]
 	for k in 1 2 3 4 5 6; do
 		gps_unsubscribe "kill$k" || true
 	done
