@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Room for a connection, in every process that accepts connections (a multiplexed worker, the
- * per-connection listener), and the per-connection listener itself.
+ * per-connection listener) or is started for one (systemd Accept=yes, inetd), and the
+ * per-connection listener itself.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,8 +19,9 @@
 #include "frontend/frontend.h"
 
 /*
- * Connections are bounded in every process that accepts them: a multiplexed worker holds at
- * most max_conns, and the per-connection listener keeps at most max_conns children. Of those,
+ * Connections are bounded in every mode: a multiplexed worker holds at most max_conns, the
+ * per-connection listener keeps at most max_conns children, and processes started one per
+ * connection count one another (listen_alone). Of those,
  * [Frontend] trustedReserve are kept for peers in trustedPeers (known by address at accept):
  * untrusted peers get no more than untrusted_max, and a connection there is no room for is
  * answered 503 at once and closed, never left in the backlog, where a trusted publisher would
