@@ -61,7 +61,7 @@ CONFDIR     ?= /etc/gitpubsub
 
 # --- sources -------------------------------------------------------------------------------
 COMMON_SRC   = $(wildcard common/*.c)
-SHM_SRC      = shm/ring.c shm/topic.c
+SHM_SRC      = shm/ring.c shm/stats.c shm/topic.c
 WRITER_SRC   = shm/ring-writer.c
 BROKER_SRC   = $(filter-out broker/main.c,$(wildcard broker/*.c))
 FRONTEND_SRC = $(filter-out frontend/main.c,$(wildcard frontend/*.c))

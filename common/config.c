@@ -99,6 +99,7 @@ static const struct config_key config_keys[] = {
 	CONFIG_KEY("Frontend", "mode", CONFIG_MODE, frontend_mode),
 	CONFIG_KEY("Frontend", "workers", CONFIG_COUNT32_0, workers),
 	CONFIG_KEY("Frontend", "maxConnections", CONFIG_COUNT32_0, max_connections),
+	CONFIG_KEY("Frontend", "trustedReserve", CONFIG_COUNT32_0, trusted_reserve),
 	CONFIG_KEY("Cluster", "nats", CONFIG_HEADER, nats),
 	CONFIG_KEY("Cluster", "stream", CONFIG_STRING, stream),
 	CONFIG_KEY("Cluster", "replicas", CONFIG_COUNT32, replicas),
@@ -148,6 +149,7 @@ void config_defaults(struct config *c)
 	(void)snprintf(c->ring_name, sizeof(c->ring_name), "%s", CONFIG_DEFAULT_RING);
 	(void)snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
 	(void)snprintf(c->frontend_mode, sizeof(c->frontend_mode), "%s", "multiplexed");
+	c->trusted_reserve = 64;
 	(void)snprintf(c->stream, sizeof(c->stream), "%s", "GITPUBSUB");
 	c->replicas = 3;
 	c->publish_timeout_ms = 5 * 1000;
@@ -660,14 +662,14 @@ void config_write(const struct config *c, FILE *f)
 		"[History]\nretention: %llus\nringSize: %llu\nring: %s\nringOwner: %s\n"
 		"messageIdWindow: %llus\n\n"
 		"[Broker]\nsocket: %s\n\n"
-		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\n",
+		"[Frontend]\nmode: %s\nworkers: %u\nmaxConnections: %u\ntrustedReserve: %u\n",
 		c->port, c->listen_ip, c->trusted_peers, c->publish_origins, c->tokens_file,
 		c->proxies, (unsigned long long)c->max_body, c->max_target, c->max_header,
 		c->max_header_lines, c->header_timeout_ms, c->body_timeout_ms, c->keepalive_ms,
 		c->send_timeout_ms, c->allow_origin, (unsigned long long)c->retention_s,
 		(unsigned long long)c->ring_size, c->ring_name, c->ring_owner,
 		(unsigned long long)c->msgid_window_s, c->socket_path, c->frontend_mode, c->workers,
-		c->max_connections);
+		c->max_connections, c->trusted_reserve);
 	if (c->nats[0]) /* one machine: the output stays what it was before clusters */
 		fprintf(f,
 			"\n[Cluster]\nnats: %s\nstream: %s\nreplicas: %u\npublishTimeout: %ums\n"

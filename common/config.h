@@ -28,7 +28,7 @@
  *   [Broker]   socket (path of the broker's local socket)
  *   [Frontend] mode ("multiplexed" or "per-connection": what a frontend given a listening
  *              socket does), workers, maxConnections (counts; 0: one per CPU, as many as
- *              the file limit allows)
+ *              the file limit allows), trustedReserve (count kept for trustedPeers)
  *   [Cluster]  nats (NATS server URLs, comma-separated; empty: single machine), stream (name),
  *              replicas (count), publishTimeout (duration), credentials, tlsCA, tlsCert,
  *              tlsKey (file paths, may be empty)
@@ -66,6 +66,7 @@ struct config {
 	char frontend_mode[16];	    /* [Frontend] mode; default "multiplexed" */
 	uint32_t workers;	    /* [Frontend] workers; default 0: one per CPU */
 	uint32_t max_connections;   /* [Frontend] maxConnections per worker; 0: the fd limit's */
+	uint32_t trusted_reserve;   /* [Frontend] trustedReserve: of those, for trustedPeers */
 	/* [Cluster] (README, "Running a cluster"): all empty or default means one machine */
 	char nats[1024];	     /* nats: server URLs; "" (the default): no cluster */
 	char stream[64];	     /* stream: the JetStream stream; default "GITPUBSUB" */

@@ -73,6 +73,7 @@ struct conn *conn_new(struct frontend *fe, int fd)
 		fe->conns->prev = c;
 	fe->conns = c;
 	fe->nconns++;
+	fe->nuntrusted += !c->trusted;
 	ring_stats_add(fe->stats, fe->stats ? &fe->stats->connections : NULL, 1);
 	log_debug("%s: connected%s", c->peer, c->trusted ? " (trusted)" : "");
 	return c;
@@ -376,6 +377,7 @@ void conn_close(struct conn *c, const char *why)
 	c->next = fe->dead;
 	fe->dead = c;
 	fe->nconns--;
+	fe->nuntrusted -= !c->trusted;
 }
 
 void conn_reap(struct frontend *fe)

@@ -95,8 +95,15 @@ struct frontend {
 	struct tokens tokens;	   /* [Clients] tokensFile, read at start and when it changes */
 	struct timer tokens_timer; /* a worker's look at the file (TIMER_TOKENS) */
 	struct ring_stats *stats;
+	bool stats_unslotted; /* streams counted without a slot of ours (said once) */
 	struct conn *conns, *dead;
 	size_t nconns, max_conns;
+	/* Connections from peers not in trustedPeers, and how many of those may be open: the rest
+	 * of max_conns, [Frontend] trustedReserve, is kept for trusted peers (main.c). */
+	size_t nuntrusted, untrusted_max;
+	/* Connections refused for want of room since refusals were last logged, and when. */
+	uint64_t refused, refused_logged_us;
+	bool full;     /* no room for untrusted peers: said once */
 	bool single;   /* serves the one connection it was given, then exits */
 	bool draining; /* SIGTERM: no new connections, streams end, publishes are answered */
 
@@ -106,6 +113,7 @@ struct frontend {
 	struct timer accept_timer;  /* pause after EMFILE */
 	struct timer balance_timer; /* look again while others hold fewer (main.c) */
 	bool accepting;
+	struct loop_io kick_io; /* a sibling's call to look again (main.c) */
 	/* Multiplexed: every worker's connection count, shared with its siblings (main.c), and
 	 * this worker's slot in it. */
 	struct worker_load *loads;
@@ -162,6 +170,31 @@ void conn_count_received(const struct conn *c, size_t n);
 void conn_count_sent(const struct conn *c, size_t n);
 /* Free the connections closed this round. */
 void conn_reap(struct frontend *fe);
+
+/* ---- listen.c: room for a connection, and the per-connection listener ---- */
+
+/* The listener's pause when it is out of descriptors, memory or processes, before it tries
+ * again (the clients wait in the backlog meanwhile); a worker's is TIMER_RETRY, twice this. */
+#define LISTEN_PAUSE_MS 100
+
+/* Set fe's bounds: max connections, of which [Frontend] trustedReserve (at most half) only for
+ * trusted peers. */
+void listen_bounds(struct frontend *fe, size_t max);
+/* Whether fe has room for one more connection from a peer trusted or not. */
+bool listen_room(const struct frontend *fe, bool trusted);
+/* Whether the peer at ss (len bytes, from accept) is in trustedPeers. */
+bool listen_trusted(const struct frontend *fe, const struct sockaddr_storage *ss, socklen_t len);
+/* Answer connection fd (ours to close), which there is no room for, 503 with its one-line
+ * reason, and close it at once: it costs no process, memory or deadline. Logged at most once
+ * a second, with the count. */
+void listen_refuse(struct frontend *fe, int fd, bool trusted);
+/* A process started for connection fd by systemd (Accept=yes) or inetd: whether it may serve
+ * it. An untrusted peer's is counted among the others in the statistics object's slots and
+ * refused (answered 503, false) beyond maxConnections less trustedReserve. */
+bool listen_alone(struct frontend *fe, int fd);
+/* The per-connection listener on lfd: accept, and fork a process per connection. Returns only
+ * in a child, its connection (the caller serves it), or -errno when lfd fails. */
+int listen_fork(struct frontend *fe, int lfd);
 
 /* ---- response.c: every response head ---- */
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -31,9 +32,6 @@
 #include "common/log.h"
 #include "frontend/stream.h"
 
-/* accept_loop: how long the listener waits when it is out of descriptors, memory or processes
- * before it tries again (the clients wait in the backlog meanwhile) */
-#define ACCEPT_PAUSE_MS	 100
 /* Connections a worker takes per wake-up of its listening socket, so one busy worker does not
  * starve its streams while a reconnect storm lasts. */
 #define ACCEPT_BURST	 64
@@ -157,7 +155,7 @@ static int frontend_init(struct frontend *fe, bool single)
 				 1000u,
 		/* after an error: how long we read what the client still sends */
 		[TIMER_LINGER] = UINT64_C(1000) * 1000u,
-		[TIMER_RETRY] = (uint64_t)ACCEPT_PAUSE_MS * 2000u,
+		[TIMER_RETRY] = (uint64_t)LISTEN_PAUSE_MS * 2000u,
 		[TIMER_SOON] = 0,
 		[TIMER_TOKENS] = TOKENS_CHECK_US,
 	};
@@ -169,6 +167,7 @@ static int frontend_init(struct frontend *fe, bool single)
 	fe->listen_io.fd = -1;
 	fe->wake_fd = -1;
 	fe->wake_io.fd = -1;
+	fe->kick_io.fd = -1;
 	err = ring_stats_attach(fe->ring_name, true, &fe->stats);
 	if (err == -EPERM)
 		fanout_log_refusal(fe); /* not the service's: never counted into */
@@ -253,7 +252,9 @@ static void run(struct frontend *fe)
 
 /* ---- one connection ---- */
 
-static int serve_one(struct frontend *fe, int fd)
+/* Serve connection fd, then exit; alone: started for it by systemd or inetd (not forked by
+ * our listener, which bounds its children itself). */
+static int serve_one(struct frontend *fe, int fd, bool alone)
 {
 	struct conn *c;
 
@@ -262,6 +263,8 @@ static int serve_one(struct frontend *fe, int fd)
 		return 1;
 	}
 	catch_stop_signals();
+	if (alone && !listen_alone(fe, fd))
+		return 0; /* refused: no room for another untrusted peer */
 	c = conn_new(fe, fd);
 	/* the trusted list is only needed for that one check */
 	free(fe->trust);
@@ -274,57 +277,6 @@ static int serve_one(struct frontend *fe, int fd)
 		request_process(c);
 	run(fe);
 	return 0;
-}
-
-/*
- * per-connection: accept, and fork one child per connection. Only children return, each with its
- * connection; the listener itself runs until it is killed. A shortage of memory, of the system's
- * files or of processes costs the connection at hand and a pause, not the listener; its own fd
- * limit (it keeps no fd per connection) ends it, as it ends systemd-socket-activate, and its
- * supervisor starts it again: the clients wait in the backlog. The child of a small static
- * process starts at once with the configuration already read, where an Accept=yes listener forks
- * a large one which then execs us. A crashing child takes only its own connection.
- */
-static int accept_loop(struct frontend *fe, int lfd)
-{
-	(void)signal(SIGCHLD, SIG_IGN); /* the kernel reaps the children: no zombies */
-	(void)!io_set_nonblock(lfd, true);
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		pid_t pid;
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN) {
-				(void)!io_poll1(lfd, POLLIN, -1);
-				continue;
-			}
-			if (errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
-				return -errno;
-			log_warning("unable to accept a connection: %s", strerror(errno));
-			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
-			continue;
-		}
-		/* each child starts with the tokens file as it is now, read here (the first time,
-		 * and when it changed) */
-		if (fe->cfg.tokens_file[0] &&
-		    (!fe->tokens.checked_us ||
-		     io_now_mono_us() - fe->tokens.checked_us >= TOKENS_CHECK_US))
-			(void)tokens_refresh(fe->cfg.tokens_file, &fe->tokens, io_now_mono_us());
-		pid = fork();
-		if (pid == 0) {
-			(void)signal(SIGCHLD, SIG_DFL);
-			(void)close(lfd);
-			return fd;
-		}
-		if (pid < 0) {
-			log_warning("unable to start a process for a connection: %s",
-				    strerror(errno));
-			(void)poll(NULL, 0, ACCEPT_PAUSE_MS);
-		}
-		(void)close(fd);
-	}
 }
 
 /* ---- a multiplexed worker ---- */
@@ -364,8 +316,12 @@ static void accept_retry(struct loop *l, struct timer *t);
 static void accept_pending(struct frontend *fe)
 {
 	for (int i = 0; i < ACCEPT_BURST; i++) {
-		int fd = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(fe->listen_fd, (struct sockaddr *)&ss, &len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 		struct conn *c;
+		bool trusted;
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -376,6 +332,11 @@ static void accept_pending(struct frontend *fe)
 				timer_arm(&fe->loop, &fe->accept_timer, TIMER_RETRY, accept_retry);
 			}
 			return;
+		}
+		trusted = listen_trusted(fe, &ss, len);
+		if (!listen_room(fe, trusted)) {
+			listen_refuse(fe, fd, trusted);
+			continue;
 		}
 		c = conn_new(fe, fd);
 		if (c && request_start(c))
@@ -405,16 +366,47 @@ static void accept_retry(struct loop *l, struct timer *t)
 }
 
 /* Whether this worker holds no more than its share: within BALANCE_SLACK of the least loaded
- * worker that accepts. */
-static bool fair_share(const struct frontend *fe)
+ * worker that accepts, whose slot goes to *ret_least (SIZE_MAX: none). */
+static bool fair_share(const struct frontend *fe, size_t *ret_least)
 {
 	uint64_t least = LOAD_NONE;
 
-	for (size_t i = 0; i < fe->nworkers; i++)
-		if (i != fe->slot)
-			least = MIN(least, atomic_load_explicit(&fe->loads[i].conns,
-								memory_order_relaxed));
+	*ret_least = SIZE_MAX;
+	for (size_t i = 0; i < fe->nworkers; i++) {
+		uint64_t n = atomic_load_explicit(&fe->loads[i].conns, memory_order_relaxed);
+
+		if (i != fe->slot && n < least) {
+			least = n;
+			*ret_least = i;
+		}
+	}
 	return least == LOAD_NONE || fe->nconns <= least + BALANCE_SLACK;
+}
+
+/*
+ * Each worker's eventfd, made by the supervisor before the forks: a worker that stops accepting
+ * writes to the least loaded sibling's, which then looks again at once whether it should
+ * accept. Without it that sibling, paused itself a moment ago while it was ahead, would look
+ * only at its next event or TIMER_RETRY later, and a reconnect storm (or a flood with a
+ * trusted publisher behind it) would be taken at 64 connections per worker per TIMER_RETRY.
+ */
+static int kick_fds[MAX_WORKERS];
+
+static void kick(size_t slot)
+{
+	uint64_t one = 1;
+
+	if (slot < MAX_WORKERS && kick_fds[slot] >= 0)
+		(void)!write(kick_fds[slot], &one, sizeof(one));
+}
+
+static void kick_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	uint64_t n;
+
+	(void)l;
+	(void)events;
+	(void)!read(io->fd, &n, sizeof(n)); /* the loop's next round looks (accept_balance) */
 }
 
 /* The loop's next round decides (accept_balance). */
@@ -424,27 +416,34 @@ static void balance_again(struct loop *l, struct timer *t)
 	(void)t;
 }
 
-/* Once per round of a worker's loop: publish our load, and watch the socket or not. */
+/*
+ * Once per round of a worker's loop: publish our load, and watch the socket or not. A worker
+ * without room for untrusted peers shows LOAD_NONE, and leaves new connections to a sibling
+ * that has room; when none has, every worker accepts, to serve trusted peers from the reserve
+ * and to answer the others 503 at once instead of leaving them all in the backlog.
+ */
 static void accept_balance(struct frontend *fe)
 {
-	bool able = !fe->draining && fe->listen_fd >= 0 && fe->nconns < fe->max_conns &&
-		    !timer_armed(&fe->accept_timer);
+	bool able = !fe->draining && fe->listen_fd >= 0 && !timer_armed(&fe->accept_timer);
+	bool room = listen_room(fe, false);
+	size_t least = SIZE_MAX;
 
 	if (fe->loads)
-		atomic_store_explicit(&fe->loads[fe->slot].conns, able ? fe->nconns : LOAD_NONE,
-				      memory_order_relaxed);
-	if (able && (!fe->loads || fair_share(fe))) {
+		atomic_store_explicit(&fe->loads[fe->slot].conns,
+				      able && room ? fe->nconns : LOAD_NONE, memory_order_relaxed);
+	if (!room && !fe->full)
+		log_warning("worker %d holds %zu connections, %zu of them untrusted: its maximum "
+			    "for untrusted peers; new ones go to other workers or get 503",
+			    (int)getpid(), fe->nconns, fe->nuntrusted);
+	fe->full = !room;
+	if (able && (!fe->loads || fair_share(fe, &least))) {
 		accept_resume(fe);
 		return;
 	}
-	if (fe->accepting && fe->nconns >= fe->max_conns)
-		/* full: the kernel hands new connections to another worker (EPOLLEXCLUSIVE) or
-		 * keeps them in the backlog until one of ours ends */
-		log_warning("worker %d holds %zu connections, its maximum; new ones go to other "
-			    "workers or wait",
-			    (int)getpid(), fe->nconns);
-	if (fe->accepting)
+	if (fe->accepting) {
 		accept_pause(fe);
+		kick(least);
+	}
 	/* look again soon even if nothing else wakes this loop (a full worker waits for one of
 	 * its connections to end, which wakes it anyway) */
 	if (able && !timer_armed(&fe->balance_timer))
@@ -492,11 +491,16 @@ static int worker_main(struct frontend *fe, int lfd)
 	}
 	catch_stop_signals();
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone, drain and go */
-	fe->max_conns = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
-	if (fe->cfg.max_connections && fe->cfg.max_connections < fe->max_conns)
-		fe->max_conns = fe->cfg.max_connections;
+	limit = limit > FD_RESERVE * 2 ? limit - FD_RESERVE : limit / 2;
+	if (fe->cfg.max_connections && fe->cfg.max_connections < limit)
+		limit = fe->cfg.max_connections;
+	listen_bounds(fe, limit);
 	fe->listen_fd = lfd;
 	(void)!io_set_nonblock(lfd, true);
+	if (fe->loads && kick_fds[fe->slot] >= 0 &&
+	    loop_add(&fe->loop, &fe->kick_io, kick_fds[fe->slot], EPOLLIN, kick_io) < 0)
+		log_warning("unable to watch the workers' eventfd: %s; balancing more slowly",
+			    strerror(errno));
 	accept_resume(fe);
 	if (!fe->accepting) {
 		log_error("unable to watch the listening socket: %s", strerror(errno));
@@ -507,7 +511,8 @@ static int worker_main(struct frontend *fe, int lfd)
 	(void)!fanout_attach(fe);
 	if (fe->cfg.tokens_file[0])
 		timer_arm(&fe->loop, &fe->tokens_timer, TIMER_TOKENS, tokens_tick);
-	log_debug("worker %d: serving up to %zu connections", (int)getpid(), fe->max_conns);
+	log_debug("worker %d: serving up to %zu connections, %zu from untrusted peers",
+		  (int)getpid(), fe->max_conns, fe->untrusted_max);
 	for (;;) {
 		run(fe);
 		if (fe->draining)
@@ -556,6 +561,20 @@ static size_t worker_count(const struct config *cfg)
 	return MIN(n, (size_t)MAX_WORKERS);
 }
 
+/* What the workers share to balance their connections: the load page and the eventfds. */
+static void balance_setup(struct frontend *fe, size_t nworkers)
+{
+	fe->loads = mmap(NULL, MAX_WORKERS * sizeof(*fe->loads), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fe->loads == MAP_FAILED)
+		fe->loads = NULL; /* no balancing: every worker accepts when it can */
+	fe->nworkers = nworkers;
+	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
+		atomic_store(&fe->loads[i].conns, LOAD_NONE);
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		kick_fds[i] = i < nworkers ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+}
+
 /*
  * multiplexed: start the workers and keep them running. A worker that dies takes only its own
  * connections (their clients resume with cursors) and is started again; SIGTERM goes on to the
@@ -569,13 +588,7 @@ static int supervise(struct frontend *fe, int lfd, size_t nworkers)
 	uint64_t stop_deadline = 0;
 	size_t alive = 0;
 
-	fe->loads = mmap(NULL, MAX_WORKERS * sizeof(*fe->loads), PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (fe->loads == MAP_FAILED)
-		fe->loads = NULL; /* no balancing: every worker accepts when it can */
-	fe->nworkers = nworkers;
-	for (size_t i = 0; fe->loads && i < MAX_WORKERS; i++)
-		atomic_store(&fe->loads[i].conns, LOAD_NONE);
+	balance_setup(fe, nworkers);
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGCHLD);
 	(void)sigaddset(&set, SIGTERM);
@@ -835,13 +848,13 @@ int main(int argc, char **argv)
 	if (n == 1 && socket_kind(LISTEN_FDS_START) == SOCKET_LISTENER) {
 		if (strcmp(fe.cfg.frontend_mode, "multiplexed") == 0)
 			return supervise(&fe, LISTEN_FDS_START, worker_count(&fe.cfg));
-		int fd = accept_loop(&fe, LISTEN_FDS_START);
+		int fd = listen_fork(&fe, LISTEN_FDS_START);
 
 		if (fd < 0) {
 			log_error("unable to accept connections: %s", strerror(-fd));
 			return 1;
 		}
-		return serve_one(&fe, fd);
+		return serve_one(&fe, fd, false);
 	}
 	if (n == 1 && socket_kind(LISTEN_FDS_START) != SOCKET_CONNECTION) {
 		log_error("fd 3 is neither a connected nor a listening stream socket");
@@ -852,5 +865,5 @@ int main(int argc, char **argv)
 			  "systemd or inetd");
 		return 1;
 	}
-	return serve_one(&fe, n == 1 ? LISTEN_FDS_START : STDIN_FILENO);
+	return serve_one(&fe, n == 1 ? LISTEN_FDS_START : STDIN_FILENO, true);
 }

@@ -205,8 +205,7 @@ static void handle_head(struct conn *c, const struct http_request *req)
 				st.oldest_s = rec.time_us / 1000000u;
 		}
 		if (fe->stats) {
-			st.subscribers =
-				atomic_load_explicit(&fe->stats->subscribers, memory_order_relaxed);
+			st.subscribers = ring_stats_subscribers(fe->stats);
 			st.connections =
 				atomic_load_explicit(&fe->stats->connections, memory_order_relaxed);
 			st.received =

@@ -739,7 +739,7 @@ void stream_free(struct conn *c)
 	if (s->group)
 		fanout_leave(c->fe, s);
 	if (s->counted && st)
-		atomic_fetch_sub_explicit(&st->subscribers, 1, memory_order_relaxed);
+		(void)ring_stats_count_subscriber(st, -1);
 	free(s->pend);
 	free(s);
 	c->sub = NULL;
@@ -874,7 +874,13 @@ void stream_begin(struct conn *c, const struct http_request *req)
 	memcpy(s->pend, head, n);
 	s->pend_len = n;
 	if (fe->stats) {
-		atomic_fetch_add_explicit(&fe->stats->subscribers, 1, memory_order_relaxed);
+		/* counted in this process's slot, which its death takes out of the sum (shm/ring.h);
+		 * in the shared counter only when no slot could be had, said once */
+		if (!ring_stats_count_subscriber(fe->stats, 1) && !fe->stats_unslotted) {
+			fe->stats_unslotted = true;
+			log_warning("no statistics slot for this process: its subscribers stay in "
+				    "X-Subscribers if it is killed");
+		}
 		s->counted = true;
 	}
 	/* A GET ends the request loop (PROTOCOL 1.3): the request buffers are done with, and an

@@ -104,7 +104,7 @@ static void take_snapshot(const struct ring *r, const char *name, struct snapsho
 	if (err == 0) {
 		s->has_stats = true;
 		s->connections = atomic_load_explicit(&st->connections, memory_order_relaxed);
-		s->subscribers = atomic_load_explicit(&st->subscribers, memory_order_relaxed);
+		s->subscribers = ring_stats_subscribers(st);
 		s->received = atomic_load_explicit(&st->received, memory_order_relaxed);
 		s->sent = atomic_load_explicit(&st->sent, memory_order_relaxed);
 		s->cluster = atomic_load_explicit(&st->cluster, memory_order_relaxed);

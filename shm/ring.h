@@ -236,8 +236,10 @@
  *      backward step of the wall clock cannot make a keepalive later than the next message.
  *   4  cluster mode (section 8): head may skip forward (ring_skip_to), first_seq bounds the
  *      time index, stream_time makes keepalives take the last message's time.
+ *   5  the statistics object counts subscribers per process, in slots a killed process cannot
+ *      leave wrong (struct ring_stats_slot, slots_used); it grew from 512 bytes to 1 MiB.
  */
-#define RING_VERSION UINT32_C(4)
+#define RING_VERSION UINT32_C(5)
 
 #define RING_HDR_SIZE		   4096u		 /* the header owns a page */
 #define RING_MIN_DATA		   (UINT64_C(64) * 1024) /* smallest data area */
@@ -337,10 +339,49 @@ _Static_assert(ATOMIC_SHORT_LOCK_FREE == 2, "16-bit atomics must be lock-free ac
 		    sizeof(struct ring_idx) * 13u + offsetof(struct ring_idx, payload_len) * 17u + \
 		    (size_t)RING_HDR_SIZE * 19u + offsetof(struct ring_idx, id_len) * 23u))
 
-/* The statistics object "<ring name>.stats" (PROTOCOL 6). Every counter is added to with
+/*
+ * The statistics object "<ring name>.stats" (PROTOCOL 6). Every counter is added to with
  * relaxed atomic adds by frontends (each on its own line: no false sharing between them) and
- * read with relaxed loads. subscribers goes up when a stream starts and down when it ends. */
-#define RING_STATS_MAGIC UINT32_C(0x53535047) /* "GPSS" */
+ * read with relaxed loads.
+ *
+ * Open streams are a level, not a total: a process that dies without closing its streams
+ * (SIGKILL, a crash) must take them out of the count, which a shared counter it would have
+ * decremented cannot do. So each frontend process that serves a stream claims a slot and counts
+ * its own streams there, and the slot dies with the process, by the kernel's robust-futex
+ * mechanism (set_robust_list(2)): slot.owner is a futex word holding the owner's thread id, and
+ * the owner registers it, alone, as its main thread's robust list, so when that thread exits
+ * for any reason the kernel sets FUTEX_OWNER_DIED in the word. A reader (HEAD, gpsctl) sums
+ * the subscribers of the slots whose owner is live (a thread id, FUTEX_OWNER_DIED clear) and
+ * the shared counter subscribers; nothing has to reclaim anything, and no pid can be reused
+ * into a dead slot: the next process to claim one resets it.
+ *
+ * Slot protocol (shm/stats.c). A claimer scans slot[0..slots_used) for an owner of 0 (never
+ * used) or with FUTEX_OWNER_DIED (dead) and takes it with a CAS to RING_STATS_CLAIMING; none
+ * free, it takes slot[fetch_add(slots_used)] the same way. It stores subscribers = 0, registers
+ * the robust list, then stores its thread id in owner (release): readers (acquire) count the
+ * slot from then on. A claimer killed in between leaves RING_STATS_CLAIMING, which no one
+ * counts or takes (one slot lost). Only the owner changes its slot's counts. A process
+ * that finds no slot (all RING_STATS_SLOTS live, or set_robust_list refused by a seccomp
+ * filter) counts in subscribers, which a SIGKILL does leave high: the old behaviour, logged.
+ *
+ * The same slots bound the connections of processes started one per connection by systemd
+ * (Accept=yes) or inetd, which see nothing of one another otherwise: such a process from an
+ * untrusted peer sets its slot's untrusted to 1, then sums the live slots' (its own counted),
+ * and refuses its connection when the sum passes the bound (README "Limits on connections").
+ * Two that start together may both refuse at the bound; none is let past it.
+ */
+#define RING_STATS_MAGIC    UINT32_C(0x53535047) /* "GPSS" */
+/* Slots: a multiplexed worker takes one, a process per connection (fork, inetd, Accept=yes)
+ * one per subscriber; 65,536 is 16 times gitpubsub-accept.socket's MaxConnections, in 1 MiB. */
+#define RING_STATS_SLOTS    65536u
+/* owner while a claimer resets the slot: all thread-id bits, which no thread has (pid_max is
+ * at most 2^22), so no reader counts it and no claimer takes it. */
+#define RING_STATS_CLAIMING UINT32_C(0x3fffffff)
+struct ring_stats_slot {
+	_Atomic uint32_t owner;	      /* 0 free; owner's tid (release); | FUTEX_OWNER_DIED: dead */
+	_Atomic uint32_t untrusted;   /* a process per connection: 1 for an untrusted peer's */
+	_Atomic uint64_t subscribers; /* the owner's open streams (owner only, relaxed) */
+};
 struct ring_stats {
 	_Atomic uint32_t magic; /* RING_STATS_MAGIC, stored last at creation (release) */
 	uint32_t version;	/* RING_VERSION */
@@ -348,25 +389,31 @@ struct ring_stats {
 	_Atomic uint64_t cluster;     /* RING_CLUSTER_*: 0 on one machine */
 	_Atomic uint64_t cluster_seq; /* the stream's last seq when the broker last looked */
 	_Atomic uint64_t cluster_lag; /* messages of the stream not yet in the ring */
-	uint64_t _pad0[4];
+	_Atomic uint32_t slots_used;  /* slot[] entries ever taken; may pass RING_STATS_SLOTS */
+	uint32_t _pad0[7];
 	alignas(64) _Atomic uint64_t connections; /* connections accepted since creation */
-	alignas(64) _Atomic uint64_t subscribers; /* open subscription streams */
+	alignas(64) _Atomic uint64_t subscribers; /* streams of processes without a slot */
 	alignas(64) _Atomic uint64_t received;	  /* bytes read from clients */
 	alignas(64) _Atomic uint64_t sent;	  /* bytes written to clients */
 	/* Section 8, display only: the broker rewrites them when it (re)connects; a reader may see
 	 * one half-written for that instant. NUL-terminated. */
 	alignas(64) char cluster_server[128]; /* the NATS server connected to; "" none */
 	char cluster_stream[64];	      /* the stream's name */
+	/* Open streams per process (above). */
+	alignas(64) struct ring_stats_slot slot[RING_STATS_SLOTS];
 };
-_Static_assert(RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
-		       RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
-		       RING_AT(ring_stats, cluster_lag, 24) && RING_AT(ring_stats, _pad0, 32) &&
-		       RING_AT(ring_stats, connections, 64) &&
-		       RING_AT(ring_stats, subscribers, 128) &&
-		       RING_AT(ring_stats, received, 192) && RING_AT(ring_stats, sent, 256) &&
-		       RING_AT(ring_stats, cluster_server, 320) &&
-		       RING_AT(ring_stats, cluster_stream, 448) && sizeof(struct ring_stats) == 512,
-	       "a ring_stats field moved: update this assertion and bump RING_VERSION");
+_Static_assert(
+	RING_AT(ring_stats, magic, 0) && RING_AT(ring_stats, version, 4) &&
+		RING_AT(ring_stats, cluster, 8) && RING_AT(ring_stats, cluster_seq, 16) &&
+		RING_AT(ring_stats, cluster_lag, 24) && RING_AT(ring_stats, slots_used, 32) &&
+		RING_AT(ring_stats, _pad0, 36) && RING_AT(ring_stats, connections, 64) &&
+		RING_AT(ring_stats, subscribers, 128) && RING_AT(ring_stats, received, 192) &&
+		RING_AT(ring_stats, sent, 256) && RING_AT(ring_stats, cluster_server, 320) &&
+		RING_AT(ring_stats, cluster_stream, 448) && RING_AT(ring_stats, slot, 512) &&
+		RING_AT(ring_stats_slot, owner, 0) && RING_AT(ring_stats_slot, untrusted, 4) &&
+		RING_AT(ring_stats_slot, subscribers, 8) && sizeof(struct ring_stats_slot) == 16 &&
+		sizeof(struct ring_stats) == 512 + 16 * RING_STATS_SLOTS,
+	"a ring_stats field moved: update this assertion and bump RING_VERSION");
 #define RING_CLUSTER_OFF       0u /* one machine */
 #define RING_CLUSTER_DOWN      1u /* cluster mode, NATS unreachable (publishes get 503) */
 #define RING_CLUSTER_CONNECTED 2u /* cluster mode, connected to NATS */
@@ -583,6 +630,23 @@ static inline void ring_stats_add(const struct ring_stats *s, _Atomic uint64_t *
 	if (s)
 		atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
 }
+
+/*
+ * Count delta (+1 or -1) open streams of this process (shm/stats.c). The first call of a
+ * process claims its slot (struct ring_stats_slot) and makes the calling thread's robust list
+ * that slot's alone: call it from the process's main thread only, in a process that uses no
+ * robust pthread mutex. Without a slot the shared counter takes the count. Returns whether the
+ * count went to a slot (false: the shared counter, which a SIGKILL leaves high).
+ */
+bool ring_stats_count_subscriber(struct ring_stats *s, int delta);
+/* The open streams of every live process: the shared counter and the live slots. O(slots ever
+ * taken): about 10 us at 20,000 (tests/unit/t-stats.c measures it). */
+uint64_t ring_stats_subscribers(const struct ring_stats *s);
+/* Mark this process (a process per connection, its main thread) as serving an untrusted peer,
+ * in its slot, claimed as above; false when it has none (nothing counted). */
+bool ring_stats_mark_untrusted(struct ring_stats *s);
+/* The processes per connection serving untrusted peers: the live slots so marked. */
+uint64_t ring_stats_untrusted(const struct ring_stats *s);
 
 /* Build "<ring name>.stats" into buf; 0 or -ENAMETOOLONG. */
 _must_check_ int ring_stats_name(const char *ring_name, char *buf, size_t len);

@@ -116,6 +116,50 @@ stat_at_least()
 	stat_becomes X-Subscribers "$s0"
 }
 
+# server_of PID - the frontend processes holding the server end of client PID's connections.
+server_of()
+{
+	local port
+	for port in $(ss -Htnp state established "dport = :$GPS_PORT" | grep "pid=$1," |
+		awk '{ n = split($3, a, ":"); print a[n] }'); do
+		ss -Htnp state established "( sport = :$GPS_PORT and dport = :$port )"
+	done | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
+}
+
+@test "6.1 X-Subscribers stays exact when a frontend is SIGKILLed with its streams open (issue 14 item 9)" {
+	local s0 k p want n=0 victims=()
+	s0=$(gps_stat X-Subscribers)
+	for k in 1 2 3 4 5 6; do
+		gps_subscribe "kill$k" /stats/kill
+	done
+	stat_becomes X-Subscribers $((s0 + 6))
+	# multiplexed: the worker serving the first subscriber; else the processes of four of them
+	if [[ $GPS_MODE == mux ]]; then
+		mapfile -t victims < <(server_of "$(<"$BATS_FILE_TMPDIR/sub-kill1.pid")")
+	else
+		mapfile -t victims < <(for k in 1 2 3 4; do
+			server_of "$(<"$BATS_FILE_TMPDIR/sub-kill$k.pid")"
+		done)
+	fi
+	((${#victims[@]} > 0))
+	for k in 1 2 3 4 5 6; do
+		p=$(server_of "$(<"$BATS_FILE_TMPDIR/sub-kill$k.pid")")
+		[[ " ${victims[*]} " == *" $p "* ]] && n=$((n + 1))
+	done
+	kill -KILL "${victims[@]}"
+	want=$((s0 + 6 - n))
+	stat_becomes X-Subscribers "$want"
+	echo "# $GPS_MODE: SIGKILLed ${#victims[@]} frontend process(es) serving $n of 6 subscribers: X-Subscribers $((s0 + 6)) -> $(gps_stat X-Subscribers), want $want" >&3
+	((n >= 1))
+	stat_is X-Connections "$want"
+	# gpsctl, which maps the object read-only, sums the same live slots
+	[[ $("$GPS_BUILD/gpsctl" --ring "$GPS_RING" stats | awk '$1 == "X-Subscribers" { print $2 }') == "$want" ]]
+	for k in 1 2 3 4 5 6; do
+		gps_unsubscribe "kill$k" || true
+	done
+	stat_becomes X-Subscribers "$s0"
+}
+
 @test "6.1 X-Total-Connections counts the connections accepted" {
 	local t0 t1 n
 	t0=$(gps_stat X-Total-Connections)

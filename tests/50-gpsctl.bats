@@ -218,7 +218,9 @@ copy_ring()
 	[[ $(jq -r .file <<<"$st") == "/dev/shm/${GPS_RING#/}" ]]
 	[[ $(jq -r .size <<<"$st") == 65536 ]]
 	jq -e '.messages >= 3 and .messages == .head - .tail and .bytes > 0' <<<"$st"
-	jq -e '.oldest <= .newest and .generation > 0 and .version == 4' <<<"$st"
+	jq -e --argjson v "$(sed -n 's/^#define RING_VERSION UINT32_C(\([0-9]*\)).*/\1/p' \
+		"$GPS_REPO/shm/ring.h")" '.oldest <= .newest and .generation > 0 and .version == $v' \
+		<<<"$st"
 	# the newest message is the last publish: X-Timestamp is its whole second (PROTOCOL 4.5)
 	[[ $(jq -r '.newest | floor' <<<"$st") == "$ts" ]]
 	[[ $(jq -r .broker.pid <<<"$st") == "$pid" ]]

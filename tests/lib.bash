@@ -845,3 +845,18 @@ gps_now()
 {
 	date +%s.%6N
 }
+
+# gps_figure TEXT... - print a figure line into the TAP output ("# figure: TEXT").
+gps_figure()
+{
+	echo "# figure: $*" >&3
+}
+
+# gps_want FILE NAME VALUE - the "NAME=value" figure of a test driver's output FILE is VALUE
+# (tests/tools: subs.pl, idle.pl, ...); says what it was otherwise.
+gps_want()
+{
+	local v
+	v=$(sed -n "s/^$2=//p" "$1")
+	[[ $v == "$3" ]] || _gps_fail "$2 is '$v', wanted $3 ($(tr '\n' ' ' <"$1"))"
+}
