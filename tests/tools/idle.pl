@@ -4,11 +4,13 @@
 # through).
 #
 #   idle.pl --port P [--addr A] --count N [--settle S] [--ready FILE] [--hold FILE]
-#           [--timeout S]
+#           [--go FILE] [--timeout S]
 #
 # Opens N connections to 127.0.0.1:P from source address A, one after the other, and sends
-# nothing on them. Once all are open and the server has had --settle seconds (default 1) to
-# answer (a process per connection starts slowly), it counts
+# nothing on them. Once all are open (with --go: FILE.opened written, then FILE waited for:
+# the caller says when the server has taken them all from its listening queue) and the server
+# has had --settle seconds (default 1) to answer (a process per connection starts slowly), it
+# counts
 # them: "held" (open, nothing received), "refused" (a 503 came, then the end), "other" (any
 # other answer, or the connection ended or failed); writes those figures to FILE (--ready), and
 # keeps every held connection open until the file --hold exists or S seconds pass, then counts
@@ -21,10 +23,11 @@ use IO::Socket::INET;
 use Socket qw(inet_aton pack_sockaddr_in);
 use Time::HiRes qw(time sleep);
 
-my ($port, $addr, $count, $settle, $ready, $hold, $timeout) =
-    (0, '127.0.0.2', 1, 1, '', '', 120);
+my ($port, $addr, $count, $settle, $ready, $hold, $go, $timeout) =
+    (0, '127.0.0.2', 1, 1, '', '', '', 120);
 GetOptions('port=i' => \$port, 'addr=s' => \$addr, 'count=i' => \$count, 'settle=f' => \$settle,
-    'ready=s' => \$ready, 'hold=s' => \$hold, 'timeout=f' => \$timeout) or exit 2;
+    'ready=s' => \$ready, 'hold=s' => \$hold, 'go=s' => \$go, 'timeout=f' => \$timeout)
+    or exit 2;
 
 my @sock;
 my $failed = 0;
@@ -37,6 +40,12 @@ for my $i (1 .. $count) {
     } else {
         $failed++;
     }
+}
+if ($go ne '') {
+    open my $f, '>', "$go.opened" or die "$go.opened: $!";
+    close $f;
+    my $until = time + $timeout;
+    sleep 0.05 while !-e $go && time < $until;
 }
 sleep $settle;
 
