@@ -20,14 +20,23 @@
  * memory object of its own, ring_writer_open() validates and recovers it, the ops publish, expire
  * and skip, and a reader attached by name must read every message published since back, whole
  * and byte for byte, whatever the ring held before (fuzz_writer()).
+ *
+ * Mode bit 2 "owner" (with bit 1) first plants the ring, its statistics object or both as
+ * shm/ring.h section 1 says nobody may use them (ops[OP_OWNER]): writable by group or others, a
+ * FIFO, a symbolic link, another user's; or as they may be (ours, or the user [History]
+ * ringOwner names). Readers, ring_refusal() and the writer must refuse exactly the first kind,
+ * with -EPERM and a line naming the file, and leave it as it was (plant_owner()).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fuzz/fuzz.h"
@@ -44,6 +53,7 @@
 
 #define FUZZ_RING_FIXUP	 0x01U
 #define FUZZ_RING_WRITER 0x02U
+#define FUZZ_RING_OWNER	 0x04U
 #define FUZZ_OPS_LEN	 16U
 
 /* Where a reader copies a record to: as large as the biggest record a valid image can hold. */
@@ -223,6 +233,7 @@ enum {
 	OP_STEP,      /* us between publish times; 0: the ring clock */
 	OP_RETENTION, /* ms of retention for the writer; 0: none */
 	OP_SKIP,      /* how far ring_skip_to() jumps past head */
+	OP_OWNER,     /* with mode bit 2: the objects planted, and ringOwner (plant_owner) */
 };
 
 #define FUZZ_PUB_MAX 8U
@@ -335,12 +346,317 @@ static void read_back(const struct ring *r, const struct fuzz_pub *pubs, size_t 
 	}
 }
 
+/* ---- section 1: objects that are not the service's, planted under the names ---- */
+
+/*
+ * OP_OWNER, with mode bit 2: how the ring, its statistics object or both are planted before
+ * anyone opens them, and what [History] ringOwner says. Bits 0-2 the plant (enum plant), bit
+ * 3 the statistics object rather than the ring, bit 7 both, bits 4-6 an index in owner_users.
+ */
+enum plant {
+	PLANT_OURS,	 /* control: a regular file of ours, mode 0644, as the writer makes */
+	PLANT_0666,	 /* ours, but anyone may write it (what versions before issue 14 made) */
+	PLANT_0620,	 /* ours, group-writable */
+	PLANT_0602,	 /* ours, others may write it */
+	PLANT_FIFO,	 /* a FIFO: an opener that did not look would block on it */
+	PLANT_SYMLINK,	 /* a symbolic link to a valid copy, which a follower would use */
+	PLANT_OTHER,	 /* FUZZ_OTHER_UID's, mode 0644: trusted only if ringOwner names it */
+	PLANT_OTHER_0664 /* FUZZ_OTHER_UID's and group-writable: ringOwner cannot excuse that */
+};
+#define PLANT_KIND(op) ((enum plant)((op)&7U))
+#define PLANT_STATS    0x08U
+#define PLANT_BOTH     0x80U
+
+/* A uid that is neither ours nor root's (the harness runs as root, so it can give files away). */
+#define FUZZ_OTHER_UID 65534U
+
+/* [History] ringOwner as OP_OWNER's bits 4-6 choose: none, empty, names and uids that trust
+ * FUZZ_OTHER_UID or not (owner_names_other() decides, without shm/ring.c's reader). */
+static const char *const owner_users[8] = {
+	NULL, "", "nobody", "65534", "root", "daemon", "gitpubsub-fuzz-nobody", "65534x",
+};
+
+/* What a file is, to see that a refused one was left alone. */
+struct file_id {
+	bool exists;
+	ino_t ino;
+	mode_t mode;
+	uid_t uid;
+	off_t size;
+};
+
+/* One object under test: its shm name, path, how it was planted and whether openers refuse it. */
+struct planted {
+	char name[96], path[128];
+	bool planted, refused;
+	enum plant kind;
+	struct file_id before;
+};
+
+static char long_name[PATH_MAX + 8]; /* longer than any path: every opener says -ENAMETOOLONG */
+
+/* Where a symbolic link plant points: a valid copy of the object, under a name of the pid as
+ * fuzz/run-fuzz's clean-up expects. */
+static void target_name(char *buf, size_t len, bool stats)
+{
+	(void)snprintf(buf, len, "/gitpubsub-fuzz-ring-target-%ld%s", (long)getpid(),
+		       stats ? RING_STATS_SUFFIX : "");
+}
+
+/* After an owner input: no link target left in /dev/shm, and ringOwner back to none. */
+static void owner_cleanup(void)
+{
+	char target[96];
+
+	for (int i = 0; i < 2; i++) {
+		target_name(target, sizeof(target), i == 1);
+		(void)shm_unlink(target);
+	}
+	ring_set_owner(NULL);
+}
+
+static struct file_id file_id_of(const char *path)
+{
+	struct file_id id = { 0 };
+	struct stat st;
+
+	if (lstat(path, &st) == 0)
+		id = (struct file_id){ true, st.st_ino, st.st_mode, st.st_uid, st.st_size };
+	return id;
+}
+
+static bool file_id_same(const struct file_id *a, const struct file_id *b)
+{
+	return a->exists == b->exists && a->ino == b->ino && a->mode == b->mode &&
+	       a->uid == b->uid && a->size == b->size;
+}
+
+/* Whether ringOwner = user names FUZZ_OTHER_UID: a decimal uid, or a name NSS gives that uid. */
+static bool owner_names_other(const char *user)
+{
+	const struct passwd *pw;
+
+	if (!user || !*user)
+		return false;
+	if (strspn(user, "0123456789") == strlen(user))
+		return strtoul(user, NULL, 10) == FUZZ_OTHER_UID;
+	pw = getpwnam(user);
+	return pw && pw->pw_uid == FUZZ_OTHER_UID;
+}
+
+/* A valid statistics object 'name' of ours (mode 0600), replacing whatever shm_put left. */
+static void stats_put(const char *name)
+{
+	struct ring_stats s;
+	int fd;
+
+	memset(&s, 0, sizeof(s));
+	s.version = RING_VERSION;
+	atomic_store_explicit(&s.magic, RING_STATS_MAGIC, memory_order_relaxed);
+	(void)shm_unlink(name);
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	FUZZ_CHECK(fd >= 0 && pwrite(fd, &s, sizeof(s), 0) == (ssize_t)sizeof(s), "stats object %s",
+		   name);
+	(void)close(fd);
+}
+
+/* Plant the existing object o as o->kind says; false if this process cannot (not root). */
+static bool plant(struct planted *o, const char *target)
+{
+	char target_path[128];
+
+	switch (o->kind) {
+	case PLANT_OURS:
+		return chmod(o->path, 0644) == 0;
+	case PLANT_0666:
+		return chmod(o->path, 0666) == 0;
+	case PLANT_0620:
+		return chmod(o->path, 0620) == 0;
+	case PLANT_0602:
+		return chmod(o->path, 0602) == 0;
+	case PLANT_FIFO:
+		return unlink(o->path) == 0 && mkfifo(o->path, 0644) == 0;
+	case PLANT_SYMLINK:
+		return ring_shm_path(target, target_path, sizeof(target_path)) == 0 &&
+		       rename(o->path, target_path) == 0 && symlink(target_path, o->path) == 0;
+	case PLANT_OTHER:
+		return chown(o->path, FUZZ_OTHER_UID, FUZZ_OTHER_UID) == 0 &&
+		       chmod(o->path, 0644) == 0;
+	case PLANT_OTHER_0664:
+		return chown(o->path, FUZZ_OTHER_UID, FUZZ_OTHER_UID) == 0 &&
+		       chmod(o->path, 0664) == 0;
+	}
+	return false;
+}
+
+/* Whether a uid appears in why as format_user() writes it: "uid N" and no further digit. */
+static bool names_uid(const char *why, uid_t uid)
+{
+	char want[32];
+	const char *p = why;
+	size_t n = (size_t)snprintf(want, sizeof(want), "uid %u", (unsigned)uid);
+
+	while ((p = strstr(p, want)) != NULL) {
+		if (p[n] < '0' || p[n] > '9')
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static bool ends_with(const char *s, const char *end)
+{
+	size_t n = strlen(s), e = strlen(end);
+
+	return n >= e && strcmp(s + n - e, end) == 0;
+}
+
+/* ring_refusal() names the first refused object (the ring before its statistics object), its
+ * owner and mode, and advice that fits: ringOwner only when the owner alone is wrong. */
+static void check_refusal(const char *ring_name, const struct planted *ring,
+			  const struct planted *stats)
+{
+	const struct planted *o = ring->refused ? ring : stats->refused ? stats : NULL;
+	char why[512], small[8], mode[16];
+	struct stat st;
+	int err = ring_refusal(ring_name, why, sizeof(why));
+
+	FUZZ_CHECK(ring_refusal(ring_name, small, sizeof(small)) == err &&
+			   strlen(small) < sizeof(small),
+		   "ring_refusal into %zu bytes", sizeof(small));
+	if (!o) {
+		FUZZ_CHECK(err == 0 && strcmp(why, strerror(EPERM)) == 0,
+			   "ring_refusal without a refused object: %d, '%s'", err, why);
+		return;
+	}
+	FUZZ_CHECK(err == -EPERM && lstat(o->path, &st) == 0, "ring_refusal: %d for %s", err,
+		   o->path);
+	(void)snprintf(mode, sizeof(mode), "mode %04o", (unsigned)(st.st_mode & 07777));
+	FUZZ_CHECK(strstr(why, o->path) && strstr(why, mode) && names_uid(why, st.st_uid),
+		   "the refusal of %s (%s, uid %u) says '%s'", o->path, mode, (unsigned)st.st_uid,
+		   why);
+	FUZZ_CHECK(ends_with(why, o->kind == PLANT_OTHER ? "[History] ringOwner" : "remove it"),
+		   "advice for plant %d: '%s'", o->kind, why);
+}
+
+/*
+ * Plant the objects of ring 'name' as op says (shm/ring.h section 1), then check every reader's
+ * verdict: ring_attach() and ring_stats_attach() refuse (-EPERM) exactly the objects that are
+ * not regular files, that group or others may write, or whose owner is not ours, root's or
+ * ringOwner's, and ring_refusal() says which. The writer's turn is check_owner_writer().
+ */
+static void plant_owner(const char *name, uint8_t op, uint8_t stats_op, struct planted *ring,
+			struct planted *stats)
+{
+	const char *user = owner_users[(op >> 4) & 7U];
+	const bool other_ok = owner_names_other(user);
+	struct planted *objs[2] = { ring, stats };
+	struct ring_stats *st = NULL;
+	struct ring r;
+	char why[64];
+	int err;
+
+	ring_set_owner(user);
+	(void)snprintf(ring->name, sizeof(ring->name), "%s", name);
+	FUZZ_CHECK(ring_stats_name(name, stats->name, sizeof(stats->name)) == 0, "stats name");
+	for (int i = 0; i < 2; i++) {
+		struct planted *o = objs[i];
+		char target[96];
+
+		FUZZ_CHECK(ring_shm_path(o->name, o->path, sizeof(o->path)) == 0, "the path of %s",
+			   o->name);
+		o->kind = PLANT_KIND(op);
+		o->planted = (op & PLANT_BOTH) || ((op & PLANT_STATS) != 0) == (i == 1);
+		if (o->planted && i == 1)
+			stats_put(o->name);
+		target_name(target, sizeof(target), i == 1);
+		/* a plant this process cannot make (chown, when not root) leaves the object ours */
+		if (o->planted && !plant(o, target))
+			o->kind = PLANT_OURS;
+		o->refused = o->planted && o->kind != PLANT_OURS &&
+			     (o->kind != PLANT_OTHER || !other_ok);
+		o->before = file_id_of(o->path);
+	}
+
+	err = ring_attach(name, &r);
+	FUZZ_CHECK(err == (ring->refused ? -EPERM : 0),
+		   "ring_attach of plant %d (ringOwner %s): %d", ring->kind, user ? user : "none",
+		   err);
+	if (err == 0)
+		ring_detach(&r);
+	for (int writable = 0; writable < 2; writable++) {
+		/* unplanted, as shm_put left it: absent, of the wrong size, or without magic */
+		int want = stats_op % 3 == 0 ? -ENOENT : -EPROTO;
+
+		if (stats->planted)
+			want = stats->refused ? -EPERM : 0;
+		err = ring_stats_attach(name, writable, &st);
+		FUZZ_CHECK(err == want, "ring_stats_attach (writable %d) of plant %d: %d, want %d",
+			   writable, stats->kind, err, want);
+		if (err == 0)
+			ring_stats_detach(st);
+	}
+	check_refusal(name, ring, stats);
+
+	/* a name too long for a path is refused whole, never cut to another object's name */
+	if (!long_name[0]) {
+		memset(long_name, 'x', sizeof(long_name) - 1);
+		long_name[0] = '/';
+	}
+	FUZZ_CHECK(ring_attach(long_name, &r) == -ENAMETOOLONG &&
+			   ring_stats_attach(long_name, false, &st) == -ENAMETOOLONG &&
+			   ring_refusal(long_name, why, sizeof(why)) == 0,
+		   "a name of %zu bytes", strlen(long_name));
+}
+
+/*
+ * The writer's verdict on the planted objects (err from ring_writer_open()): a refused ring is
+ * -EPERM and neither object is touched, not even under --recreate; a refused statistics object
+ * of ours that is only writable by others is replaced by one of mode 0644, any other is -EPERM
+ * and left alone. -EPROTO (a ring no writer leaves, without --recreate) comes before the
+ * statistics object is looked at.
+ */
+static void check_owner_writer(int err, bool recreate, const struct planted *ring,
+			       const struct planted *stats)
+{
+	const bool replaceable =
+		stats->kind == PLANT_0666 || stats->kind == PLANT_0620 || stats->kind == PLANT_0602;
+	const struct file_id ring_after = file_id_of(ring->path);
+	const struct file_id stats_after = file_id_of(stats->path);
+
+	if (ring->refused) {
+		FUZZ_CHECK(err == -EPERM, "the writer on ring plant %d: %d", ring->kind, err);
+	} else if (stats->refused && !replaceable) {
+		FUZZ_CHECK(err == -EPERM || (err == -EPROTO && !recreate),
+			   "the writer on stats plant %d: %d", stats->kind, err);
+	} else {
+		FUZZ_CHECK(err == 0 || (err == -EPROTO && !recreate), "the writer: %d", err);
+	}
+	/* a refused object is never touched; a refused ring keeps the writer off both */
+	if (ring->refused)
+		FUZZ_CHECK(file_id_same(&ring->before, &ring_after) &&
+				   file_id_same(&stats->before, &stats_after),
+			   "the writer refused ring plant %d (%d) and touched an object",
+			   ring->kind, err);
+	else if (stats->refused && (!replaceable || err != 0))
+		FUZZ_CHECK(file_id_same(&stats->before, &stats_after),
+			   "the writer refused stats plant %d (%d) and touched it", stats->kind,
+			   err);
+	else if (err == 0 && stats->refused)
+		FUZZ_CHECK(stats_after.exists && S_ISREG(stats_after.mode) &&
+				   (stats_after.mode & 07777) == 0644 &&
+				   stats_after.uid == geteuid() &&
+				   stats_after.ino != stats->before.ino,
+			   "stats plant %d not replaced: mode %04o uid %u", stats->kind,
+			   (unsigned)(stats_after.mode & 07777), (unsigned)stats_after.uid);
+}
+
 /*
  * The broker's start on this image, then its work: ring_writer_open() refuses it (-EPROTO) or
  * recovers it (shm/ring.h section 6), and then what is published reads back through a reader
  * attached by name; expiry and a skip (section 8) keep head, tail and the reader's bounds.
  */
-static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
+static void fuzz_writer(const uint8_t *ops, bool owner, const uint8_t *image, size_t size)
 {
 	const struct ring_hdr *h = (const struct ring_hdr *)image;
 	struct ring_params p = {
@@ -349,6 +665,7 @@ static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
 		.recreate = (ops[OP_COUNT] & 0x20U) != 0,
 	};
 	struct fuzz_pub pubs[FUZZ_PUB_MAX];
+	struct planted ring_o = { 0 }, stats_o = { 0 };
 	struct ring_stats *st = NULL;
 	struct ring_writer w;
 	struct ring r, r2;
@@ -359,12 +676,20 @@ static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
 
 	(void)snprintf(name, sizeof(name), "/gitpubsub-fuzz-ring-%ld", (long)getpid());
 	shm_put(name, image, size, ops[OP_STATS]);
+	if (owner)
+		plant_owner(name, ops[OP_OWNER], ops[OP_STATS], &ring_o, &stats_o);
 	err = ring_writer_open(name, &p, &w, &created);
+	if (owner)
+		check_owner_writer(err, p.recreate, &ring_o, &stats_o);
 	if (err < 0) {
-		FUZZ_CHECK(err == -EPROTO, "ring_writer_open: %d", err);
-		FUZZ_CHECK(ring_attach(name, &r) == 0, "a valid image does not attach");
-		ring_detach(&r);
+		FUZZ_CHECK(err == -EPROTO || (owner && err == -EPERM), "ring_writer_open: %d", err);
+		if (err == -EPROTO) {
+			FUZZ_CHECK(ring_attach(name, &r) == 0, "a valid image does not attach");
+			ring_detach(&r);
+		}
 		(void)!ring_unlink(name);
+		if (owner)
+			owner_cleanup();
 		return;
 	}
 	FUZZ_CHECK(!(atomic_load(&w.r.hdr->stamp) & 1U), "the stamp is odd after recovery");
@@ -407,6 +732,8 @@ static void fuzz_writer(const uint8_t *ops, const uint8_t *image, size_t size)
 	ring_writer_close(&w);
 	ring_detach(&r);
 	FUZZ_CHECK(ring_unlink(name) == 0, "unlink %s", name);
+	if (owner)
+		owner_cleanup();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -490,7 +817,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	read_image(base, (size_t)claimed, seed);
 	if (mode & FUZZ_RING_WRITER)
-		fuzz_writer(ops, base, (size_t)claimed);
+		fuzz_writer(ops, (mode & FUZZ_RING_OWNER) != 0, base, (size_t)claimed);
 	free(base);
 	return 0;
 }

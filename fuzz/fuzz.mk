@@ -7,7 +7,7 @@
 #   make fuzz-merge   add the inputs of the grown corpus that reach new code to fuzz/corpus/
 #   make fuzz-cov     line coverage of the parsers by the corpus; fails below FUZZ_COV_MIN
 #                     percent for frontend/http.c, FUZZ_RING_COV_MIN for shm/ring.c
-#   make fuzz-seeds   regenerate fuzz/corpus/ring/writer-* with the ring writer
+#   make fuzz-seeds   regenerate fuzz/corpus/ring/writer-* and owner-* with the ring writer
 #
 # The project's sources are compiled again with clang and the fuzz flags into their own object
 # folder, $(BUILD)/fuzz/obj; nothing here touches the normal build's objects.

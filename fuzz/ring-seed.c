@@ -31,7 +31,10 @@
 #define SEED_MODE_RAW	 0x00U
 /* ... and run the writer on it: the mode byte is followed by fuzz-ring's ops block */
 #define SEED_MODE_WRITER 0x03U
+/* ... with the ring or its statistics object planted first, as ops[SEED_OP_OWNER] says */
+#define SEED_MODE_OWNER	 0x07U
 #define SEED_OPS_LEN	 16U
+#define SEED_OP_OWNER	 9U
 
 /* A fixed clock (2023-11-14), one message a second: seeds come out the same on every run. */
 #define SEED_T0_US UINT64_C(1700000000000000)
@@ -93,6 +96,32 @@ static int write_image(const struct ring *r, const char *dir, const char *name, 
 	return err;
 }
 
+/*
+ * fuzz-ring's OP_OWNER: the plant (bits 0-2: 0 ours, 1 mode 0666, 2 0620, 3 0602, 4 a FIFO, 5 a
+ * symbolic link, 6 another user's, 7 another user's and 0664), bit 3 the statistics object,
+ * bit 7 both, bits 4-6 [History] ringOwner (0 none, 2 "nobody", 3 "65534", 4 "root", 5
+ * "daemon", 6 a user that does not exist, 7 "65534x"). One seed each for a refusal of every
+ * kind and for every way an object is still accepted.
+ */
+static const struct owner_seed {
+	const char *name;
+	uint8_t op;
+} owner_seeds[] = {
+	{ "owner-ring-0666", 0x01 },
+	{ "owner-ring-fifo", 0x24 }, /* refused though ringOwner is set */
+	{ "owner-ring-symlink", 0x05 },
+	{ "owner-ring-other", 0x06 },	       /* refused: ringOwner unset */
+	{ "owner-ring-other-named", 0x26 },    /* accepted: ringOwner "nobody" */
+	{ "owner-ring-other-daemon", 0x56 },   /* refused: ringOwner names another user */
+	{ "owner-stats-other-uid", 0x3e },     /* accepted: ringOwner "65534" */
+	{ "owner-stats-0620", 0x0a },	       /* ours: the writer replaces it */
+	{ "owner-stats-other-0664", 0x5f },    /* refused: ringOwner "daemon" */
+	{ "owner-stats-symlink", 0x4d },       /* refused: ringOwner "root" */
+	{ "owner-stats-ours", 0x68 },	       /* accepted: ours, whatever ringOwner says */
+	{ "owner-stats-other-unknown", 0x6e }, /* refused: ringOwner names no user */
+	{ "owner-both-0602", 0xf3 },	       /* the ring is named first */
+};
+
 /* Publish n messages, cycling through seed_msgs, at one a second from t. 0 or -errno. */
 static int publish(struct ring_writer *w, size_t n, uint64_t *t)
 {
@@ -151,6 +180,14 @@ int main(int argc, char **argv)
 		err = write_image(
 			&w.r, argv[1], "writer-few-wrap", SEED_MODE_WRITER,
 			(const uint8_t[SEED_OPS_LEN]){ 0x47, 1, 0x50, 0x50, 9, 0, 0, 0, 0 });
+	/* and on objects planted under its names; every other one with --recreate, same verdict */
+	for (size_t i = 0; !err && i < sizeof(owner_seeds) / sizeof(owner_seeds[0]); i++) {
+		uint8_t ops[SEED_OPS_LEN] = { 0x1b, 0, 200, 1, 5, 3, 10, 1, 4 };
+
+		ops[0] |= i & 1 ? 0x20 : 0;
+		ops[SEED_OP_OWNER] = owner_seeds[i].op;
+		err = write_image(&w.r, argv[1], owner_seeds[i].name, SEED_MODE_OWNER, ops);
+	}
 
 	/* More than the image's index holds, the oldest expired: tail, lo and -ESTALE in play. */
 	if (!err)
