@@ -1,7 +1,9 @@
 # The benchmark suite (README "Performance"; bench/README.md), included by the top Makefile.
 #
-#   make bench        install nginx, nchan and gnuplot if missing, build, run every scenario
-#                     against our service and nchan, write bench/results/latest.md and plots
+#   make bench        install nginx, nchan, gnuplot, nats-server and redis-server if missing,
+#                     build, run every scenario against our service and nchan (scenario 10:
+#                     three nodes on NATS against three nchan on Redis), write
+#                     bench/results/latest.md and plots
 #   make bench-smoke  every scenario once, tiny, against our service only: checks, in seconds
 #
 # REPS=N sets the number of repetitions of `make bench` (default 3).

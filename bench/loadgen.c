@@ -89,6 +89,7 @@
 #define LG_SIG_TAG	    UINT64_C(0xffffffff)
 #define LG_MAX_PROCS	    16u			/* subscriber processes of one run (--procs) */
 #define LG_FINAL_TIMEOUT    (10 * NSEC_PER_SEC) /* children's final figures, once asked */
+#define LG_MAX_NODES	    16u /* --ports: servers of one cluster (the bench runs three) */
 
 /*
  * Without --procs, one process per LG_SUBS_PER_PROC subscribers: each under this machine's
@@ -167,8 +168,10 @@ struct pub {
 struct opts {
 	enum mode mode;
 	enum server server;
-	const char *host, *label, *sub_path, *pub_path, *replay_path, *hist_file;
+	const char *host, *label, *sub_path, *pub_path, *replay_path, *hist_file, *ports_arg;
 	uint16_t port;
+	uint16_t ports[LG_MAX_NODES]; /* --ports: node k's port; subscriber i and publisher j */
+	uint32_t nodes;		      /* go to node i % nodes and j % nodes (1: --port alone) */
 	uint32_t subs, pubs, window, connect_window, src_addrs, size, procs;
 	double rate, duration, drain, hold, timeout, replay_timeout;
 	uint64_t count;
@@ -193,7 +196,7 @@ struct proc_slot {
 	uint64_t t_first_connect;
 	int64_t err;   /* the child's first failure (-errno), or 0 */
 	uint64_t done; /* 1: loss and the histograms below are final (release) */
-	struct hist lat, head_lat;
+	struct hist lat, head_lat, cross_lat, local_lat;
 };
 
 struct lg_shared {
@@ -207,7 +210,7 @@ struct lg_shared {
 struct lg {
 	struct opts o;
 	int ep, sigfd;
-	struct sockaddr_in dst;
+	struct sockaddr_in dst[LG_MAX_NODES]; /* node k (--ports), or dst[0] alone */
 	uint8_t *rbuf;
 	char sub_req[512];
 	size_t sub_req_len;
@@ -234,6 +237,9 @@ struct lg {
 	uint64_t t_first_connect;	    /* the first subscriber's connect(2), monotonic ns */
 	uint64_t late, sent;		    /* late: sent over LG_LATE_NS after due */
 	struct hist lat, head_lat, ack_lat; /* ack: publish request queued to its answer read */
+	/* --ports: deliveries of a message published on another node than the subscriber's
+	 * (cross), and on its own node (local) */
+	struct hist cross_lat, local_lat;
 };
 
 static uint64_t clock_ns(clockid_t clk)
@@ -500,8 +506,17 @@ static void sub_bench(struct lg *g, struct sub *s, uint64_t p, uint64_t seq, uin
 		tr->max_plus1 = seq + 1u;
 	}
 	g->t_last_delivery = now_mono;
-	if (g->record_latency || (g->sh && SH_GET(g->sh->record_latency)))
-		hist_add(&g->lat, now_real > t ? now_real - t : 0);
+	if (g->record_latency || (g->sh && SH_GET(g->sh->record_latency))) {
+		uint64_t d = now_real > t ? now_real - t : 0;
+
+		hist_add(&g->lat, d);
+		/* publisher p writes to node p % nodes, subscriber i reads node i % nodes */
+		if (g->o.nodes > 1)
+			hist_add(p % g->o.nodes == (uint64_t)(s - g->subs) % g->o.nodes
+					 ? &g->local_lat
+					 : &g->cross_lat,
+				 d);
+	}
 }
 
 /* One line of the stream (CR LF stripped by the caller). */
@@ -799,7 +814,8 @@ static int sub_connect(struct lg *g, uint32_t i)
 		s->t_start = mono_ns();
 		if (!g->t_first_connect)
 			g->t_first_connect = s->t_start;
-		if (connect(fd, (struct sockaddr *)&g->dst, sizeof(g->dst)) == 0 ||
+		if (connect(fd, (const struct sockaddr *)&g->dst[i % g->o.nodes],
+			    sizeof(g->dst[0])) == 0 ||
 		    errno == EINPROGRESS)
 			break;
 		err = -errno;
@@ -877,7 +893,8 @@ static int pub_open(struct lg *g, struct pub *p)
 		return -errno;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* Blocking connect: a handful of publishers, before anything is measured. */
-	if (connect(fd, (struct sockaddr *)&g->dst, sizeof(g->dst)) < 0) {
+	if (connect(fd, (const struct sockaddr *)&g->dst[p->id % g->o.nodes], sizeof(g->dst[0])) <
+	    0) {
 		int err = -errno;
 
 		(void)close(fd);
@@ -942,7 +959,8 @@ static void pub_queue(struct lg *g, struct pub *p, const char *body, size_t len,
 	h = snprintf(p->out + p->out_len, p->out_cap - p->out_len,
 		     "POST %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\n"
 		     "Content-Length: %zu\r\n\r\n",
-		     g->o.pub_path, g->o.host, g->o.port, len + (crlf ? 2u : 0u));
+		     g->o.pub_path, g->o.host, g->o.ports[p->id % g->o.nodes],
+		     len + (crlf ? 2u : 0u));
 	p->out_len += (size_t)h;
 	memcpy(p->out + p->out_len, body, len);
 	p->out_len += len;
@@ -1361,13 +1379,14 @@ static int phase_connect(struct lg *g, uint32_t n, uint32_t window, uint64_t tim
 static int phase_warm(struct lg *g)
 {
 	uint64_t deadline = mono_ns() + LG_PHASE_TIMEOUT, next = 0;
-	struct pub *p = &g->pubs[0];
 	int err;
 
 	while (g->warmed < g->heads - g->closed_by_server) {
 		uint64_t now = mono_ns();
+		/* every publisher in turn, so each node's publishing path is open and warm */
+		struct pub *p = &g->pubs[g->warm_seq % g->o.pubs];
 
-		if (now >= next && !p->outstanding) {
+		if (now >= next && pubs_idle(g)) {
 			pub_warm(g, p);
 			pub_flush(g, p);
 			next = now + LG_WARM_PERIOD_NS;
@@ -1427,7 +1446,8 @@ static int phase_publish(struct lg *g, uint64_t count, double duration)
 			while (g->sent < due) {
 				struct pub *p = pub_pick(g, &rr);
 
-				if (!p)
+				/* a publisher that cannot connect queues nothing: stop, not spin */
+				if (!p || g->err)
 					break;
 				if (g->o.rate > 0 &&
 				    now > t0 + (uint64_t)((double)g->sent * 1e9 / g->o.rate) +
@@ -1523,6 +1543,8 @@ static uint64_t collect(struct lg *g)
 		loss += sl->loss;
 		hist_merge(&g->lat, &sl->lat);
 		hist_merge(&g->head_lat, &sl->head_lat);
+		hist_merge(&g->cross_lat, &sl->cross_lat);
+		hist_merge(&g->local_lat, &sl->local_lat);
 	}
 	return loss;
 }
@@ -1558,6 +1580,8 @@ static int run_child(struct lg *g)
 			sl->loss = loss_of(g, g->o.subs, g->sh->ok);
 			sl->lat = g->lat;
 			sl->head_lat = g->head_lat;
+			sl->cross_lat = g->cross_lat;
+			sl->local_lat = g->local_lat;
 			child_sync(g);
 			__atomic_store_n(&sl->done, 1, __ATOMIC_RELEASE);
 		}
@@ -1649,6 +1673,13 @@ static int run_latency(struct lg *g)
 	printf("#   latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
 	       us(hist_quantile(&g->lat, 0.5)), us(hist_quantile(&g->lat, 0.9)),
 	       us(hist_quantile(&g->lat, 0.99)), us(hist_quantile(&g->lat, 0.999)), us(g->lat.max));
+	if (g->o.nodes > 1)
+		printf("#   %u nodes; cross-node latency us: p50 %.1f  p99 %.1f  (same node: p50 %.1f  "
+		       "p99 %.1f)\n",
+		       g->o.nodes, us(hist_quantile(&g->cross_lat, 0.5)),
+		       us(hist_quantile(&g->cross_lat, 0.99)),
+		       us(hist_quantile(&g->local_lat, 0.5)),
+		       us(hist_quantile(&g->local_lat, 0.99)));
 	printf("#   loss %" PRIu64 ", duplicates %" PRIu64 ", reordered %" PRIu64 ", gaps %" PRIu64
 	       ", framing errors %" PRIu64 "\n",
 	       loss, g->dups, g->reorders, g->gaps, g->framing_errors);
@@ -1661,9 +1692,16 @@ static int run_latency(struct lg *g)
 	       g->keepalives);
 	print_latency(g, &g->lat, "");
 	print_latency(g, &g->ack_lat, "ack_");
+	if (g->o.nodes > 1) {
+		printf(" nodes=%u cross_deliveries=%" PRIu64, g->o.nodes, g->cross_lat.count);
+		print_latency(g, &g->cross_lat, "cross_");
+		print_latency(g, &g->local_lat, "local_");
+	}
 	print_errors(g, loss);
 	printf("\n");
-	if (g->o.hist_file && (err = hist_write(&g->lat, g->o.hist_file)) < 0)
+	/* several nodes: the CDF is the cross-node one, the figure that compares clusters */
+	if (g->o.hist_file &&
+	    (err = hist_write(g->o.nodes > 1 ? &g->cross_lat : &g->lat, g->o.hist_file)) < 0)
 		say("unable to write '%s': %s", g->o.hist_file, strerror(-err));
 	return 0;
 }
@@ -1853,6 +1891,10 @@ static void usage(FILE *f)
 		"\n"
 		"  --host ADDR          server IPv4 address (default 127.0.0.1)\n"
 		"  --port PORT          server port\n"
+		"  --ports P1,P2,...    instead: the nodes of a cluster; subscriber i and\n"
+		"                       publisher j use node i %% n and j %% n; latency mode\n"
+		"                       also reports cross_* (published on another node than\n"
+		"                       the subscriber's) and local_* figures; --hist: cross\n"
 		"  --server ours|nchan  framing and replay request to use (default ours)\n"
 		"  --label NAME         scenario name printed in the result line\n"
 		"  --sub-path PATH      subscriber GET path (default /bench)\n"
@@ -1915,6 +1957,7 @@ static const struct opt_spec opt_specs[] = {
 	{ "pub-path", OPT_STR, offsetof(struct opts, pub_path), 0, 0 },
 	{ "replay-path", OPT_STR, offsetof(struct opts, replay_path), 0, 0 },
 	{ "hist", OPT_STR, offsetof(struct opts, hist_file), 0, 0 },
+	{ "ports", OPT_STR, offsetof(struct opts, ports_arg), 0, 0 },
 	{ "port", OPT_U16, offsetof(struct opts, port), 1, 65535 },
 	{ "subs", OPT_U32, offsetof(struct opts, subs), 1, LG_MAX_SUBS },
 	{ "pubs", OPT_U32, offsetof(struct opts, pubs), 1, LG_MAX_PUBS },
@@ -1985,6 +2028,33 @@ static size_t name_index(const char *const *names, size_t n, const char *name)
 	return i;
 }
 
+/* --ports "P1,P2,...": o->ports, o->nodes and o->port (the first). 0 or -EINVAL. */
+static int parse_ports(const char *arg, struct opts *o)
+{
+	const char *p = arg;
+	uint32_t n = 0;
+
+	while (*p) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno || end == p || v < 1 || v > 65535 || n == LG_MAX_NODES ||
+		    (*end && *end != ','))
+			return -EINVAL;
+		o->ports[n++] = (uint16_t)v;
+		p = *end ? end + 1 : end;
+		if (*end && !*p)
+			return -EINVAL; /* a trailing comma */
+	}
+	if (!n)
+		return -EINVAL;
+	o->nodes = n;
+	o->port = o->ports[0];
+	return 0;
+}
+
 /* Fill *o from the command line: 0, 1 when --help was printed, -EINVAL on a usage error. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -2052,6 +2122,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				goto bad;
 			break;
 		}
+	}
+	if (o->ports_arg && parse_ports(o->ports_arg, o) < 0) {
+		say("bad value '%s' for --ports: 1 to %u ports, separated by commas", o->ports_arg,
+		    LG_MAX_NODES);
+		return -EINVAL;
+	}
+	if (!o->ports_arg) {
+		o->ports[0] = o->port;
+		o->nodes = 1;
 	}
 	if (optind != argc || !o->port) {
 		usage(stderr);
@@ -2161,11 +2240,13 @@ static int setup(struct lg *g)
 	err = raise_nofile(need);
 	if (err < 0)
 		return err;
-	g->dst.sin_family = AF_INET;
-	g->dst.sin_port = htons(g->o.port);
-	if (inet_pton(AF_INET, g->o.host, &g->dst.sin_addr) != 1) {
-		say("'%s' is not an IPv4 address", g->o.host);
-		return -EINVAL;
+	for (i = 0; i < g->o.nodes; i++) {
+		g->dst[i].sin_family = AF_INET;
+		g->dst[i].sin_port = htons(g->o.ports[i]);
+		if (inet_pton(AF_INET, g->o.host, &g->dst[i].sin_addr) != 1) {
+			say("'%s' is not an IPv4 address", g->o.host);
+			return -EINVAL;
+		}
 	}
 	/*
 	 * nchan streams one chunk per message only when asked with "TE: chunked"; our server

@@ -5,7 +5,8 @@
 # per-connection, and the suite's GPS_MODE if it is another), with tiny parameters, and checks
 # that nothing was lost, duplicated or reordered and that every figure is a positive number.
 # Scenarios 8 and 9 spread their subscribers over several loadgen processes and source
-# addresses, as they must at full size. The load generator's own
+# addresses, as they must at full size; scenario 10 runs three nodes sharing three NATS servers
+# (issue 12) and measures cross-node delivery. The load generator's own
 # checks are tested against a scripted server that breaks the rules on purpose, so a smoke run
 # that passes means something.
 
@@ -55,10 +56,11 @@ bench_line()
 }
 
 @test "bench smoke: every scenario in every mode, nothing lost, every figure positive" {
-	local modes="mux fork" runs
+	local modes="mux fork" runs out
 	[[ " $modes " == *" $GPS_MODE "* ]] || modes+=" $GPS_MODE"
-	# One result line per scenario (5 twice: 10) and mode, each kept in the raw results.
-	runs=$((10 * $(wc -w <<<"$modes")))
+	# One result line per scenario (5 and 10 twice each: 12) and mode, each kept in the raw
+	# results.
+	runs=$((12 * $(wc -w <<<"$modes")))
 	run -0 timeout -k 5 "$SMOKE_TIMEOUT" "$GPS_REPO/bench/run" --smoke --build "$GPS_BUILD" \
 		--modes "$modes"
 	[[ $output == *"bench-smoke: $runs runs,"* ]] || {
@@ -73,6 +75,21 @@ bench_line()
 	[[ $output == "$runs" ]]
 	# Scenario 9 ran the multiplexed service with 4 workers, as at full size.
 	run -0 grep -c '^rep=1 key=9 srv=ours-mux .* workers=4$' "$GPS_BUILD/bench/smoke/data/results.txt"
+	# Scenario 10 (issue 12): in every mode, three nodes, and subscriber i on node i % 3 and
+	# publisher j on node j % 3 make exactly two deliveries in three cross-node.
+	out=$(awk '/^rep=1 key=10@/ {
+		delete v
+		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		printf "# %s on %s: %d deliveries, %d cross-node, cross p99 %s us, %s publishes/s\n",
+			v["key"], v["srv"], v["deliveries"], v["cross_deliveries"], v["cross_p99_us"],
+			v["pub_per_s"]
+		n++
+		if (v["nodes"] == 3 && v["cross_deliveries"] * 3 == v["deliveries"] * 2) good++
+	} END { print good + 0, n + 0 }' "$GPS_BUILD/bench/smoke/data/results.txt")
+	grep '^#' <<<"$out" >&3
+	output=$(tail -1 <<<"$out")
+	echo "# scenario 10 lines with 3 nodes and 2/3 of deliveries cross-node, of all: $output" >&3
+	[[ $output == "$((2 * $(wc -w <<<"$modes"))) $((2 * $(wc -w <<<"$modes")))" ]]
 }
 
 @test "3.2, 3.4: loadgen counts duplicates, reordering, gaps, framing errors and strangers" {
@@ -118,6 +135,14 @@ bench_line()
 	[[ $(result_value "$out" sub_errors) == 2 ]]
 	run -2 "$GPS_BUILD/bench/loadgen" --mode nonsense --port "$port"
 	run -2 "$GPS_BUILD/bench/loadgen" --mode replay --port "$port" # replay needs --count
+	# --ports (issue 12's cluster scenario): ports separated by commas, nothing else
+	run -2 "$GPS_BUILD/bench/loadgen" --mode latency --ports "$port,"
+	run -2 "$GPS_BUILD/bench/loadgen" --mode latency --ports "$port,,$port"
+	run -2 "$GPS_BUILD/bench/loadgen" --mode latency --ports "$port,70000"
+	run -2 "$GPS_BUILD/bench/loadgen" --mode latency --ports "$port;$port"
+	# well formed, but no node listens: a runtime failure, said at once (it used to spin)
+	run -1 timeout -s KILL 20 "$GPS_BUILD/bench/loadgen" --mode latency --ports "$port,$port"
+	[[ $output == *"publisher 0: unable to connect"* ]]
 }
 
 # port_listening PORT - whether something listens on 127.0.0.1:PORT.
