@@ -292,11 +292,12 @@ static bool ring_sane(const struct ring *r)
 	const struct ring_hdr *h = r->hdr;
 	const uint64_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
 	const uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	const uint64_t dtail = atomic_load_explicit(&h->data_tail, memory_order_relaxed);
 	uint64_t first = 0, end = 0, last_t = 0;
 
 	if (tail < 1 || tail > head || head - tail > r->nidx || head >= RING_SANE_LIMIT ||
 	    atomic_load_explicit(&h->data_head, memory_order_relaxed) >= RING_SANE_LIMIT ||
-	    atomic_load_explicit(&h->data_tail, memory_order_relaxed) >= RING_SANE_LIMIT ||
+	    dtail >= RING_SANE_LIMIT ||
 	    atomic_load_explicit(&h->last_time_us, memory_order_relaxed) >= RING_SANE_LIMIT)
 		return false;
 	for (uint64_t s = tail; s < head; s++) {
@@ -319,6 +320,10 @@ static bool ring_sane(const struct ring *r)
 		end = pos + ALIGN_UP(len, 8);
 		last_t = t;
 	}
+	/* step c stores tail before data_tail: a crash leaves data_tail behind the oldest held
+	 * record, never past it (past it, every later record would fail ring_rec_valid) */
+	if (head > tail && (dtail > first || first - dtail > r->data_size))
+		return false;
 	return end - first <= r->data_size;
 }
 
