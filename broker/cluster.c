@@ -48,7 +48,8 @@
 #define HDR_TOPIC	    "Gps-Topic"
 #define HDR_MSGID	    "Nats-Msg-Id" /* the publisher's id, deduplicated by JetStream */
 #define HDR_ID		    "Gps-Id"	  /* the publisher's id, with messageIdWindow 0 */
-#define HDR_ORIGIN	    "Gps-Origin"  /* "<this broker's 16 hex>.<token>": its own, read back */
+#define GENERATION_DESC	    "gitpubsub generation " /* + the creating broker's clock, us */
+#define HDR_ORIGIN	    "Gps-Origin" /* "<this broker's 16 hex>.<token>": its own, read back */
 
 struct cluster {
 	struct config cfg;
@@ -366,6 +367,28 @@ static void compare_stream(struct cluster *c, const jsStreamConfig *sc, int64_t 
 			    c->cfg.stream, diff + 2);
 }
 
+/*
+ * The stream's generation (shm/ring.h section 8): the time a broker created it, which it wrote
+ * in the stream's description. Not jsStreamInfo.Created: each server reports its own copy's
+ * creation, so the value changes (by milliseconds) when another server answers, and a broker
+ * took that for a recreated stream. A stream made by someone else has only Created.
+ */
+static uint64_t stream_generation(const jsStreamInfo *si)
+{
+	const char *d = si->Config ? si->Config->Description : NULL;
+
+	if (d && strncmp(d, GENERATION_DESC, strlen(GENERATION_DESC)) == 0) {
+		char *end;
+		uint64_t gen;
+
+		errno = 0;
+		gen = strtoull(d + strlen(GENERATION_DESC), &end, 10);
+		if (!errno && gen && !*end)
+			return gen;
+	}
+	return (uint64_t)si->Created / 1000u;
+}
+
 /* Look at the stream, create it when missing; its generation, or 0 if out of reach. */
 static uint64_t check_stream(struct cluster *c, uint64_t *ret_last)
 {
@@ -380,9 +403,12 @@ static uint64_t check_stream(struct cluster *c, uint64_t *ret_last)
 	s = js_GetStreamInfo(&si, c->js, c->cfg.stream, NULL, &jerr);
 	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
 		const char *subjects[1] = { c->subject };
+		char desc[sizeof(GENERATION_DESC) + 24];
 		jsStreamConfig sc;
 
 		jsStreamConfig_Init(&sc);
+		(void)snprintf(desc, sizeof(desc), "%s%" PRIu64, GENERATION_DESC, now_us());
+		sc.Description = desc;
 		sc.Name = c->cfg.stream;
 		sc.Subjects = subjects;
 		sc.SubjectsLen = 1;
@@ -405,7 +431,7 @@ static uint64_t check_stream(struct cluster *c, uint64_t *ret_last)
 		return 0;
 	}
 	compare_stream(c, si->Config, max_age, dups);
-	gen = (uint64_t)si->Created / 1000u;
+	gen = stream_generation(si);
 	*ret_last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
 	return gen;

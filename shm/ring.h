@@ -194,9 +194,11 @@
  *
  *   With [Cluster] nats set, the ring is this node's copy of one NATS JetStream stream, and the
  *   broker appends only what it consumes from the stream, in stream order:
- *   - seq is the stream sequence, and generation is the stream's creation time in us, so a
- *     cursor (README 3.8) names the same message on every node. A stream recreated (another
- *     creation time) means a new ring (section 6, with the stream's generation).
+ *   - seq is the stream sequence, and generation is the stream's creation time in us (the
+ *     creating broker's clock, written in the stream's description: servers disagree on
+ *     jsStreamInfo.Created), so a cursor (README 3.8) names the same message on every node. A
+ *     stream recreated (another creation time) means a new ring (section 6, with the stream's
+ *     generation).
  *   - time_us is the time the stream stored the message (max(that, previous + 1), writer a), the
  *     same on every node that holds the messages before it.
  *   - The ring always holds a contiguous range of stream sequences: when the next message the

@@ -366,7 +366,7 @@ static void racer(int go, int result, int release)
 	alarm(WATCH_SECONDS);
 	(void)!read(go, &c, 1); /* EOF: both are ready */
 	err = make_writer(ring_b, 64 * KIB, false, &w, &created);
-	c = err == 0 ? 'w' : err == -EBUSY ? 'b' : 'e';
+	c = (char)(err == 0 ? 'w' : err == -EBUSY ? 'b' : 'e');
 	(void)!write(result, &c, 1);
 	(void)!read(release, &c, 1); /* EOF: the other has tried */
 	_exit(0);
