@@ -423,6 +423,10 @@ static uint64_t check_stream(struct cluster *c, uint64_t *ret_last)
 			log_notice("created stream '%s' (subject '%s', %u replicas)", c->cfg.stream,
 				   c->subject, c->cfg.replicas);
 			c->warned_config = true; /* ours: nothing to compare */
+		} else if (jerr == JSStreamNameExistErr) {
+			/* another broker made it first (its description differs from ours) */
+			jerr = 0;
+			s = js_GetStreamInfo(&si, c->js, c->cfg.stream, NULL, &jerr);
 		}
 	}
 	if (s != NATS_OK || !si) {
