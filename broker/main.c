@@ -753,6 +753,11 @@ static bool open_ring(struct broker *b, struct ring_params *rp)
 		log_error("unable to open ring '%s': %s", b->cfg.ring_name, strerror(-err));
 	if (err < 0)
 		return false;
+	if (b->w.replaced_version)
+		log_warning(
+			"ring '%s' was of version %u, an older GitPubSub's that this one cannot "
+			"read: replaced by a version %u ring, its history is lost",
+			b->cfg.ring_name, b->w.replaced_version, RING_VERSION);
 	b->rp = *rp;
 	if (RING_MAX_RECORD(b->w.r.data_size) < b->cfg.max_body + PROTO_MAX_TOPIC)
 		log_warning("ringSize %llu holds messages of at most %llu bytes, less than "

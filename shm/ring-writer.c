@@ -243,7 +243,7 @@ out_close_fd:
  * *r mapped if it holds a valid ring (r->hdr NULL if not); -ENOENT, -EBUSY (another writer holds
  * it), -EPERM (not ours), -errno.
  */
-static int lock_existing(const char *name, struct ring *r)
+static int lock_existing(const char *name, struct ring *r, uint32_t *ret_old_version)
 {
 	struct stat st = { 0 };
 	size_t size = 0;
@@ -251,6 +251,7 @@ static int lock_existing(const char *name, struct ring *r)
 	int fd;
 
 	r->hdr = NULL;
+	*ret_old_version = 0;
 	fd = ring_shm_open(name, O_RDWR, &st);
 	if (fd < 0)
 		return fd;
@@ -261,10 +262,18 @@ static int lock_existing(const char *name, struct ring *r)
 		return err;
 	}
 	if (ring_map_fd(fd, (size_t)st.st_size, true, &base, &size) == 0 && base) {
-		if (ring_validate(base, size) == 0)
+		const struct ring_hdr *h = base;
+
+		if (ring_validate(base, size) == 0) {
 			ring_init_handle(r, base, size);
-		else
+		} else {
+			/* a ring of ours that an older build wrote (section 6: replaced at open) */
+			if (size >= RING_HDR_SIZE &&
+			    atomic_load_explicit(&h->magic, memory_order_acquire) == RING_MAGIC &&
+			    h->version && h->version < RING_VERSION)
+				*ret_old_version = h->version;
 			(void)munmap(base, size);
+		}
 	}
 	return fd;
 }
@@ -416,16 +425,17 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 		     bool *ret_created)
 {
 	struct ring r = { 0 }, made = { 0 };
+	uint32_t old_version = 0;
 	bool created = false;
 	int err, fd;
 
 	/* Absent: make it; when another broker named its own first, open that one instead. */
-	fd = lock_existing(name, &r);
+	fd = lock_existing(name, &r, &old_version);
 	for (int i = 0; fd == -ENOENT && i < OPEN_TRIES; i++) {
 		fd = create_ring(name, p, false, &r);
 		created = fd >= 0;
 		if (fd == -EEXIST)
-			fd = lock_existing(name, &r);
+			fd = lock_existing(name, &r, &old_version);
 	}
 	if (fd < 0)
 		return fd; /* -EPERM: never touched, even with p->recreate */
@@ -434,7 +444,7 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	 * error says (the lock is ours: no broker is live on it) */
 	if (err == 0 && !created && !ring_sane(&r))
 		err = -EPROTO;
-	if (err < 0 && p->recreate) {
+	if (err < 0 && (p->recreate || old_version)) {
 		err = replace_ring(name, p, &r, fd, &made);
 		if (err < 0)
 			goto out_unlock;
@@ -459,6 +469,7 @@ int ring_writer_open(const char *name, const struct ring_params *p, struct ring_
 	w->stats = NULL;
 	w->defer_wake = false;
 	w->wake_pending = false;
+	w->replaced_version = old_version;
 	*ret_created = created;
 	return 0;
 

@@ -166,7 +166,10 @@
  *   the service's), locks it, validates it as a reader would, checks it was made with the
  *   configured size, and resumes at head. A publish cut short by a crash never moved head, so
  *   its entry and bytes are simply rewritten (a reader never looks past head). A crash between
- *   steps a and f leaves stamp odd: the new broker makes it even. Only an explicit
+ *   steps a and f leaves stamp odd: the new broker makes it even. A ring of an older version
+ *   (an upgrade: this build cannot read its history) is replaced at open, and
+ *   ring_writer.replaced_version says so for the broker's log; a newer one is refused (a
+ *   downgrade). Otherwise only an explicit
  *   `gitpubsub-broker --recreate` replaces a ring: the new object, with a new generation, takes
  *   the name by rename(2) (section 1), then the old one gets closed = 1 and everyone is woken;
  *   readers check closed after each wake-up and timeout, then re-attach by name (or exit), and
@@ -663,7 +666,8 @@ struct ring_writer {
 	/* Process-local, nothing shared: with defer_wake, publishes leave step g of section 5 to
 	 * ring_wake_flush(), which the broker calls once per batch of requests. */
 	bool defer_wake;
-	bool wake_pending; /* a publish since the last wake-up, under defer_wake */
+	bool wake_pending;	   /* a publish since the last wake-up, under defer_wake */
+	uint32_t replaced_version; /* ring_writer_open() replaced a ring of this older version */
 };
 
 struct ring_params {
@@ -678,7 +682,8 @@ struct ring_params {
 /*
  * Open ring 'name' for writing, creating it (and its stats object) when absent. An existing ring
  * is validated like a reader would and must have the requested size (-EEXIST otherwise) and this
- * build's version (-EPROTO otherwise) unless p->recreate, which replaces it (section 6). So is a
+ * build's version (-EPROTO otherwise; an older version's is replaced, section 6) unless
+ * p->recreate, which replaces it (section 6). So is a
  * ring holding what no writer leaves (-EPROTO: a held entry without its seq, records outside
  * the data area, out of order or longer than a record may be, times not increasing, counters
  * near 2^64), checked under the writer lock before recovery. -EBUSY while another writer

@@ -1311,13 +1311,30 @@ static void test_validation(void)
 		}
 	}
 
-	/* the writer refuses a ring of another version, unless told to recreate it */
+	/* the writer refuses a ring of a newer version (a downgrade), unless told to recreate it */
 	w.r.hdr->version = RING_VERSION + 1;
 	ring_writer_close(&w);
 	is(open_ring(name, SMALL_DATA, 0, false, &w, &created), -EPROTO,
-	   "validate: writer refuses a ring of another version with -EPROTO");
+	   "validate: writer refuses a ring of a newer version with -EPROTO");
 	err = open_ring(name, SMALL_DATA, 0, true, &w, &created);
-	ok(err == 0 && created, "validate: recreate replaces it");
+	ok(err == 0 && created && !w.replaced_version, "validate: recreate replaces it");
+	if (err < 0) {
+		drop_ring(name);
+		return;
+	}
+	/* an older version's ring (an upgrade) is replaced at open, and says which it was */
+	w.r.hdr->version = RING_VERSION - 1;
+	ring_writer_close(&w);
+	err = open_ring(name, SMALL_DATA, 0, false, &w, &created);
+	ok(err == 0 && created, "validate: an older version's ring is replaced without recreate");
+	is(err == 0 ? w.replaced_version : 0, RING_VERSION - 1,
+	   "validate: replaced_version names the older version");
+	if (err == 0) {
+		ok(w.r.hdr->version == RING_VERSION, "validate: the new ring is of this version");
+		ring_writer_close(&w);
+	}
+	err = open_ring(name, SMALL_DATA, 0, false, &w, &created);
+	ok(err == 0 && !created && !w.replaced_version, "validate: then it is kept as usual");
 	if (err == 0)
 		ring_writer_close(&w);
 	drop_ring(name);
