@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "shm/topic.h"
@@ -407,7 +408,7 @@ static uint64_t check_stream(struct cluster *c, uint64_t *ret_last)
 		jsStreamConfig sc;
 
 		jsStreamConfig_Init(&sc);
-		(void)snprintf(desc, sizeof(desc), "%s%" PRIu64, GENERATION_DESC, now_us());
+		(void)snprintf(desc, sizeof(desc), "%s%" PRIu64, GENERATION_DESC, io_now_real_us());
 		sc.Description = desc;
 		sc.Name = c->cfg.stream;
 		sc.Subjects = subjects;
