@@ -52,19 +52,6 @@ two_workers()
 	(($(workers | wc -l) == 2))
 }
 
-figure()
-{
-	echo "# figure: $*" >&3
-}
-
-# want FILE NAME VALUE - the subs.pl figure NAME in FILE is VALUE.
-want()
-{
-	local v
-	v=$(sed -n "s/^$2=//p" "$1")
-	[[ $v == "$3" ]] || _gps_fail "$2 is '$v', wanted $3 ($(tr '\n' ' ' <"$1"))"
-}
-
 # publish_n PATH FROM TO [DELAY] - publish {"n":FROM} ... {"n":TO}, DELAY seconds apart.
 publish_n()
 {
@@ -82,19 +69,19 @@ publish_n()
 	pid=$!
 	_gps_sleep_until 20 test -e "$ready"
 	procs=$(($(workers | wc -l) + 1))
-	figure "300 subscribers held by $procs frontend processes (the supervisor and $((procs - 1)) workers)"
+	gps_figure "300 subscribers held by $procs frontend processes (the supervisor and $((procs - 1)) workers)"
 	((procs == 3))
 	# the workers share them out (EPOLLEXCLUSIVE alone would wake the same idle one each time)
-	figure "sockets per worker: $(for w in $(workers); do find "/proc/$w/fd" -lname 'socket:*' | wc -l; done | tr '\n' ' ')"
+	gps_figure "sockets per worker: $(for w in $(workers); do find "/proc/$w/fd" -lname 'socket:*' | wc -l; done | tr '\n' ' ')"
 	for w in $(workers); do
 		(($(find "/proc/$w/fd" -lname 'socket:*' | wc -l) >= 75))
 	done
 	publish_n /m1 1 20
 	wait "$pid"
-	want "$out" complete 300
-	want "$out" lost 0
-	want "$out" duplicates 0
-	want "$out" errors 0
+	gps_want "$out" complete 300
+	gps_want "$out" lost 0
+	gps_want "$out" duplicates 0
+	gps_want "$out" errors 0
 }
 
 @test "multiplexed: a worker SIGKILLed mid-stream is restarted; its clients resume by cursor and miss nothing" {
@@ -108,12 +95,12 @@ publish_n()
 	kill -KILL "$victim"
 	publish_n /m2 81 200 0.01
 	wait "$pid"
-	figure "worker $victim killed after 80 of 200 messages: $(tr '\n' ' ' <"$out")"
-	want "$out" complete 40
-	want "$out" lost 0
-	want "$out" duplicates 0
-	want "$out" reordered 0
-	want "$out" gaps 0
+	gps_figure "worker $victim killed after 80 of 200 messages: $(tr '\n' ' ' <"$out")"
+	gps_want "$out" complete 40
+	gps_want "$out" lost 0
+	gps_want "$out" duplicates 0
+	gps_want "$out" reordered 0
+	gps_want "$out" gaps 0
 	# its clients came back (to either worker), and the supervisor replaced it
 	(($(sed -n 's/^reconnects=//p' "$out") > 0))
 	_gps_sleep_until 5 two_workers
@@ -142,19 +129,19 @@ publish_n()
 	done
 	wait "$pid"
 	ms=$((($(date +%s%N) - t0) / 1000000))
-	figure "160 x 40 KB (6.4 MB) to 20 readers beside a stopped one: all read in $ms ms; $(tr '\n' ' ' <"$out")"
-	want "$out" complete 20
-	want "$out" lost 0
-	want "$out" duplicates 0
-	want "$out" errors 0
+	gps_figure "160 x 40 KB (6.4 MB) to 20 readers beside a stopped one: all read in $ms ms; $(tr '\n' ' ' <"$out")"
+	gps_want "$out" complete 20
+	gps_want "$out" lost 0
+	gps_want "$out" duplicates 0
+	gps_want "$out" errors 0
 	# The stopped reader reads again: what its socket held, one gap notice, then the rest.
 	touch "$go"
 	[[ $(gps_publish /m3 '{"after":1}') == 200 ]]
 	wait "$hpid"
-	figure "the stopped reader, reading again: $(tr '\n' ' ' <"$held")"
-	want "$held" gaps 1
-	want "$held" after 1
-	want "$held" duplicates 0
-	want "$held" reordered 0
-	want "$held" first 1
+	gps_figure "the stopped reader, reading again: $(tr '\n' ' ' <"$held")"
+	gps_want "$held" gaps 1
+	gps_want "$held" after 1
+	gps_want "$held" duplicates 0
+	gps_want "$held" reordered 0
+	gps_want "$held" first 1
 }
